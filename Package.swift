@@ -1,0 +1,33 @@
+// swift-tools-version:6.0
+// smil: spatially-aware multiple instance learning on whole slide images, in Swift.
+import PackageDescription
+
+let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "smil",
+    products: [
+        .library(name: "Core", targets: ["Core"]),
+        .executable(name: "smil", targets: ["SMILScript"]),
+    ],
+    targets: [
+        // C libraries from Debian, each behind its own small module map.
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
+        .systemLibrary(name: "CReadline", path: "Sources/CReadline"),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
+        .systemLibrary(name: "CJPEG", path: "Sources/CJPEG"),
+
+        .target(name: "Core", dependencies: ["COpenBLAS", "CPNG", "CJPEG"], swiftSettings: optimize),
+        .target(name: "Interpreter", dependencies: ["Core"], swiftSettings: optimize),
+        .executableTarget(name: "SMILScript", dependencies: ["Core", "Interpreter", "CReadline"],
+                          swiftSettings: optimize),
+        .executableTarget(name: "smil-bench", dependencies: ["Core"], path: "Sources/Bench",
+                          swiftSettings: optimize),
+
+        .target(name: "TestSupport", dependencies: ["Core"], path: "Tests/TestSupport"),
+        .testTarget(name: "CoreTests", dependencies: ["Core", "TestSupport"]),
+        .testTarget(name: "InterpreterTests", dependencies: ["Interpreter", "TestSupport"]),
+        .testTarget(name: "SMILScriptTests", dependencies: ["SMILScript", "TestSupport"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

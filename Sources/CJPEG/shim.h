@@ -1,0 +1,3 @@
+// CJPEG: libjpeg-turbo's libjpeg API (libjpeg-dev).
+#include <stdio.h>
+#include <jpeglib.h>

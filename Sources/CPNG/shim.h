@@ -1,0 +1,2 @@
+// CPNG: libpng 1.6 (libpng-dev).
+#include <png.h>

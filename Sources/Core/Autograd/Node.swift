@@ -1,0 +1,160 @@
+// Node.swift: the autograd graph. Each differentiable result holds a node that knows its inputs'
+// nodes and how to turn the result's gradient into theirs.
+
+/// One vertex of the dynamic graph. A leaf node belongs to a tensor created with `requiresGrad`
+/// and accumulates its gradient in `grad`; an operation node holds the backward closure.
+public final class Node {
+    /// The gradient accumulated by `backward()` (leaves only).
+    public internal(set) var grad: Tensor?
+    let isLeaf: Bool
+    let shape: [Int]
+    let name: String
+    var inputs: [Node?]
+    /// Maps the output gradient to one gradient per input (nil where an input needs none).
+    var backwardFn: ((Tensor) throws -> [Tensor?])?
+
+    init(leafWithShape shape: [Int]) {
+        isLeaf = true
+        self.shape = shape
+        name = "leaf"
+        inputs = []
+    }
+
+    init(op name: String, shape: [Int], inputs: [Node?], backward: @escaping (Tensor) throws -> [Tensor?]) {
+        isLeaf = false
+        self.name = name
+        self.shape = shape
+        self.inputs = inputs
+        backwardFn = backward
+    }
+}
+
+/// Whether operations record the graph. `noGrad` turns recording off for a scope.
+public enum GradMode {
+    nonisolated(unsafe) public private(set) static var isEnabled = true
+
+    /// Runs `body` with gradient recording off, restoring the previous mode afterwards.
+    public static func noGrad<R>(_ body: () throws -> R) rethrows -> R {
+        let previous = isEnabled
+        isEnabled = false
+        defer { isEnabled = previous }
+        return try body()
+    }
+
+    /// Runs `body` with gradient recording on.
+    public static func enableGrad<R>(_ body: () throws -> R) rethrows -> R {
+        let previous = isEnabled
+        isEnabled = true
+        defer { isEnabled = previous }
+        return try body()
+    }
+}
+
+extension Tensor {
+    /// Whether operations on this tensor are recorded for `backward()`.
+    public var requiresGrad: Bool {
+        get { node != nil }
+        set {
+            if newValue {
+                if node == nil { node = Node(leafWithShape: shape) }
+            } else {
+                node = nil
+            }
+        }
+    }
+
+    /// Whether this tensor was created by the user rather than by a recorded operation.
+    public var isLeaf: Bool { node?.isLeaf ?? true }
+
+    /// The gradient accumulated into this leaf by `backward()`; settable (nil clears it).
+    public var grad: Tensor? {
+        get { node?.grad }
+        nonmutating set { node?.grad = newValue }
+    }
+
+    /// The same values, cut off from the graph.
+    public func detached() -> Tensor {
+        var t = self
+        t.node = nil
+        return t
+    }
+
+    /// Builds a result that records `backward` when gradients are on and any input requires them.
+    /// `backward` maps the result's gradient to one gradient per input (nil to skip one).
+    @usableFromInline func recorded(_ op: String, _ inputs: [Tensor], backward: @escaping (Tensor) throws -> [Tensor?]) -> Tensor {
+        var out = self
+        out.node = nil
+        guard GradMode.isEnabled, inputs.contains(where: { $0.node != nil }) else { return out }
+        out.node = Node(op: op, shape: shape, inputs: inputs.map { $0.node }, backward: backward)
+        return out
+    }
+
+    /// Back-propagates from this tensor. A scalar (one-element) tensor needs no `gradient`; any
+    /// other needs one of its shape. Gradients accumulate into the `grad` of every leaf reached;
+    /// the graph is freed afterwards, as PyTorch does.
+    public func backward(_ gradient: Tensor? = nil) throws {
+        guard let root = node else {
+            throw CoreError.autograd("element 0 of tensors does not require grad and does not have a grad_fn")
+        }
+        let seed: Tensor
+        if let g = gradient {
+            guard g.shape == shape else {
+                throw CoreError.shapeMismatch(op: "backward",
+                                              "gradient has shape \(shapeString(g.shape)), tensor has \(shapeString(shape))")
+            }
+            seed = g.detached()
+        } else {
+            guard count == 1 else {
+                throw CoreError.autograd("grad can be implicitly created only for scalar outputs (shape \(shapeString(shape)))")
+            }
+            seed = Tensor(repeating: 1, shape: shape)
+        }
+        try GradMode.noGrad { try Node.propagate(from: root, seed: seed) }
+    }
+}
+
+extension Node {
+    /// Visits nodes in reverse topological order, summing gradients per node before passing them on.
+    static func propagate(from root: Node, seed: Tensor) throws {
+        // Iterative depth-first post-order, so deep graphs cannot overflow the stack.
+        var order: [Node] = []
+        var visited = Set<ObjectIdentifier>()
+        var stack: [(Node, Int)] = [(root, 0)]
+        visited.insert(ObjectIdentifier(root))
+        while let (node, next) = stack.popLast() {
+            if next < node.inputs.count {
+                stack.append((node, next + 1))
+                if let child = node.inputs[next], !visited.contains(ObjectIdentifier(child)) {
+                    visited.insert(ObjectIdentifier(child))
+                    stack.append((child, 0))
+                }
+            } else {
+                order.append(node)
+            }
+        }
+        var pending: [ObjectIdentifier: Tensor] = [ObjectIdentifier(root): seed]
+        for node in order.reversed() {
+            guard let g = pending.removeValue(forKey: ObjectIdentifier(node)) else { continue }
+            if node.isLeaf {
+                node.grad = node.grad.map { $0.adding(g) } ?? g
+                continue
+            }
+            guard let fn = node.backwardFn else {
+                throw CoreError.autograd("trying to backward through the graph a second time (\(node.name)); its buffers were freed")
+            }
+            let grads = try fn(g)
+            precondition(grads.count == node.inputs.count, "\(node.name): backward returned \(grads.count) gradients")
+            for (input, grad) in zip(node.inputs, grads) {
+                guard let input = input, let grad = grad else { continue }
+                guard grad.shape == input.shape else {
+                    throw CoreError.autograd("\(node.name): gradient of shape \(shapeString(grad.shape)) for an input of shape \(shapeString(input.shape))")
+                }
+                let key = ObjectIdentifier(input)
+                if let acc = pending[key] { pending[key] = acc.adding(grad) } else { pending[key] = grad }
+            }
+            // Free the graph as we go: the closure holds the saved tensors.
+            node.backwardFn = nil
+            node.inputs = []
+        }
+    }
+}

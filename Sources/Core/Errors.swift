@@ -1,0 +1,30 @@
+// Errors.swift: the errors Core throws. Library code never prints or exits; it throws these.
+
+/// An error raised by Core: bad shapes, bad arguments, malformed files.
+public enum CoreError: Error, CustomStringConvertible, Equatable {
+    /// An operation was given tensors whose shapes do not fit together.
+    case shapeMismatch(op: String, String)
+    /// An argument has a value the operation cannot accept.
+    case invalidArgument(op: String, String)
+    /// A file could not be read, written or parsed.
+    case file(path: String, String)
+    /// A state dict does not fit a module.
+    case stateDict(String)
+    /// Autograd was asked for something it cannot do.
+    case autograd(String)
+
+    public var description: String {
+        switch self {
+        case .shapeMismatch(let op, let msg): return "\(op): \(msg)"
+        case .invalidArgument(let op, let msg): return "\(op): \(msg)"
+        case .file(let path, let msg): return "\(path): \(msg)"
+        case .stateDict(let msg): return "load_state_dict: \(msg)"
+        case .autograd(let msg): return "autograd: \(msg)"
+        }
+    }
+}
+
+/// Formats a shape as PyTorch does in messages: `[2, 3, 4]`.
+@inlinable public func shapeString(_ shape: [Int]) -> String {
+    "[" + shape.map(String.init).joined(separator: ", ") + "]"
+}

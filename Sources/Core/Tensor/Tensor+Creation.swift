@@ -1,0 +1,71 @@
+// Tensor+Creation.swift: factories — constants, ranges, identity and random tensors.
+
+extension Tensor {
+    /// A tensor of zeros.
+    public static func zeros(_ shape: [Int]) -> Tensor { Tensor(repeating: 0, shape: shape) }
+    /// A tensor of ones.
+    public static func ones(_ shape: [Int]) -> Tensor { Tensor(repeating: 1, shape: shape) }
+    /// A tensor filled with `value`.
+    public static func full(_ shape: [Int], _ value: Float) -> Tensor { Tensor(repeating: value, shape: shape) }
+
+    /// `[start, start+step, ...)` below `end`, as PyTorch's `arange`.
+    public static func arange(_ start: Float = 0, _ end: Float, step: Float = 1) throws -> Tensor {
+        guard step != 0 else { throw CoreError.invalidArgument(op: "arange", "step must be nonzero") }
+        let n = Swift.max(0, Int(((end - start) / step).rounded(.up)))
+        return Tensor((0..<n).map { start + Float($0) * step })
+    }
+
+    /// The n x n identity matrix.
+    public static func eye(_ n: Int) -> Tensor {
+        var t = zeros([n, n])
+        for i in 0..<n { t[flat: i * n + i] = 1 }
+        return t
+    }
+
+    /// Standard normal values from the global generator (or `generator`).
+    public static func randn(_ shape: [Int], mean: Float = 0, std: Float = 1) -> Tensor {
+        let t = Tensor(uninitializedShape: shape)
+        let p = t.storage.pointer
+        for i in 0..<t.count { p[i] = mean + std * Float(RandomGenerator.global.nextNormal()) }
+        return t
+    }
+
+    /// Uniform values in `[low, high)` from the global generator.
+    public static func rand(_ shape: [Int], low: Float = 0, high: Float = 1) -> Tensor {
+        let t = Tensor(uninitializedShape: shape)
+        let p = t.storage.pointer
+        for i in 0..<t.count {
+            p[i] = low + (high - low) * Float(RandomGenerator.global.nextUniform())
+        }
+        return t
+    }
+
+    /// Elementwise choice: `a` where `condition` is nonzero, else `b` (all broadcast together).
+    public static func `where`(_ condition: Tensor, _ a: Tensor, _ b: Tensor) throws -> Tensor {
+        let shape = try broadcastShapes(try broadcastShapes(condition.shape, a.shape, op: "where"), b.shape, op: "where")
+        let zero = Tensor.zeros(shape)
+        let mask = try condition.zipped(zero, op: "where") { c, _ in c != 0 ? 1 : 0 }
+        let inverse = mask.mapped { 1 - $0 }
+        return try a.mul(mask).add(try b.mul(inverse))
+    }
+
+    /// Whether all elements satisfy |a - b| <= atol + rtol * |b| (shapes must broadcast).
+    public static func allClose(_ a: Tensor, _ b: Tensor, rtol: Float = 1e-5, atol: Float = 1e-8) throws -> Bool {
+        let d = try a.zipped(b, op: "allclose") { x, y in
+            (x == y || Swift.abs(x - y) <= atol + rtol * Swift.abs(y)) ? 0 : 1
+        }
+        return d.scalars.allSatisfy { $0 == 0 }
+    }
+}
+
+extension IntTensor {
+    /// Uniform integers in `lo..<hi` from the global generator.
+    public static func randint(_ lo: Int, _ hi: Int, shape: [Int]) -> IntTensor {
+        var t = IntTensor(repeating: 0, shape: shape)
+        for i in 0..<t.count { t.scalars[i] = RandomGenerator.global.nextInt(lo, hi) }
+        return t
+    }
+
+    /// `0..<n`.
+    public static func arange(_ n: Int) -> IntTensor { IntTensor(Array(0..<n)) }
+}

@@ -1,0 +1,194 @@
+// Tensor+Shape.swift: reshaping, transposing, slicing, joining — differentiable.
+
+extension Tensor {
+    /// The same elements in a new shape; one dimension may be -1 (inferred).
+    public func reshaped(_ newShape: [Int]) throws -> Tensor {
+        var target = newShape
+        let known = newShape.filter { $0 != -1 }.reduce(1, *)
+        let inferred = newShape.filter { $0 == -1 }.count
+        if inferred == 1, let i = newShape.firstIndex(of: -1), known > 0, count % known == 0 {
+            target[i] = count / known
+        }
+        guard inferred <= 1, target.allSatisfy({ $0 >= 0 }), target.reduce(1, *) == count else {
+            throw CoreError.shapeMismatch(op: "reshape", "shape \(shapeString(newShape)) is invalid for input of size \(count) (shape \(shapeString(shape)))")
+        }
+        let old = shape
+        return withShape(target).recorded("reshape", [self]) { g in [g.withShape(old)] }
+    }
+
+    /// Flattens dimensions `start...end` into one.
+    public func flattened(start: Int = 0, end: Int = -1) throws -> Tensor {
+        guard rank > 0 else { return try reshaped([1]) }
+        let s = try normalizeDim(start, rank: rank, op: "flatten"), e = try normalizeDim(end, rank: rank, op: "flatten")
+        guard s <= e else { throw CoreError.invalidArgument(op: "flatten", "start \(start) is after end \(end)") }
+        let merged = shape[s...e].reduce(1, *)
+        return try reshaped(Array(shape[..<s]) + [merged] + Array(shape[(e + 1)...]))
+    }
+
+    /// Inserts a dimension of size 1 at `dim`.
+    public func unsqueezed(_ dim: Int) throws -> Tensor {
+        let d = try normalizeDim(dim, rank: rank + 1, op: "unsqueeze")
+        var s = shape
+        s.insert(1, at: d)
+        return try reshaped(s)
+    }
+
+    /// Removes dimension `dim` if its size is 1 (all size-1 dimensions when nil).
+    public func squeezed(_ dim: Int? = nil) throws -> Tensor {
+        guard let dim = dim else { return try reshaped(shape.filter { $0 != 1 }) }
+        let d = try normalizeDim(dim, rank: rank, op: "squeeze")
+        guard shape[d] == 1 else { return self }
+        var s = shape
+        s.remove(at: d)
+        return try reshaped(s)
+    }
+
+    /// Reorders the dimensions: result dimension i is input dimension `dims[i]`.
+    public func permuted(_ dims: [Int]) throws -> Tensor {
+        let ds = try dims.map { try normalizeDim($0, rank: rank, op: "permute") }
+        guard ds.count == rank, Set(ds).count == rank else {
+            throw CoreError.invalidArgument(op: "permute", "\(dims) is not a permutation of the \(rank) dimensions of \(shapeString(shape))")
+        }
+        if ds == Array(0..<rank) { return self }
+        let outShape = ds.map { shape[$0] }
+        let inStrides = contiguousStrides(shape)
+        let srcStrides = ds.map { inStrides[$0] }
+        let out = Tensor(uninitializedShape: outShape)
+        let src = storage.pointer, dst = out.storage.pointer
+        let r = outShape.count
+        let inner = outShape[r - 1], innerStride = srcStrides[r - 1]
+        let rows = count / Swift.max(inner, 1)
+        var index = [Int](repeating: 0, count: r)
+        var off = 0
+        for row in 0..<rows {
+            let base = row * inner
+            for j in 0..<inner { dst[base + j] = src[off + j * innerStride] }
+            var d = r - 2
+            while d >= 0 {
+                index[d] += 1
+                off += srcStrides[d]
+                if index[d] < outShape[d] { break }
+                off -= srcStrides[d] * outShape[d]
+                index[d] = 0
+                d -= 1
+            }
+        }
+        var inverse = [Int](repeating: 0, count: r)
+        for (i, d) in ds.enumerated() { inverse[d] = i }
+        return out.recorded("permute", [self]) { g in [try g.permuted(inverse)] }
+    }
+
+    /// Swaps two dimensions.
+    public func transposed(_ a: Int = 0, _ b: Int = 1) throws -> Tensor {
+        let da = try normalizeDim(a, rank: rank, op: "transpose"), db = try normalizeDim(b, rank: rank, op: "transpose")
+        var dims = Array(0..<rank)
+        dims.swapAt(da, db)
+        return try permuted(dims)
+    }
+
+    /// Elements `start, start+step, ...` below `end` along `dim` (Python slice semantics: negative
+    /// bounds count from the end and are clipped).
+    public func slice(dim: Int, start: Int? = nil, end: Int? = nil, step: Int = 1) throws -> Tensor {
+        let d = try normalizeDim(dim, rank: rank, op: "slice")
+        guard step > 0 else { throw CoreError.invalidArgument(op: "slice", "step must be positive, got \(step)") }
+        let n = shape[d]
+        func clip(_ v: Int?, _ def: Int) -> Int {
+            guard var v = v else { return def }
+            if v < 0 { v += n }
+            return Swift.min(Swift.max(v, 0), n)
+        }
+        let lo = clip(start, 0), hi = clip(end, n)
+        let picked = lo < hi ? Array(stride(from: lo, to: hi, by: step)) : []
+        return try gather(dim: d, picked)
+    }
+
+    /// The sub-tensor at `index` along `dim`, with that dimension removed.
+    public func select(dim: Int = 0, _ index: Int) throws -> Tensor {
+        let d = try normalizeDim(dim, rank: rank, op: "select")
+        let n = shape[d]
+        let i = index < 0 ? index + n : index
+        guard i >= 0 && i < n else {
+            throw CoreError.invalidArgument(op: "index", "index \(index) is out of bounds for dimension \(d) with size \(n)")
+        }
+        var s = shape
+        s.remove(at: d)
+        return try gather(dim: d, [i]).reshaped(s)
+    }
+
+    /// Picks `indices` along `dim` (repeats allowed); gradients add up at repeated indices.
+    public func gather(dim d: Int, _ indices: [Int]) throws -> Tensor {
+        let n = shape[d]
+        for i in indices where i < 0 || i >= n {
+            throw CoreError.invalidArgument(op: "index", "index \(i) is out of bounds for dimension \(d) with size \(n)")
+        }
+        let (outer, _, inner) = splitAround(shape, d)
+        var outShape = shape
+        outShape[d] = indices.count
+        let out = Tensor(uninitializedShape: outShape)
+        let src = storage.pointer, dst = out.storage.pointer
+        for o in 0..<outer {
+            for (k, i) in indices.enumerated() {
+                (dst + (o * indices.count + k) * inner).update(from: src + (o * n + i) * inner, count: inner)
+            }
+        }
+        let inShape = shape
+        return out.recorded("index", [self]) { g in
+            let gx = Tensor(repeating: 0, shape: inShape)
+            let gp = g.storage.pointer, gxp = gx.storage.pointer
+            for o in 0..<outer {
+                for (k, i) in indices.enumerated() {
+                    let a = gxp + (o * n + i) * inner, b = gp + (o * indices.count + k) * inner
+                    for j in 0..<inner { a[j] += b[j] }
+                }
+            }
+            return [gx]
+        }
+    }
+
+    /// Joins tensors along `dim`; all other dimensions must agree.
+    public static func cat(_ tensors: [Tensor], dim: Int = 0) throws -> Tensor {
+        guard let first = tensors.first else { throw CoreError.invalidArgument(op: "cat", "expected a non-empty list of tensors") }
+        let d = try normalizeDim(dim, rank: first.rank, op: "cat")
+        for (i, t) in tensors.enumerated() {
+            var a = t.shape, b = first.shape
+            guard a.count == b.count else {
+                throw CoreError.shapeMismatch(op: "cat", "tensor 0 has shape \(shapeString(first.shape)) but tensor \(i) has shape \(shapeString(t.shape))")
+            }
+            a[d] = 0; b[d] = 0
+            guard a == b else {
+                throw CoreError.shapeMismatch(op: "cat", "sizes must match except in dimension \(d): tensor 0 has shape \(shapeString(first.shape)), tensor \(i) has \(shapeString(t.shape))")
+            }
+        }
+        let sizes = tensors.map { $0.shape[d] }
+        var outShape = first.shape
+        outShape[d] = sizes.reduce(0, +)
+        let (outer, total, inner) = splitAround(outShape, d)
+        let out = Tensor(uninitializedShape: outShape)
+        let dst = out.storage.pointer
+        var offset = 0
+        for t in tensors {
+            let n = t.shape[d], src = t.storage.pointer
+            for o in 0..<outer {
+                (dst + (o * total + offset) * inner).update(from: src + o * n * inner, count: n * inner)
+            }
+            offset += n
+        }
+        return out.recorded("cat", tensors) { g in
+            var start = 0
+            return try sizes.map { n in
+                defer { start += n }
+                return try g.slice(dim: d, start: start, end: start + n)
+            }
+        }
+    }
+
+    /// Stacks equal-shaped tensors along a new dimension `dim`.
+    public static func stack(_ tensors: [Tensor], dim: Int = 0) throws -> Tensor {
+        guard let first = tensors.first else { throw CoreError.invalidArgument(op: "stack", "expected a non-empty list of tensors") }
+        for (i, t) in tensors.enumerated() where t.shape != first.shape {
+            throw CoreError.shapeMismatch(op: "stack", "stack expects each tensor to be equal size, but got \(shapeString(first.shape)) at entry 0 and \(shapeString(t.shape)) at entry \(i)")
+        }
+        let d = try normalizeDim(dim, rank: first.rank + 1, op: "stack")
+        return try cat(tensors.map { try $0.unsqueezed(d) }, dim: d)
+    }
+}

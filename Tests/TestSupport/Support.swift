@@ -1,0 +1,104 @@
+// Support.swift: shared test helpers — tolerance asserts that report the caller's line, the path
+// to ../shared, and finite-difference gradient checks.
+
+import Foundation
+import XCTest
+import Core
+
+/// The repository root (three levels above this file).
+public let repositoryRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent()
+
+/// `../shared` beside the checkout (or `SMIL_SHARED`), where CI keeps golden files and sample data.
+public let sharedFolder: URL = {
+    if let s = ProcessInfo.processInfo.environment["SMIL_SHARED"] { return URL(fileURLWithPath: s) }
+    return repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared")
+}()
+
+/// The path of a file under ../shared, or a skip with the reason printed when it is absent.
+public func sharedFile(_ relative: String) throws -> String {
+    let url = sharedFolder.appendingPathComponent(relative)
+    guard FileManager.default.fileExists(atPath: url.path) else {
+        let reason = "skipped: \(url.path) is not here (tests that read ../shared run in CI, which has it)"
+        print(reason)
+        throw XCTSkip(reason)
+    }
+    return url.path
+}
+
+/// Norm-based relative error ||a - b|| / max(||b||, tiny).
+public func relativeError(_ a: Tensor, _ b: Tensor) -> Double {
+    precondition(a.count == b.count)
+    var num = 0.0, den = 0.0
+    for i in 0..<a.count {
+        let d = Double(a[flat: i]) - Double(b[flat: i])
+        num += d * d
+        den += Double(b[flat: i]) * Double(b[flat: i])
+    }
+    return (num / max(den, 1e-30)).squareRoot()
+}
+
+/// Asserts equal shapes and a relative error at most `tolerance`.
+public func assertClose(_ a: Tensor, _ b: Tensor, tolerance: Double = 1e-4, _ message: String = "",
+                        file: StaticString = #filePath, line: UInt = #line) {
+    guard a.shape == b.shape else {
+        XCTFail("\(message): shape \(a.shape) != \(b.shape)", file: file, line: line)
+        return
+    }
+    let e = relativeError(a, b)
+    XCTAssertLessThanOrEqual(e, tolerance, "\(message): relative error \(e)", file: file, line: line)
+}
+
+/// Asserts that each element differs by at most atol + rtol * |expected|.
+public func assertAllClose(_ a: Tensor, _ b: Tensor, rtol: Float = 1e-5, atol: Float = 1e-6, _ message: String = "",
+                           file: StaticString = #filePath, line: UInt = #line) {
+    guard a.shape == b.shape else {
+        XCTFail("\(message): shape \(a.shape) != \(b.shape)", file: file, line: line)
+        return
+    }
+    for i in 0..<a.count where abs(a[flat: i] - b[flat: i]) > atol + rtol * abs(b[flat: i]) {
+        XCTFail("\(message): element \(i): \(a[flat: i]) vs \(b[flat: i])", file: file, line: line)
+        return
+    }
+}
+
+/// Checks the gradients of `f` (any output; reduced with a fixed random cotangent) with respect to
+/// each input against central finite differences. Inputs are perturbed in float32, so the step is
+/// large and the comparison is norm-based.
+public func assertGradientsMatch(_ inputs: [Tensor], eps: Float = 1e-2, tolerance: Double = 2e-2,
+                                 file: StaticString = #filePath, line: UInt = #line,
+                                 _ f: ([Tensor]) throws -> Tensor) throws {
+    var xs = inputs.map { t -> Tensor in var c = t.detached(); c.requiresGrad = true; return c }
+    let probe = try f(xs.map { $0.detached() })
+    var rng = RandomGenerator(seed: 99)
+    let r = try Tensor((0..<probe.count).map { _ in Float(rng.nextNormal()) }, shape: probe.shape)
+    func loss(_ ts: [Tensor]) throws -> Double {
+        let y = try GradMode.noGrad { try f(ts) }
+        var s = 0.0
+        for i in 0..<y.count { s += Double(y[flat: i]) * Double(r[flat: i]) }
+        return s
+    }
+    let out = try f(xs)
+    try out.mul(r).sum().backward()
+    for k in xs.indices {
+        guard let analytic = xs[k].grad else {
+            XCTFail("input \(k) got no gradient", file: file, line: line)
+            continue
+        }
+        var numeric = Tensor.zeros(xs[k].shape)
+        for i in 0..<xs[k].count {
+            var plus = xs.map { $0.detached() }, minus = xs.map { $0.detached() }
+            plus[k][flat: i] += eps
+            minus[k][flat: i] -= eps
+            numeric[flat: i] = Float((try loss(plus) - loss(minus)) / Double(2 * eps))
+        }
+        let e = relativeError(analytic, numeric)
+        XCTAssertLessThanOrEqual(e, tolerance, "input \(k): analytic \(analytic.scalars.prefix(6)) vs numeric \(numeric.scalars.prefix(6))", file: file, line: line)
+    }
+    xs.removeAll()
+}
+
+/// Reads a golden safetensors file from ../shared/golden (skipping when absent).
+public func golden(_ name: String) throws -> SafeTensors {
+    try SafeTensors.read(sharedFile("golden/\(name)"))
+}
