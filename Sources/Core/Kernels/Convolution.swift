@@ -7,6 +7,13 @@ public struct ConvGeometry: Equatable {
     public var outChannels, kernelH, kernelW: Int
     public var stride, padding, dilation: Int
 
+    public init(batch: Int, inChannels: Int, height: Int, width: Int, outChannels: Int, kernelH: Int, kernelW: Int,
+                stride: Int = 1, padding: Int = 0, dilation: Int = 1) {
+        (self.batch, self.inChannels, self.height, self.width) = (batch, inChannels, height, width)
+        (self.outChannels, self.kernelH, self.kernelW) = (outChannels, kernelH, kernelW)
+        (self.stride, self.padding, self.dilation) = (stride, padding, dilation)
+    }
+
     public var outHeight: Int { (height + 2 * padding - dilation * (kernelH - 1) - 1) / stride + 1 }
     public var outWidth: Int { (width + 2 * padding - dilation * (kernelW - 1) - 1) / stride + 1 }
     var outPlane: Int { outHeight * outWidth }

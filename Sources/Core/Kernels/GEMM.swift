@@ -18,7 +18,7 @@ public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Floa
     let ta = transA ? CblasTrans : CblasNoTrans
     let tb = transB ? CblasTrans : CblasNoTrans
     let work = m * n * k
-    if work < 1 << 20 || Parallel.threads == 1 {
+    if work < 1 << 20 {
         cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb),
                     beta, c, Int32(ldc))
         return
