@@ -59,10 +59,14 @@ func im2col(_ input: UnsafePointer<Float>, _ col: UnsafeMutablePointer<Float>, _
                     if hi > lo { (d + lo).update(from: srow + x0 + lo, count: hi - lo) }
                     if hi < ow { (d + max(hi, 0)).update(repeating: 0, count: ow - max(hi, 0)) }
                 } else {
-                    for x in 0..<ow {
-                        let ix = x0 + x * g.stride
-                        d[x] = (ix >= 0 && ix < g.width) ? srow[ix] : 0
-                    }
+                    // Output columns whose input column x0 + x * stride lies inside the row.
+                    let s = g.stride
+                    let lo = min(ow, x0 >= 0 ? 0 : (-x0 + s - 1) / s)
+                    let hi = max(lo, min(ow, g.width - x0 <= 0 ? 0 : (g.width - 1 - x0) / s + 1))
+                    for x in 0..<lo { d[x] = 0 }
+                    var ix = x0 + lo * s
+                    for x in lo..<hi { d[x] = srow[ix]; ix += s }
+                    for x in hi..<ow { d[x] = 0 }
                 }
             }
         }
@@ -100,6 +104,13 @@ func col2im(_ col: UnsafePointer<Float>, _ gradInput: UnsafeMutablePointer<Float
 /// Shapes: input `[N, C, H, W]`, output `[N, O, OH, OW]`, weight `[O, C, KH, KW]`, bias `[O]`.
 public func conv2dForward(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                           weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, _ g: ConvGeometry) {
+    if winogradApplies(g) {
+        let u = UnsafeMutablePointer<Float>.allocate(capacity: 16 * g.outChannels * g.inChannels)
+        defer { u.deallocate() }
+        winogradWeightTransform(weight, u, outChannels: g.outChannels, inChannels: g.inChannels)
+        winogradConvolution(input: input, output: output, u: u, bias: bias, g)
+        return
+    }
     let plane = g.outPlane
     let chunk = g.imagesPerChunk
     var colBuffer: UnsafeMutablePointer<Float>? = nil

@@ -34,6 +34,35 @@ func maxPoolForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
     }
 }
 
+/// Max-pools without recording where the maxima were (inference). Separable: each output row is
+/// the elementwise max of its window's input rows, each reduced horizontally first.
+func maxPoolForwardNoIndices(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, planes: Int, _ g: PoolGeometry) {
+    let oh = g.outHeight, ow = g.outWidth
+    Parallel.forEach(planes) { p in
+        let src = x + p * g.height * g.width, dst = y + p * oh * ow
+        let rowMax = UnsafeMutablePointer<Float>.allocate(capacity: ow)
+        defer { rowMax.deallocate() }
+        // Horizontal window of each output column (clipped to the row).
+        for oy in 0..<oh {
+            let y0 = oy * g.stride - g.padding
+            let ys = max(y0, 0), ye = min(y0 + g.kernel, g.height)
+            let out = dst + oy * ow
+            out.update(repeating: -.infinity, count: ow)
+            for iy in ys..<ye {
+                let row = src + iy * g.width
+                for ox in 0..<ow {
+                    let x0 = ox * g.stride - g.padding
+                    let xs = max(x0, 0), xe = min(x0 + g.kernel, g.width)
+                    var m = -Float.infinity
+                    for ix in xs..<xe { m = max(m, row[ix]) }
+                    rowMax[ox] = m
+                }
+                for ox in 0..<ow { out[ox] = max(out[ox], rowMax[ox]) }
+            }
+        }
+    }
+}
+
 /// Routes each output gradient to its maximum's position.
 func maxPoolBackward(_ gradOutput: UnsafePointer<Float>, _ gradInput: UnsafeMutablePointer<Float>,
                      argmax: UnsafePointer<Int32>, planes: Int, _ g: PoolGeometry) {

@@ -121,6 +121,10 @@ public enum Functional {
             throw CoreError.shapeMismatch(op: "max_pool2d", "output size \(g.outHeight) x \(g.outWidth) is too small for input \(shapeString(input.shape))")
         }
         let out = Tensor(uninitializedShape: [n, c, g.outHeight, g.outWidth])
+        guard GradMode.isEnabled && input.requiresGrad else {
+            maxPoolForwardNoIndices(input.storage.pointer, out.storage.pointer, planes: n * c, g)
+            return out
+        }
         let argmax = UnsafeMutablePointer<Int32>.allocate(capacity: out.count)
         let holder = ArgmaxHolder(argmax)
         maxPoolForward(input.storage.pointer, out.storage.pointer, argmax: argmax, planes: n * c, g)

@@ -1,5 +1,18 @@
 // TensorStorage.swift: the reference-counted, 64-byte aligned buffer behind Tensor's value semantics.
 
+/// glibc's `mallopt` (declared in malloc.h, which Swift's Glibc module does not export).
+@_silgen_name("mallopt") private func mallopt(_ parameter: Int32, _ value: Int32) -> Int32
+private let M_TRIM_THRESHOLD: Int32 = -1, M_MMAP_THRESHOLD: Int32 = -3
+
+/// Keeps large freed blocks in the malloc heap instead of returning them to the kernel. A ResNet
+/// step frees and reallocates the same large activations every layer; with glibc's defaults each
+/// one is a fresh mmap whose pages fault in zeroed — about a tenth of inference time.
+let mallocTuned: Bool = {
+    _ = mallopt(M_MMAP_THRESHOLD, 1 << 30)
+    _ = mallopt(M_TRIM_THRESHOLD, 1 << 30)
+    return true
+}()
+
 /// A flat buffer of `Float`s owned by one or more tensors; tensors copy it before writing when shared.
 @usableFromInline
 final class TensorStorage {
@@ -8,6 +21,7 @@ final class TensorStorage {
 
     /// Allocates `count` uninitialised floats, aligned for AVX-512 loads.
     @usableFromInline init(uninitializedCount count: Int) {
+        _ = mallocTuned
         self.count = count
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride,
                                                    alignment: 64)
