@@ -106,6 +106,12 @@ do {
             try opt.step()
         }
         report("W2b", t, "s/iter")
+        if args.contains("--split") {
+            let tf = try timeMedian(iters: iters, warmup: 0) { _ = try Loss.crossEntropy(model(x), labels) }
+            let tb = try timeMedian(iters: iters, warmup: 0) { try Loss.crossEntropy(model(x), labels).backward() }
+            let to = try timeMedian(iters: iters, warmup: 0) { try opt.step() }
+            print(String(format: "W2b split: forward %.3f s, backward %.3f s, optimizer %.3f s", tf, tb - tf, to))
+        }
     default:
         print("unknown workload \(workload)")
         exit(2)

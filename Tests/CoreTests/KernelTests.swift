@@ -67,3 +67,22 @@ final class KernelTests: XCTestCase {
         }
     }
 }
+
+final class WinogradTests: XCTestCase {
+    /// 3x3 stride-1 convolutions (the Winograd path) against the direct loop, forward and backward,
+    /// on odd sizes, every padding it takes, and batches that span several tile chunks.
+    func testWinogradPathMatchesDirectConvolution() throws {
+        RandomGenerator.seed(11)
+        for (n, c, o, h, w, pad) in [(2, 3, 5, 7, 9, 1), (1, 4, 2, 6, 5, 0), (3, 2, 3, 5, 8, 2), (2, 8, 4, 1, 1, 1)] {
+            let g = ConvGeometry(batch: n, inChannels: c, height: h, width: w, outChannels: o, kernelH: 3, kernelW: 3, padding: pad)
+            XCTAssertTrue(winogradApplies(g))
+            var x = Tensor.randn([n, c, h, w]), wt = Tensor.randn([o, c, 3, 3])
+            x.requiresGrad = true
+            wt.requiresGrad = true
+            let y = try Functional.conv2d(x, weight: wt, bias: nil, padding: pad)
+            let expected = try Tensor(referenceConv2d(input: x.scalars, weight: wt.scalars, bias: nil, g), shape: y.shape)
+            assertClose(y, expected, tolerance: 1e-5, "forward \(g)")
+            try assertGradientsMatch([x.detached(), wt.detached()]) { try Functional.conv2d($0[0], weight: $0[1], bias: nil, padding: pad) }
+        }
+    }
+}

@@ -186,6 +186,22 @@ public func conv2dBackward(input: UnsafePointer<Float>, gradOutput: UnsafePointe
         }
         return
     }
+    var gradInput = gradInput
+    if let gi = gradInput, winogradApplies(g), g.padding <= 2 {
+        // The input gradient of a 3x3 stride-1 convolution is itself one: over the output
+        // gradient, with the kernel flipped and its channels swapped, padded by 2 - padding.
+        let (o, c) = (g.outChannels, g.inChannels)
+        let flipped = UnsafeMutablePointer<Float>.allocate(capacity: c * o * 9)
+        let u = UnsafeMutablePointer<Float>.allocate(capacity: 16 * c * o)
+        defer { flipped.deallocate(); u.deallocate() }
+        for oi in 0..<o { for ci in 0..<c { for k in 0..<9 { flipped[(ci * o + oi) * 9 + 8 - k] = weight[(oi * c + ci) * 9 + k] } } }
+        winogradWeightTransform(flipped, u, outChannels: c, inChannels: o)
+        let transposed = ConvGeometry(batch: g.batch, inChannels: o, height: g.outHeight, width: g.outWidth,
+                                      outChannels: c, kernelH: 3, kernelW: 3, stride: 1, padding: 2 - g.padding)
+        winogradConvolution(input: gradOutput, output: gi, u: u, bias: nil, transposed)
+        gradInput = nil
+    }
+    if gradWeight == nil && gradInput == nil { return }
     let chunk = g.imagesPerChunk
     let col = UnsafeMutablePointer<Float>.allocate(capacity: g.patch * chunk * plane)
     defer { col.deallocate() }

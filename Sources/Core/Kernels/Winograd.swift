@@ -1,12 +1,15 @@
 // Winograd.swift: 3x3 stride-1 convolution by Winograd's minimal filtering F(2x2, 3x3)
 // (Lavin & Gray, 2016): 16 multiplications per 2x2 output instead of 36, as 16 GEMMs.
 //
-// With U = G g G^T (weights), V = B^T d B (4x4 input tiles) and Y = A^T (sum_c U .* V) A:
+// With U = G g G^T (weights), V = B^T d B (4x4 input tiles, overlapping by 2) and
+// Y = A^T (sum_c U .* V) A:
 //   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
 //   A^T = [1 1 1 0; 0 1 -1 -1].
-// For each of the 16 tile positions the channel sum is one GEMM: M[xi] (O x T) = U[xi] (O x C) V[xi] (C x T).
+// For each of the 16 tile positions xi the channel sum is one GEMM:
+//   M[xi] (O x T) = U[xi] (O x C) * V[xi] (C x T), T = tiles.
+// Both transforms run a whole row of tiles at a time, so their inner loops are contiguous.
 
-/// Whether a convolution can take the Winograd path (3x3, stride 1, dilation 1).
+/// Whether a convolution can take the Winograd path (3x3, stride 1, dilation 1, padding <= 2).
 func winogradApplies(_ g: ConvGeometry) -> Bool {
     g.kernelH == 3 && g.kernelW == 3 && g.stride == 1 && g.dilation == 1 && g.padding <= 2
         && g.outHeight > 0 && g.outWidth > 0
@@ -15,22 +18,22 @@ func winogradApplies(_ g: ConvGeometry) -> Bool {
 /// Transforms weights `[O, C, 3, 3]` into `u` laid out `[16][O][C]`.
 func winogradWeightTransform(_ w: UnsafePointer<Float>, _ u: UnsafeMutablePointer<Float>, outChannels: Int, inChannels: Int) {
     let oc = outChannels * inChannels
-    Parallel.forRanges(oc, grain: 4096) { r in
+    Parallel.forRanges(oc, grain: 8192) { r in
         for idx in r {
             let k = w + idx * 9
-            // Gg: 4 x 3 (rows of G applied to the kernel's rows).
-            var t = [Float](repeating: 0, count: 12)
-            for j in 0..<3 {
-                let g0 = k[j], g1 = k[3 + j], g2 = k[6 + j]
-                t[j] = g0
-                t[3 + j] = 0.5 * (g0 + g1 + g2)
-                t[6 + j] = 0.5 * (g0 - g1 + g2)
-                t[9 + j] = g2
-            }
+            // Gg (4 x 3), row by row of G, then (Gg) G^T (4 x 4).
             for i in 0..<4 {
-                let r0 = t[3 * i], r1 = t[3 * i + 1], r2 = t[3 * i + 2]
-                let row = [r0, 0.5 * (r0 + r1 + r2), 0.5 * (r0 - r1 + r2), r2]
-                for j in 0..<4 { u[(4 * i + j) * oc + idx] = row[j] }
+                var t0: Float, t1: Float, t2: Float
+                switch i {
+                case 0: (t0, t1, t2) = (k[0], k[1], k[2])
+                case 1: (t0, t1, t2) = (0.5 * (k[0] + k[3] + k[6]), 0.5 * (k[1] + k[4] + k[7]), 0.5 * (k[2] + k[5] + k[8]))
+                case 2: (t0, t1, t2) = (0.5 * (k[0] - k[3] + k[6]), 0.5 * (k[1] - k[4] + k[7]), 0.5 * (k[2] - k[5] + k[8]))
+                default: (t0, t1, t2) = (k[6], k[7], k[8])
+                }
+                u[(4 * i) * oc + idx] = t0
+                u[(4 * i + 1) * oc + idx] = 0.5 * (t0 + t1 + t2)
+                u[(4 * i + 2) * oc + idx] = 0.5 * (t0 - t1 + t2)
+                u[(4 * i + 3) * oc + idx] = t2
             }
         }
     }
@@ -44,8 +47,9 @@ func winogradConvolution(input: UnsafePointer<Float>, output: UnsafeMutablePoint
     let oh = g.outHeight, ow = g.outWidth
     let th = (oh + 1) / 2, tw = (ow + 1) / 2, tilesPerImage = th * tw
     let total = g.batch * tilesPerImage
-    // Tiles per chunk: bounded so that V and M together stay near 8M floats; fixed by the shape.
-    let chunk = max(1, min(total, (1 << 23) / (16 * (C + O))))
+    // Tiles per chunk: whole tile rows, bounded so that V and M stay near 8M floats; fixed by the shape.
+    let rowsPerChunk = max(1, (1 << 23) / (16 * (C + O) * tw))
+    let chunk = min(total, rowsPerChunk * tw)
     let v = UnsafeMutablePointer<Float>.allocate(capacity: 16 * C * chunk)
     let m = UnsafeMutablePointer<Float>.allocate(capacity: 16 * O * chunk)
     defer { v.deallocate(); m.deallocate() }
@@ -56,40 +60,48 @@ func winogradConvolution(input: UnsafePointer<Float>, output: UnsafeMutablePoint
         let count = min(chunk, total - t0)
         // Input transform, split by channel: V[xi][c][t].
         Parallel.forEach(C) { c in
-            let plane = UnsafeMutablePointer<Float>.allocate(capacity: ph * pw + 16)
-            defer { plane.deallocate() }
-            let b = plane + ph * pw
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: ph * pw + 4 * pw)
+            defer { scratch.deallocate() }
+            let plane = scratch, b = scratch + ph * pw
             var loaded = -1
-            for t in 0..<count {
+            let stream = C * count
+            var t = 0
+            while t < count {
                 let gt = t0 + t, n = gt / tilesPerImage, local = gt % tilesPerImage
+                let ty = local / tw, tx0 = local % tw
+                let run = min(tw - tx0, count - t)
                 if n != loaded {
                     plane.update(repeating: 0, count: ph * pw)
                     let src = input + (n * C + c) * g.height * g.width
-                    for y in 0..<g.height where y + p < ph {
-                        let cols = min(g.width, pw - p)
+                    let cols = min(g.width, pw - p)
+                    for y in 0..<min(g.height, ph - p) {
                         (plane + (y + p) * pw + p).update(from: src + y * g.width, count: cols)
                     }
                     loaded = n
                 }
-                let ty = local / tw, tx = local % tw
-                let d = plane + (2 * ty) * pw + 2 * tx
-                // B^T d (rows), then (B^T d) B (columns), written to the 16 streams V[xi][c][t].
-                for j in 0..<4 {
-                    let d0 = d[j], d1 = d[pw + j], d2 = d[2 * pw + j], d3 = d[3 * pw + j]
-                    b[j] = d0 - d2
-                    b[4 + j] = d1 + d2
-                    b[8 + j] = d2 - d1
-                    b[12 + j] = d1 - d3
+                // B^T d over the whole padded row band: four rows b0..b3, contiguous in x.
+                let r0 = plane + 2 * ty * pw, r1 = r0 + pw, r2 = r1 + pw, r3 = r2 + pw
+                let b0 = b, b1 = b + pw, b2 = b + 2 * pw, b3 = b + 3 * pw
+                for x in 0..<pw {
+                    b0[x] = r0[x] - r2[x]
+                    b1[x] = r1[x] + r2[x]
+                    b2[x] = r2[x] - r1[x]
+                    b3[x] = r1[x] - r3[x]
                 }
-                let base = v + c * count + t
-                let stride = C * count
+                // (B^T d) B per tile: columns 2tx .. 2tx+3 of each band row.
                 for i in 0..<4 {
-                    let r0 = b[4 * i], r1 = b[4 * i + 1], r2 = b[4 * i + 2], r3 = b[4 * i + 3]
-                    base[(4 * i) * stride] = r0 - r2
-                    base[(4 * i + 1) * stride] = r1 + r2
-                    base[(4 * i + 2) * stride] = r2 - r1
-                    base[(4 * i + 3) * stride] = r1 - r3
+                    let bi = b + i * pw
+                    let s0 = v + (4 * i) * stream + c * count + t, s1 = s0 + stream, s2 = s1 + stream, s3 = s2 + stream
+                    for k in 0..<run {
+                        let x = 2 * (tx0 + k)
+                        let e0 = bi[x], e1 = bi[x + 1], e2 = bi[x + 2], e3 = bi[x + 3]
+                        s0[k] = e0 - e2
+                        s1[k] = e1 + e2
+                        s2[k] = e2 - e1
+                        s3[k] = e1 - e3
+                    }
                 }
+                t += run
             }
         }
         // 16 GEMMs: M[xi] = U[xi] V[xi].
@@ -97,31 +109,40 @@ func winogradConvolution(input: UnsafePointer<Float>, output: UnsafeMutablePoint
             gemm(transA: false, transB: false, m: O, n: count, k: C, a: u + xi * O * C, lda: C,
                  b: v + xi * C * count, ldb: count, c: m + xi * O * count, ldc: count)
         }
-        // Output transform, split by output channel.
+        // Output transform, split by output channel: A^T M A, a row of tiles at a time.
         Parallel.forEach(O) { o in
-            let b = bias?[o] ?? 0
-            let stride = O * count
-            let q = UnsafeMutablePointer<Float>.allocate(capacity: 8)
+            let bo = bias?[o] ?? 0
+            let stream = O * count
+            let q = UnsafeMutablePointer<Float>.allocate(capacity: 8 * tw)
             defer { q.deallocate() }
-            for t in 0..<count {
+            var t = 0
+            while t < count {
                 let gt = t0 + t, n = gt / tilesPerImage, local = gt % tilesPerImage
-                let ty = local / tw, tx = local % tw
-                let base = m + o * count + t
-                // A^T M: 2 x 4.
+                let ty = local / tw, tx0 = local % tw
+                let run = min(tw - tx0, count - t)
+                // A^T M: q[row][j][k] for rows 0, 1 and tile columns j = 0..3.
                 for j in 0..<4 {
-                    let m0 = base[j * stride], m1 = base[(4 + j) * stride], m2 = base[(8 + j) * stride], m3 = base[(12 + j) * stride]
-                    q[j] = m0 + m1 + m2
-                    q[4 + j] = m1 - m2 - m3
+                    let m0 = m + j * stream + o * count + t
+                    let m1 = m0 + 4 * stream, m2 = m1 + 4 * stream, m3 = m2 + 4 * stream
+                    let qa = q + j * tw, qb = q + (4 + j) * tw
+                    for k in 0..<run {
+                        qa[k] = m0[k] + m1[k] + m2[k]
+                        qb[k] = m1[k] - m2[k] - m3[k]
+                    }
                 }
                 let dst = output + (n * O + o) * oh * ow
                 for i in 0..<2 {
                     let y = 2 * ty + i
                     if y >= oh { break }
-                    let r0 = q[4 * i], r1 = q[4 * i + 1], r2 = q[4 * i + 2], r3 = q[4 * i + 3]
-                    let x = 2 * tx
-                    dst[y * ow + x] = r0 + r1 + r2 + b
-                    if x + 1 < ow { dst[y * ow + x + 1] = r1 - r2 - r3 + b }
+                    let a0 = q + (4 * i) * tw, a1 = a0 + tw, a2 = a1 + tw, a3 = a2 + tw
+                    let row = dst + y * ow
+                    for k in 0..<run {
+                        let x = 2 * (tx0 + k)
+                        row[x] = a0[k] + a1[k] + a2[k] + bo
+                        if x + 1 < ow { row[x + 1] = a1[k] - a2[k] - a3[k] + bo }
+                    }
                 }
+                t += run
             }
         }
         t0 += count
