@@ -103,12 +103,11 @@ func col2im(_ col: UnsafePointer<Float>, _ gradInput: UnsafeMutablePointer<Float
 /// Forward convolution: `output[n, o] = bias[o] + sum_c weight[o, c] (*) input[n, c]`.
 /// Shapes: input `[N, C, H, W]`, output `[N, O, OH, OW]`, weight `[O, C, KH, KW]`, bias `[O]`.
 public func conv2dForward(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
-                          weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, _ g: ConvGeometry) {
+                          weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, _ g: ConvGeometry,
+                          winograd: WinogradWeights? = nil) {
     if winogradApplies(g) {
-        let u = UnsafeMutablePointer<Float>.allocate(capacity: 16 * g.outChannels * g.inChannels)
-        defer { u.deallocate() }
-        winogradWeightTransform(weight, u, outChannels: g.outChannels, inChannels: g.inChannels)
-        winogradConvolution(input: input, output: output, u: u, bias: bias, g)
+        let u = winograd ?? WinogradWeights(weight, outChannels: g.outChannels, inChannels: g.inChannels)
+        winogradConvolution(input: input, output: output, u: u.pointer, bias: bias, g)
         return
     }
     let plane = g.outPlane
@@ -160,7 +159,7 @@ public func conv2dForward(input: UnsafePointer<Float>, output: UnsafeMutablePoin
 public func conv2dBackward(input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                            weight: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
                            gradWeight: UnsafeMutablePointer<Float>?, gradBias: UnsafeMutablePointer<Float>?,
-                           _ g: ConvGeometry) {
+                           _ g: ConvGeometry, winograd: WinogradWeights? = nil) {
     let plane = g.outPlane
     if let gb = gradBias {
         Parallel.forEach(g.outChannels) { o in
@@ -187,18 +186,13 @@ public func conv2dBackward(input: UnsafePointer<Float>, gradOutput: UnsafePointe
         return
     }
     var gradInput = gradInput
-    if let gi = gradInput, winogradApplies(g), g.padding <= 2 {
+    if let gi = gradInput, winogradApplies(g) {
         // The input gradient of a 3x3 stride-1 convolution is itself one: over the output
         // gradient, with the kernel flipped and its channels swapped, padded by 2 - padding.
-        let (o, c) = (g.outChannels, g.inChannels)
-        let flipped = UnsafeMutablePointer<Float>.allocate(capacity: c * o * 9)
-        let u = UnsafeMutablePointer<Float>.allocate(capacity: 16 * c * o)
-        defer { flipped.deallocate(); u.deallocate() }
-        for oi in 0..<o { for ci in 0..<c { for k in 0..<9 { flipped[(ci * o + oi) * 9 + 8 - k] = weight[(oi * c + ci) * 9 + k] } } }
-        winogradWeightTransform(flipped, u, outChannels: c, inChannels: o)
-        let transposed = ConvGeometry(batch: g.batch, inChannels: o, height: g.outHeight, width: g.outWidth,
-                                      outChannels: c, kernelH: 3, kernelW: 3, stride: 1, padding: 2 - g.padding)
-        winogradConvolution(input: gradOutput, output: gi, u: u, bias: nil, transposed)
+        let u = winograd ?? WinogradWeights(weight, outChannels: g.outChannels, inChannels: g.inChannels)
+        let transposed = ConvGeometry(batch: g.batch, inChannels: g.outChannels, height: g.outHeight, width: g.outWidth,
+                                      outChannels: g.inChannels, kernelH: 3, kernelW: 3, stride: 1, padding: 2 - g.padding)
+        winogradConvolution(input: gradOutput, output: gi, u: u.pointer, bias: nil, transposed, transposedFlipped: true)
         gradInput = nil
     }
     if gradWeight == nil && gradInput == nil { return }

@@ -8,27 +8,37 @@ public struct PoolGeometry: Equatable {
     public var outWidth: Int { (width + 2 * padding - kernel) / stride + 1 }
 }
 
-/// Max-pools `planes` planes; `argmax` receives the flat in-plane index of each maximum.
+/// Max-pools `planes` planes; `argmax` receives the flat in-plane index of each maximum. Separable:
+/// each input row of a window is reduced horizontally, then rows are compared top to bottom, so
+/// ties go to the first maximum in row-major order, as PyTorch's.
 func maxPoolForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>,
                     planes: Int, _ g: PoolGeometry) {
     let oh = g.outHeight, ow = g.outWidth
     Parallel.forEach(planes) { p in
         let src = x + p * g.height * g.width, dst = y + p * oh * ow, arg = argmax + p * oh * ow
+        let rowMax = UnsafeMutablePointer<Float>.allocate(capacity: ow)
+        let rowArg = UnsafeMutablePointer<Int32>.allocate(capacity: ow)
+        defer { rowMax.deallocate(); rowArg.deallocate() }
         for oy in 0..<oh {
             let y0 = oy * g.stride - g.padding
             let ys = max(y0, 0), ye = min(y0 + g.kernel, g.height)
-            for ox in 0..<ow {
-                let x0 = ox * g.stride - g.padding
-                let xs = max(x0, 0), xe = min(x0 + g.kernel, g.width)
-                var best = -Float.infinity, bi = ys * g.width + xs
-                for iy in ys..<ye {
-                    for ix in xs..<xe {
-                        let v = src[iy * g.width + ix]
-                        if v > best || v.isNaN { best = v; bi = iy * g.width + ix }
-                    }
+            let out = dst + oy * ow, outArg = arg + oy * ow
+            out.update(repeating: -.infinity, count: ow)
+            outArg.update(repeating: Int32(ys * g.width + max(-g.padding, 0)), count: ow)
+            for iy in ys..<ye {
+                let row = src + iy * g.width
+                for ox in 0..<ow {
+                    let x0 = ox * g.stride - g.padding
+                    let xs = max(x0, 0), xe = min(x0 + g.kernel, g.width)
+                    var m = -Float.infinity, mi = xs
+                    for ix in xs..<xe where row[ix] > m || row[ix].isNaN { m = row[ix]; mi = ix }
+                    rowMax[ox] = m
+                    rowArg[ox] = Int32(iy * g.width + mi)
                 }
-                dst[oy * ow + ox] = best
-                arg[oy * ow + ox] = Int32(bi)
+                for ox in 0..<ow where rowMax[ox] > out[ox] || (rowMax[ox].isNaN && !out[ox].isNaN) || (iy == ys && rowMax[ox] == out[ox]) {
+                    out[ox] = rowMax[ox]
+                    outArg[ox] = rowArg[ox]
+                }
             }
         }
     }

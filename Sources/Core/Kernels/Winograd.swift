@@ -39,10 +39,36 @@ func winogradWeightTransform(_ w: UnsafePointer<Float>, _ u: UnsafeMutablePointe
     }
 }
 
+/// A convolution weight in the Winograd domain, `[16][O][C]`; computed once per forward and
+/// reused by the backward pass.
+public final class WinogradWeights {
+    let pointer: UnsafeMutablePointer<Float>
+    let outChannels, inChannels: Int
+
+    init(_ weight: UnsafePointer<Float>, outChannels: Int, inChannels: Int) {
+        self.outChannels = outChannels
+        self.inChannels = inChannels
+        pointer = .allocate(capacity: 16 * outChannels * inChannels)
+        winogradWeightTransform(weight, pointer, outChannels: outChannels, inChannels: inChannels)
+    }
+
+    deinit { pointer.deallocate() }
+}
+
+/// Position xi = 4a + b of the flipped kernel's transform: flipping a 3x3 kernel reverses it, and
+/// G J = S G with S swapping rows 0 and 3, so U_flipped[a][b] = U[s(a)][s(b)].
+@inline(__always) func flippedPosition(_ xi: Int) -> Int {
+    let s = [3, 1, 2, 0]
+    return 4 * s[xi / 4] + s[xi % 4]
+}
+
 /// Forward 3x3 stride-1 convolution by F(2x2, 3x3). `u` is the transformed weight
 /// (`winogradWeightTransform`); input `[N, C, H, W]`, output `[N, O, OH, OW]`.
+/// With `transposedFlipped`, `u` holds the transform of a `[C, O, 3, 3]` weight and the
+/// convolution uses that weight flipped with its channels swapped (the input gradient's kernel).
 func winogradConvolution(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
-                         u: UnsafePointer<Float>, bias: UnsafePointer<Float>?, _ g: ConvGeometry) {
+                         u: UnsafePointer<Float>, bias: UnsafePointer<Float>?, _ g: ConvGeometry,
+                         transposedFlipped: Bool = false) {
     let C = g.inChannels, O = g.outChannels, p = g.padding
     let oh = g.outHeight, ow = g.outWidth
     let th = (oh + 1) / 2, tw = (ow + 1) / 2, tilesPerImage = th * tw
@@ -106,8 +132,13 @@ func winogradConvolution(input: UnsafePointer<Float>, output: UnsafeMutablePoint
         }
         // 16 GEMMs: M[xi] = U[xi] V[xi].
         for xi in 0..<16 {
-            gemm(transA: false, transB: false, m: O, n: count, k: C, a: u + xi * O * C, lda: C,
-                 b: v + xi * C * count, ldb: count, c: m + xi * O * count, ldc: count)
+            if transposedFlipped {
+                gemm(transA: true, transB: false, m: O, n: count, k: C, a: u + flippedPosition(xi) * O * C, lda: O,
+                     b: v + xi * C * count, ldb: count, c: m + xi * O * count, ldc: count)
+            } else {
+                gemm(transA: false, transB: false, m: O, n: count, k: C, a: u + xi * O * C, lda: C,
+                     b: v + xi * C * count, ldb: count, c: m + xi * O * count, ldc: count)
+            }
         }
         // Output transform, split by output channel: A^T M A, a row of tiles at a time.
         Parallel.forEach(O) { o in

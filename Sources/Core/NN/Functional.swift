@@ -33,9 +33,13 @@ public enum Functional {
         }
         let out = Tensor(uninitializedShape: [n, g.outChannels, g.outHeight, g.outWidth])
         let x = input.detached(), wt = weight.detached(), b = bias?.detached()
-        conv2dForward(input: x.storage.pointer, output: out.storage.pointer, weight: wt.storage.pointer,
-                      bias: b?.storage.pointer, g)
         let needInput = input.requiresGrad, needWeight = weight.requiresGrad, needBias = bias?.requiresGrad ?? false
+        let recording = GradMode.isEnabled && (needInput || needWeight || needBias)
+        // The Winograd-domain weight is shared by forward and backward.
+        let winograd = winogradApplies(g) ? WinogradWeights(wt.storage.pointer, outChannels: g.outChannels, inChannels: c) : nil
+        conv2dForward(input: x.storage.pointer, output: out.storage.pointer, weight: wt.storage.pointer,
+                      bias: b?.storage.pointer, g, winograd: winograd)
+        guard recording else { return out }
         let inputs = bias.map { [input, weight, $0] } ?? [input, weight]
         return out.recorded("conv2d", inputs) { gout in
             let gi = needInput ? Tensor(uninitializedShape: x.shape) : nil
@@ -43,7 +47,7 @@ public enum Functional {
             let gb = needBias ? Tensor(uninitializedShape: [g.outChannels]) : nil
             conv2dBackward(input: x.storage.pointer, gradOutput: gout.storage.pointer, weight: wt.storage.pointer,
                            gradInput: gi?.storage.pointer, gradWeight: gw?.storage.pointer,
-                           gradBias: gb?.storage.pointer, g)
+                           gradBias: gb?.storage.pointer, g, winograd: needInput ? winograd : nil)
             return bias == nil ? [gi, gw] : [gi, gw, gb]
         }
     }

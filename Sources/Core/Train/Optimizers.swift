@@ -57,13 +57,18 @@ public final class Adam: Optimizer {
             mi.withUnsafeMutableBufferPointer { mp in
                 vi.withUnsafeMutableBufferPointer { vp in
                     p.value.withUnsafeMutableBufferPointer { w in
-                        for j in 0..<w.count {
-                            var gj = g[j]
-                            if dec { w[j] *= 1 - lr * wd } else if wd != 0 { gj += wd * w[j] }
+                        let n = w.count
+                        // Branch-free loops per variant, so each vectorises.
+                        if dec {
+                            let keep = 1 - lr * wd
+                            for j in 0..<n { w[j] *= keep }
+                        }
+                        let l2 = dec ? 0 : wd
+                        for j in 0..<n {
+                            let gj = g[j] + l2 * w[j]
                             mp[j] = b1 * mp[j] + (1 - b1) * gj
                             vp[j] = b2 * vp[j] + (1 - b2) * gj * gj
-                            let denom = vp[j].squareRoot() / bc2Sqrt + e
-                            w[j] -= stepSize * (mp[j] / denom)
+                            w[j] -= stepSize * (mp[j] / (vp[j].squareRoot() / bc2Sqrt + e))
                         }
                     }
                 }
