@@ -51,6 +51,18 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(try st.int("i").scalars, [5, -1])
     }
 
+    func testWritesHalfAndBFloat16() throws {
+        let t = Tensor([1, -2.5, 0.1, 65504])
+        for format in [SafeTensors.FloatFormat.f16, .bf16] {
+            let data = try SafeTensors(tensors: [("t", .float(t))]).serialized(floatFormat: format)
+            let back = try SafeTensors.parse(data).float("t")
+            XCTAssertEqual(back[flat: 0], 1)
+            XCTAssertEqual(back[flat: 1], -2.5)
+            XCTAssertEqual(Double(back[flat: 2]), 0.1, accuracy: format == .f16 ? 1e-4 : 1e-3, "\(format)")
+            XCTAssertEqual(Double(back[flat: 3]), 65504, accuracy: 256, "\(format)")
+        }
+    }
+
     func expectError(_ data: Data, _ fragment: String, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertThrowsError(try SafeTensors.parse(data, path: "bad.safetensors"), file: file, line: line) { e in
             let text = "\(e)"

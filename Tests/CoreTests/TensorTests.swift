@@ -99,6 +99,26 @@ final class TensorTests: XCTestCase {
         }
     }
 
+    func testLayerShapeErrorsNameOpAndShapes() throws {
+        XCTAssertThrowsError(try Conv2d(3, 4, kernelSize: 3)(Tensor.zeros([1, 2, 8, 8]))) { e in
+            XCTAssertEqual("\(e)", "conv2d: weight of shape [4, 3, 3, 3] expects input with 3 channels, but got input of shape [1, 2, 8, 8]")
+        }
+        XCTAssertThrowsError(try Linear(5, 2)(Tensor.zeros([3, 4]))) { e in
+            XCTAssertTrue("\(e)".hasPrefix("linear: input of shape [3, 4] does not fit weight of shape [2, 5]"), "\(e)")
+        }
+        XCTAssertThrowsError(try Conv2d(3, 4, kernelSize: 7)(Tensor.zeros([1, 3, 4, 4]))) { e in
+            XCTAssertTrue("\(e)".contains("calculated output size (-2 x -2) is too small"), "\(e)")
+        }
+        XCTAssertThrowsError(try BatchNorm2d(4)(Tensor.zeros([2, 3, 4, 4]))) { e in
+            XCTAssertEqual("\(e)", "batch_norm: weight has shape [4], expected [3] for input [2, 3, 4, 4]")
+        }
+        XCTAssertThrowsError(try resnet18()(Tensor.zeros([1, 1, 32, 32]))) { e in
+            XCTAssertTrue("\(e)".contains("expected images [N, 3, H, W], got [1, 1, 32, 32]"), "\(e)")
+        }
+        XCTAssertEqual(try Tensor(rows: [[1, 2], [3, 4]]).shape, [2, 2])
+        XCTAssertThrowsError(try Tensor(rows: [[1, 2], [3]]))
+    }
+
     func testValueSemanticsCopyOnWrite() {
         let a = t([1, 2, 3], [3])
         var b = a

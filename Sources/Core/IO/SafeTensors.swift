@@ -140,8 +140,12 @@ public struct SafeTensors {
         return SafeTensors(tensors: entries.map { ($0.name, $0.tensor) }, metadata: metadata)
     }
 
-    /// The file's bytes: float tensors as F32, integer tensors as I64, header padded to 8 bytes.
-    public func serialized() throws -> Data {
+    /// How float tensors are stored.
+    public enum FloatFormat: String { case f32 = "F32", f16 = "F16", bf16 = "BF16" }
+
+    /// The file's bytes: float tensors as `floatFormat` (F32 by default), integer tensors as I64,
+    /// header padded to 8 bytes. BF16 rounds to nearest even.
+    public func serialized(floatFormat: FloatFormat = .f32) throws -> Data {
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var body = Data()
@@ -152,9 +156,18 @@ public struct SafeTensors {
             switch t {
             case .float(let f):
                 f.withUnsafeBufferPointer { p in
-                    for v in p { withUnsafeBytes(of: v.bitPattern.littleEndian) { body.append(contentsOf: $0) } }
+                    for v in p {
+                        switch floatFormat {
+                        case .f32: withUnsafeBytes(of: v.bitPattern.littleEndian) { body.append(contentsOf: $0) }
+                        case .f16: withUnsafeBytes(of: Float16(v).bitPattern.littleEndian) { body.append(contentsOf: $0) }
+                        case .bf16:
+                            let bits = v.bitPattern
+                            let rounded = v.isNaN ? UInt16(0x7FC0) : UInt16(truncatingIfNeeded: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
+                            withUnsafeBytes(of: rounded.littleEndian) { body.append(contentsOf: $0) }
+                        }
+                    }
                 }
-                header[name] = ["dtype": "F32", "shape": f.shape, "data_offsets": [begin, body.count]]
+                header[name] = ["dtype": floatFormat.rawValue, "shape": f.shape, "data_offsets": [begin, body.count]]
             case .int(let i):
                 for v in i.scalars { withUnsafeBytes(of: Int64(v).littleEndian) { body.append(contentsOf: $0) } }
                 header[name] = ["dtype": "I64", "shape": i.shape, "data_offsets": [begin, body.count]]
@@ -170,8 +183,8 @@ public struct SafeTensors {
     }
 
     /// Writes the file atomically: to a temporary file beside it, then renamed over the target.
-    public func write(to path: String) throws {
-        let data = try serialized()
+    public func write(to path: String, floatFormat: FloatFormat = .f32) throws {
+        let data = try serialized(floatFormat: floatFormat)
         try writeAtomically(data, to: path)
     }
 }

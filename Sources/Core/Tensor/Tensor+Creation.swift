@@ -1,6 +1,15 @@
 // Tensor+Creation.swift: factories — constants, ranges, identity and random tensors.
 
 extension Tensor {
+    /// A 2-D tensor from rows of equal length.
+    public init(rows: [[Float]]) throws {
+        let width = rows.first?.count ?? 0
+        if let (i, r) = rows.enumerated().first(where: { $0.element.count != width }) {
+            throw CoreError.shapeMismatch(op: "tensor", "row \(i) has \(r.count) values, row 0 has \(width)")
+        }
+        try self.init(rows.flatMap { $0 }, shape: [rows.count, width])
+    }
+
     /// A tensor of zeros.
     public static func zeros(_ shape: [Int]) -> Tensor { Tensor(repeating: 0, shape: shape) }
     /// A tensor of ones.
