@@ -50,12 +50,21 @@ extension Tensor {
     }
 
     /// Elementwise choice: `a` where `condition` is nonzero, else `b` (all broadcast together).
+    /// Values are selected, never blended, so an infinity on the side not taken does no harm.
     public static func `where`(_ condition: Tensor, _ a: Tensor, _ b: Tensor) throws -> Tensor {
         let shape = try broadcastShapes(try broadcastShapes(condition.shape, a.shape, op: "where"), b.shape, op: "where")
         let zero = Tensor.zeros(shape)
         let mask = try condition.zipped(zero, op: "where") { c, _ in c != 0 ? 1 : 0 }
-        let inverse = mask.mapped { 1 - $0 }
-        return try a.mul(mask).add(try b.mul(inverse))
+        let left = try a.detached().zipped(zero, op: "where") { v, _ in v }
+        let right = try b.detached().zipped(zero, op: "where") { v, _ in v }
+        var out = Tensor(uninitializedShape: shape)
+        out.withUnsafeMutableBufferPointer { o in
+            for i in 0..<o.count { o[i] = mask[flat: i] != 0 ? left[flat: i] : right[flat: i] }
+        }
+        let (sa, sb) = (a.shape, b.shape)
+        return out.recorded("where", [a, b]) { g in
+            [try g.mul(mask).sumTo(sa), try g.mul(mask.mapped { 1 - $0 }).sumTo(sb)]
+        }
     }
 
     /// Whether all elements satisfy |a - b| <= atol + rtol * |b| (shapes must broadcast).

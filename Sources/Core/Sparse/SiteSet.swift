@@ -1,0 +1,106 @@
+// SiteSet.swift: the active sites of a sparse map — integer (row, col, batch) coordinates with an
+// open-addressing hash from coordinate to row index, and the rulebooks built on them, cached.
+
+/// Packs a site into one 64-bit key: 24 bits each for row and column, 16 for the batch index.
+@inline(__always) func siteKey(_ row: Int, _ col: Int, _ batch: Int) -> UInt64 {
+    UInt64(truncatingIfNeeded: batch) << 48 | UInt64(truncatingIfNeeded: row) << 24 | UInt64(truncatingIfNeeded: col)
+}
+
+/// The largest row or column a site may have (24 bits), and the most samples in a batch (16 bits).
+public let maxSiteCoordinate = (1 << 24) - 1, maxSparseBatch = 1 << 16
+
+/// An open-addressing hash table from site keys to row indices (linear probing, power-of-two size,
+/// multiplicative hashing): several times faster than `Dictionary` for the rulebook's lookups.
+struct SiteHash {
+    private var keys: [UInt64]
+    private var values: [Int32]
+    private let mask: Int
+    static let empty = UInt64.max
+
+    init(capacity: Int) {
+        var size = 16
+        while size < capacity * 2 { size <<= 1 }
+        keys = [UInt64](repeating: SiteHash.empty, count: size)
+        values = [Int32](repeating: -1, count: size)
+        mask = size - 1
+    }
+
+    @inline(__always) private func slot(_ key: UInt64) -> Int {
+        Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 20) & mask
+    }
+
+    /// The index stored for `key`, or -1.
+    @inline(__always) func find(_ key: UInt64) -> Int32 {
+        var i = slot(key)
+        while true {
+            let k = keys[i]
+            if k == key { return values[i] }
+            if k == SiteHash.empty { return -1 }
+            i = (i + 1) & mask
+        }
+    }
+
+    /// Inserts `key -> value` unless present; returns the index now stored for `key`.
+    @inline(__always) mutating func insert(_ key: UInt64, _ value: Int32) -> Int32 {
+        var i = slot(key)
+        while true {
+            let k = keys[i]
+            if k == key { return values[i] }
+            if k == SiteHash.empty {
+                keys[i] = key
+                values[i] = value
+                return value
+            }
+            i = (i + 1) & mask
+        }
+    }
+}
+
+/// The distinct active sites of a sparse map, in a fixed order, with a hash for neighbour lookups.
+/// Shared (a class) by every layer that keeps the same sites, so rulebooks are built once.
+public final class SiteSet {
+    /// Row, column and batch index of each site.
+    public let rows, cols, batches: [Int32]
+    /// Rows and columns of the map.
+    public let spatialSize: (rows: Int, cols: Int)
+    /// Number of samples (batch entries) in the map.
+    public let batchSize: Int
+    let hash: SiteHash
+    /// Rulebooks built on these sites, by kind and filter (submanifold) or filter and stride.
+    var rulebooks: [String: Rulebook] = [:]
+    /// Output sites of strided layers, by filter and stride.
+    var strided: [String: (SiteSet, Rulebook)] = [:]
+
+    public var count: Int { rows.count }
+
+    /// Builds a set from distinct sites (the caller guarantees they are distinct and in range).
+    init(rows: [Int32], cols: [Int32], batches: [Int32], spatialSize: (Int, Int), batchSize: Int) {
+        self.rows = rows
+        self.cols = cols
+        self.batches = batches
+        self.spatialSize = spatialSize
+        self.batchSize = batchSize
+        var h = SiteHash(capacity: rows.count)
+        for i in 0..<rows.count {
+            _ = h.insert(siteKey(Int(rows[i]), Int(cols[i]), Int(batches[i])), Int32(i))
+        }
+        hash = h
+    }
+
+    /// The index of the site at (row, col, batch), or -1 (also for coordinates off the map).
+    @inline(__always) public func index(row: Int, col: Int, batch: Int) -> Int {
+        guard row >= 0, col >= 0, row < spatialSize.rows, col < spatialSize.cols else { return -1 }
+        return Int(hash.find(siteKey(row, col, batch)))
+    }
+
+    /// The sites as an `[N, 3]` integer tensor of (row, col, batch).
+    public var coordinates: IntTensor {
+        var flat = [Int](repeating: 0, count: count * 3)
+        for i in 0..<count {
+            flat[3 * i] = Int(rows[i])
+            flat[3 * i + 1] = Int(cols[i])
+            flat[3 * i + 2] = Int(batches[i])
+        }
+        return try! IntTensor(flat, shape: [count, 3])
+    }
+}

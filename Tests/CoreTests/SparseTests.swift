@@ -1,0 +1,254 @@
+// SparseTests.swift: the sparse engine against SparseConvNet's output (golden), against dense
+// convolution and pooling over the zero-filled map (property tests on random maps), finite
+// differences, and its errors.
+
+import XCTest
+@testable import Core
+import TestSupport
+
+/// Random distinct-or-not sites: `n` rows of (row, col, batch) in an h x w map with `batch` samples.
+func randomSites(_ n: Int, h: Int, w: Int, batch: Int, duplicates: Bool, seed: UInt64) -> IntTensor {
+    var rng = RandomGenerator(seed: seed)
+    var flat: [Int] = []
+    var seen = Set<[Int]>()
+    while flat.count < 3 * n {
+        let site = [rng.nextInt(0, h), rng.nextInt(0, w), rng.nextInt(0, batch)]
+        if !duplicates && !seen.insert(site).inserted { continue }
+        flat += site
+    }
+    if duplicates {
+        for k in stride(from: 0, to: n, by: 5) where k + 1 < n {   // every fifth row repeats its predecessor
+            for j in 0..<3 { flat[3 * (k + 1) + j] = flat[3 * k + j] }
+        }
+    }
+    return try! IntTensor(flat, shape: [n, 3])
+}
+
+/// Reads a dense `[B, C, H, W]` map at the given sites: `[N, C]`.
+func readDense(_ dense: Tensor, at sites: SiteSet) -> Tensor {
+    let c = dense.shape[1], h = dense.shape[2], w = dense.shape[3]
+    var out = Tensor.zeros([sites.count, c])
+    for i in 0..<sites.count {
+        for j in 0..<c {
+            out[flat: i * c + j] = dense[flat: ((Int(sites.batches[i]) * c + j) * h + Int(sites.rows[i])) * w + Int(sites.cols[i])]
+        }
+    }
+    return out
+}
+
+/// SparseConvNet's `[k, in, out]` weight as a dense `[out, in, f, f]` kernel.
+func denseKernel(_ weight: Tensor, filter f: Int) -> Tensor {
+    let cin = weight.shape[1], cout = weight.shape[2]
+    var w = Tensor.zeros([cout, cin, f, f])
+    for k in 0..<(f * f) { for i in 0..<cin { for o in 0..<cout {
+        w[flat: ((o * cin + i) * f + k / f) * f + k % f] = weight[flat: (k * cin + i) * cout + o]
+    } } }
+    return w
+}
+
+final class SparseGoldenTests: XCTestCase {
+    func testSubmanifoldConvolutionMatchesSparseConvNet() throws {
+        let g = try golden("submanifold3x3.safetensors")
+        var features = try g.float("features")
+        features.requiresGrad = true
+        let input = try InputLayer(mode: .mean)(g.int("coords"), features, spatialSize: (12, 12))
+        // Rows compared by coordinate (and, as it happens, in the same first-appearance order).
+        XCTAssertEqual(input.coordinates, try g.int("input_layer.coords"))
+        assertClose(input.features, try g.float("input_layer.features"), tolerance: 1e-6, "input_layer.features")
+        assertClose(try input.toDense(), try g.float("input_layer.dense"), tolerance: 1e-6, "input_layer.dense")
+
+        let conv = try SubmanifoldConv2d(8, 5, filter: 3)
+        try conv.loadStateDict(["weight": .float(g.float("weight")), "bias": .float(g.float("bias"))])
+        let out = try SparseReLU()(conv(input))
+        XCTAssertEqual(out.coordinates, try g.int("out.coords"))
+        assertClose(out.features, try g.float("out.features"), tolerance: 1e-4, "out.features")
+        assertClose(try out.toDense(), try g.float("out.dense"), tolerance: 1e-4, "out.dense")
+
+        try out.features.mul(g.float("r")).sum().backward()
+        assertClose(features.grad!, try g.float("grad.features"), tolerance: 1e-3, "grad.features")
+        assertClose(try conv.weight.grad!.reshaped([9, 1, 8, 5]), try g.float("grad.weight"), tolerance: 1e-3, "grad.weight")
+        assertClose(conv.bias!.grad!, try g.float("grad.bias"), tolerance: 1e-3, "grad.bias")
+    }
+}
+
+final class SparsePropertyTests: XCTestCase {
+    func testSubmanifoldEqualsDenseConvolutionAtActiveSites() throws {
+        for (filter, seed) in [(1, 1), (3, 2), (5, 3)] as [(Int, UInt64)] {
+            RandomGenerator.seed(seed)
+            let coords = randomSites(60, h: 9, w: 11, batch: 3, duplicates: true, seed: seed)
+            var feats = Tensor.randn([60, 4])
+            feats.requiresGrad = true
+            let x = try InputLayer()(coords, feats, spatialSize: (9, 11))
+            let conv = try SubmanifoldConv2d(4, 6, filter: filter)
+            conv.bias!.value.assign(Tensor.randn([6]))
+            let y = try conv(x)
+            XCTAssertTrue(y.sites === x.sites, "submanifold keeps the site set")
+            let dense = try Functional.conv2d(x.toDense(), weight: denseKernel(conv.weight.value.detached(), filter: filter),
+                                              bias: conv.bias!.value.detached(), padding: filter / 2)
+            assertClose(y.features, readDense(dense, at: x.sites), tolerance: 1e-5, "forward, filter \(filter)")
+
+            // Backward: the same loss through the dense route gives the same feature gradient.
+            let r = Tensor.randn(y.features.shape)
+            try y.features.mul(r).sum().backward()
+            let sparseGrad = feats.grad!
+            feats.grad = nil
+            var f2 = feats.detached()
+            f2.requiresGrad = true
+            let x2 = try InputLayer()(coords, f2, spatialSize: (9, 11))
+            var wd = denseKernel(conv.weight.value.detached(), filter: filter)
+            wd.requiresGrad = true
+            let d2 = try Functional.conv2d(x2.toDense(), weight: wd, bias: conv.bias!.value.detached(), padding: filter / 2)
+            try readDenseDifferentiable(d2, at: x2.sites).mul(r).sum().backward()
+            assertClose(sparseGrad, f2.grad!, tolerance: 1e-5, "feature gradient, filter \(filter)")
+            assertClose(denseKernel(conv.weight.grad!, filter: filter), wd.grad!, tolerance: 1e-5, "weight gradient, filter \(filter)")
+        }
+    }
+
+    func testStridedConvolutionAndPoolingEqualDense() throws {
+        RandomGenerator.seed(7)
+        let coords = randomSites(40, h: 10, w: 9, batch: 2, duplicates: false, seed: 7)
+        let x = try InputLayer()(coords, Tensor.randn([40, 3]), spatialSize: (10, 9))
+        for (filter, stride) in [(2, 2), (3, 2), (3, 1)] {
+            let conv = try SparseConv2d(3, 4, filter: filter, stride: stride)
+            let y = try conv(x)
+            let dense = try Functional.conv2d(x.toDense(), weight: denseKernel(conv.weight.value, filter: filter), bias: nil, stride: stride)
+            XCTAssertEqual([y.spatialSize.rows, y.spatialSize.cols], [dense.shape[2], dense.shape[3]])
+            assertClose(y.features, readDense(dense, at: y.sites), tolerance: 1e-5, "conv f\(filter) s\(stride)")
+            // Every output site where the dense result is nonzero is active.
+            let active = try y.toDense()
+            for i in 0..<dense.count where dense[flat: i] != 0 { XCTAssertNotEqual(active[flat: i], 0) }
+
+            // Max pooling over active sites only: the dense route fills inactive cells with -inf.
+            let pooled = try SparseMaxPool2d(filter, stride: stride)(x)
+            let holes = try Tensor.where(try InputLayer()(coords, Tensor.ones([40, 3]), spatialSize: (10, 9)).toDense(),
+                                         x.toDense(), Tensor.full([1], -.infinity))
+            let densePool = try Functional.maxPool2d(holes, kernel: filter, stride: stride)
+            assertClose(pooled.features, readDense(densePool, at: pooled.sites), tolerance: 1e-6, "max pool f\(filter) s\(stride)")
+        }
+    }
+
+    func testGradientsByFiniteDifferences() throws {
+        RandomGenerator.seed(8)
+        let coords = randomSites(25, h: 6, w: 6, batch: 2, duplicates: true, seed: 8)
+        let sub = try SubmanifoldConv2d(3, 2, filter: 3)
+        let strided = try SparseConv2d(3, 2, filter: 2, stride: 2)
+        for mode in DuplicateMode.allCases {
+            try assertGradientsMatch([Tensor.randn([25, 3])]) { try InputLayer(mode: mode)(coords, $0[0], spatialSize: (6, 6)).features }
+        }
+        try assertGradientsMatch([Tensor.randn([25, 3]), sub.weight.value, sub.bias!.value]) { v in
+            let conv = try SubmanifoldConv2d(3, 2, filter: 3)
+            try conv.loadStateDict(["weight": .float(v[1]), "bias": .float(v[2])])
+            // Parameters are leaves of their own; route the probe values through them.
+            let x = try InputLayer()(coords, v[0], spatialSize: (6, 6))
+            return try sparseConvolution(x, weight: v[1], bias: v[2], conv: conv)
+        }
+        try assertGradientsMatch([Tensor.randn([25, 3])]) { try strided(InputLayer()(coords, $0[0], spatialSize: (6, 6))).features }
+        try assertGradientsMatch([Tensor.randn([25, 3])]) { try SparseMaxPool2d(2)(InputLayer()(coords, $0[0], spatialSize: (6, 6))).features }
+        try assertGradientsMatch([Tensor.randn([25, 3])]) { try SparseGlobalAvgPool().pool(InputLayer()(coords, $0[0], spatialSize: (6, 6))) }
+        try assertGradientsMatch([Tensor.randn([25, 3])]) { try SparseGlobalMaxPool().pool(InputLayer()(coords, $0[0], spatialSize: (6, 6))) }
+        try assertGradientsMatch([Tensor.randn([25, 3])]) {
+            try SparseBatchNorm(3)(InputLayer()(coords, $0[0], spatialSize: (6, 6))).features
+        }
+        try assertGradientsMatch([Tensor.randn([25, 3])]) { try InputLayer()(coords, $0[0], spatialSize: (6, 6)).toDense() }
+    }
+
+    func testGlobalPoolingHandComputed() throws {
+        let coords = try IntTensor([0, 0, 0, 1, 1, 0, 2, 2, 1], shape: [3, 3])
+        let x = try InputLayer()(coords, Tensor(rows: [[1, 4], [3, -2], [5, 6]]))
+        XCTAssertEqual(try SparseGlobalAvgPool().pool(x).scalars, [2, 1, 5, 6])
+        XCTAssertEqual(try SparseGlobalMaxPool().pool(x).scalars, [3, 4, 5, 6])
+        // Duplicates averaged (mean), summed, first, last.
+        let dup = try IntTensor([0, 0, 0, 0, 0, 0], shape: [2, 3])
+        let f = try Tensor(rows: [[2], [4]])
+        XCTAssertEqual(try InputLayer(mode: .mean)(dup, f).features.scalars, [3])
+        XCTAssertEqual(try InputLayer(mode: .sum)(dup, f).features.scalars, [6])
+        XCTAssertEqual(try InputLayer(mode: .first)(dup, f).features.scalars, [2])
+        XCTAssertEqual(try InputLayer(mode: .last)(dup, f).features.scalars, [4])
+    }
+
+    func testDeterministicWhateverTheThreadCount() throws {
+        RandomGenerator.seed(9)
+        let coords = randomSites(3000, h: 100, w: 100, batch: 2, duplicates: true, seed: 9)
+        let feats = Tensor.randn([3000, 16])
+        let conv = try SubmanifoldConv2d(16, 16, filter: 3)
+        let saved = Parallel.threads
+        defer { Parallel.threads = saved }
+        var results: [[Float]] = []
+        for t in [1, 2, 3] {
+            Parallel.threads = t
+            var f = feats
+            f.requiresGrad = true
+            let y = try conv(InputLayer()(coords, f))
+            try y.features.sum().backward()
+            results.append(y.features.scalars + f.grad!.scalars)
+        }
+        XCTAssertEqual(zip(results[0], results[1]).filter { $0 != $1 }.count, 0)
+        XCTAssertEqual(zip(results[0], results[2]).filter { $0 != $1 }.count, 0)
+    }
+
+    func testHugeMapNeedsNoDenseGrid() throws {
+        // 10,000 sites on a 100,000 x 100,000 map: nothing the size of the grid is allocated.
+        RandomGenerator.seed(10)
+        var flat: [Int] = []
+        var rng = RandomGenerator(seed: 10)
+        for _ in 0..<10_000 { flat += [rng.nextInt(0, 100_000), rng.nextInt(0, 100_000), 0] }
+        let x = try InputLayer()(try IntTensor(flat, shape: [10_000, 3]), Tensor.randn([10_000, 8]), spatialSize: (100_000, 100_000))
+        let net = try SparseSequential([SubmanifoldConv2d(8, 8, filter: 3), SparseReLU(), SparseConv2d(8, 8, filter: 2, stride: 2),
+                                        SparseMaxPool2d(2), SparseGlobalAvgPool()])
+        XCTAssertEqual(try net.pooled(x).shape, [1, 8])
+        XCTAssertThrowsError(try x.toDense()) { e in XCTAssertTrue("\(e)".contains("would hold")) }
+    }
+
+    func testErrorsNameTheCulprit() throws {
+        XCTAssertThrowsError(try InputLayer()(try IntTensor([0, -1, 0], shape: [1, 3]), Tensor.zeros([1, 2]))) { e in
+            XCTAssertEqual("\(e)", "InputLayer: coordinate row 0 is (0, -1, 0): coordinates must be non-negative")
+        }
+        XCTAssertThrowsError(try InputLayer()(try IntTensor([0, 5, 0], shape: [1, 3]), Tensor.zeros([1, 2]), spatialSize: (4, 4))) { e in
+            XCTAssertTrue("\(e)".contains("outside the 4 x 4 map"), "\(e)")
+        }
+        XCTAssertThrowsError(try InputLayer()(try IntTensor([0, 0, 0], shape: [1, 3]), Tensor.zeros([2, 2]))) { e in
+            XCTAssertTrue("\(e)".contains("do not match 1 coordinate rows"), "\(e)")
+        }
+        // Sample 1 of 3 has no site.
+        let x = try InputLayer()(try IntTensor([0, 0, 0, 1, 1, 2], shape: [2, 3]), Tensor.ones([2, 2]))
+        XCTAssertThrowsError(try SparseGlobalAvgPool().pool(x)) { e in
+            XCTAssertEqual("\(e)", "SparseGlobalAvgPool: sample 1 of the batch has no active site to pool")
+        }
+        XCTAssertThrowsError(try SubmanifoldConv2d(3, 2, filter: 3)(x)) { e in
+            XCTAssertTrue("\(e)".contains("expects 3 input channels"), "\(e)")
+        }
+        XCTAssertThrowsError(try SubmanifoldConv2d(3, 2, filter: 2))
+        XCTAssertThrowsError(try SubmanifoldConv2d(3, 2, filter: 3).forward(Tensor.zeros([2, 3]))) { e in
+            XCTAssertTrue("\(e)".contains("expects a sparse map"), "\(e)")
+        }
+    }
+
+    func testSparseConvNetWeightLayoutLoads() throws {
+        let conv = try SubmanifoldConv2d(2, 3, filter: 3)
+        let w = Tensor.randn([9, 1, 2, 3])
+        try conv.loadStateDict(["weight": .float(w), "bias": .float(.zeros([3]))])
+        XCTAssertEqual(conv.weight.value.shape, [9, 2, 3])
+        XCTAssertEqual(conv.weight.value.scalars, w.scalars)
+        XCTAssertThrowsError(try conv.loadStateDict(["weight": .float(.zeros([9, 2, 2, 3])), "bias": .float(.zeros([3]))]))
+        // SparseConvNet initialisation: std sqrt(2 / (in * filter^2)), bias zero.
+        RandomGenerator.seed(0)
+        let big = try SubmanifoldConv2d(64, 64, filter: 3)
+        XCTAssertEqual(Double(try big.weight.value.pow(2).mean().item()).squareRoot(), (2.0 / (64 * 9)).squareRoot(), accuracy: 0.002)
+        XCTAssertTrue(big.bias!.value.scalars.allSatisfy { $0 == 0 })
+    }
+}
+
+/// Reads a dense map at sites, differentiably (for comparing gradients).
+func readDenseDifferentiable(_ dense: Tensor, at sites: SiteSet) throws -> Tensor {
+    let c = dense.shape[1], h = dense.shape[2], w = dense.shape[3]
+    let flat = try dense.permuted([0, 2, 3, 1]).reshaped([-1, c])
+    let idx = (0..<sites.count).map { (Int(sites.batches[$0]) * h + Int(sites.rows[$0])) * w + Int(sites.cols[$0]) }
+    return try flat.gather(dim: 0, idx)
+}
+
+/// The submanifold convolution of `x` with explicit weight and bias tensors (for gradient checks).
+func sparseConvolution(_ x: SparseTensor, weight: Tensor, bias: Tensor, conv: SubmanifoldConv2d) throws -> Tensor {
+    conv.weight.value = weight
+    conv.bias!.value = bias
+    return try conv(x).features
+}
