@@ -1,4 +1,4 @@
-"""bench_peers.py: the same workloads as smil-bench, in PyTorch, for side-by-side ratios.
+"""bench_peers.py: the same workloads as smil-bench, in PyTorch (and spconv for W3), side by side.
 
 Run by scripts/bench with the peers' virtualenv. Prints `RESULT name=... value=... unit=...
 peak_rss_mib=...` lines in smil-bench's format. One workload per process, so peak RSS is its own.
@@ -62,8 +62,61 @@ def main():
             opt.step()
         t = median_time(step, iters, warmup)
         report("W2b", t, "s/iter")
+    elif workload in ("w3a", "w3b"):
+        w3(workload, iters, warmup)
     else:
         raise SystemExit(f"unknown workload {workload}")
+
+
+def w3_sites(workload):
+    """The sites smil-bench uses: 20,000 distinct random sites of 1000 x 1000, or a disk of radius 100."""
+    if workload == "w3b":
+        return [(r, c) for r in range(201) for c in range(201) if (r - 100) ** 2 + (c - 100) ** 2 <= 100 ** 2], [201, 201]
+    g = torch.Generator().manual_seed(0)
+    flat = torch.randperm(1000 * 1000, generator=g)[:20000]
+    return [(int(i) // 1000, int(i) % 1000) for i in flat], [1000, 1000]
+
+
+def w3(workload, iters, warmup):
+    """spconv 2.x SubMConv2d(64, 64, 3, bias=False) on CPU, rulebook rebuilt and reused."""
+    try:
+        import spconv.pytorch as spconv
+        import spconv.pytorch.ops as ops
+    except ImportError:
+        return
+    ops.get_current_stream = lambda: 0   # spconv 2.3.8's CPU backward asks for a CUDA stream
+    sites, shape = w3_sites(workload)
+    n = len(sites)
+    indices = torch.tensor([(0, r, c) for r, c in sites], dtype=torch.int32)
+    features = torch.randn(n, 64)
+    conv = spconv.SubMConv2d(64, 64, 3, bias=False, indice_key="subm")
+
+    def fresh():
+        with torch.no_grad():
+            conv(spconv.SparseConvTensor(features, indices, shape, 1))
+
+    fg = features.clone().requires_grad_(True)
+
+    def fresh_both():
+        y = conv(spconv.SparseConvTensor(fg, indices, shape, 1))
+        y.features.backward(torch.ones_like(y.features))
+
+    x0 = spconv.SparseConvTensor(features, indices, shape, 1)
+    conv(x0)
+
+    def cached():
+        with torch.no_grad():
+            conv(spconv.SparseConvTensor(features, indices, shape, 1, indice_dict=x0.indice_dict))
+
+    def cached_both():
+        y = conv(spconv.SparseConvTensor(fg, indices, shape, 1, indice_dict=x0.indice_dict))
+        y.features.backward(torch.ones_like(y.features))
+
+    name = workload.upper()
+    report(name + "_fwd", median_time(fresh, iters, warmup) * 1000, "ms")
+    report(name + "_fwdbwd", median_time(fresh_both, iters, warmup) * 1000, "ms")
+    report(name + "_fwd_cached", median_time(cached, iters, warmup) * 1000, "ms")
+    report(name + "_fwdbwd_cached", median_time(cached_both, iters, warmup) * 1000, "ms")
 
 
 if __name__ == "__main__":

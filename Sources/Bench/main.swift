@@ -47,7 +47,7 @@ func option(_ name: String, _ def: Int) -> Int {
 }
 let iters = option("--iters", 5), warmup = option("--warmup", 1)
 guard let workload = args.first else {
-    print("usage: smil-bench sgemm|conv|w2a|w2b [--iters N] [--warmup N]")
+    print("usage: smil-bench sgemm|conv|w2a|w2b|w3a|w3b [--iters N] [--warmup N]")
     exit(2)
 }
 RandomGenerator.seed(0)
@@ -112,6 +112,73 @@ do {
             let to = try timeMedian(iters: iters, warmup: 0) { try opt.step() }
             print(String(format: "W2b split: forward %.3f s, backward %.3f s, optimizer %.3f s", tf, tb - tf, to))
         }
+    case "w3a", "w3b":
+        // W3: one submanifold 3x3 convolution, 64 -> 64 channels, no bias.
+        var flat: [Int] = []
+        if workload == "w3a" {
+            var rng = RandomGenerator(seed: 0)
+            var seen = Set<Int>()
+            while seen.count < 20_000 {
+                let r = rng.nextInt(0, 1000), c = rng.nextInt(0, 1000)
+                if seen.insert(r * 1000 + c).inserted { flat += [r, c, 0] }
+            }
+        } else {
+            for r in 0...200 { for c in 0...200 where (r - 100) * (r - 100) + (c - 100) * (c - 100) <= 100 * 100 { flat += [r, c, 0] } }
+        }
+        let n = flat.count / 3
+        let coords = try IntTensor(flat, shape: [n, 3])
+        let features = Tensor.randn([n, 64])
+        let conv = try SubmanifoldConv2d(64, 64, filter: 3, bias: false)
+        let size = workload == "w3a" ? (1000, 1000) : (201, 201)
+        let input = InputLayer()
+        let cached = try input(coords, features, spatialSize: size)
+        let book = cached.sites.submanifoldRulebook(filter: 3)
+        let flops = 2 * Double(book.pairCount) * 64 * 64
+        let fresh = try timeMedian(iters: iters, warmup: warmup) {
+            _ = try GradMode.noGrad { try conv(input(coords, features, spatialSize: size)) }
+        }
+        var fg = features
+        fg.requiresGrad = true
+        let freshBoth = try timeMedian(iters: iters, warmup: warmup) {
+            let y = try conv(input(coords, fg, spatialSize: size))
+            try y.features.backward(Tensor.ones(y.features.shape))
+        }
+        let reused = try timeMedian(iters: iters, warmup: warmup) { _ = try GradMode.noGrad { try conv(cached) } }
+        let cachedGrad = try input(coords, fg, spatialSize: size)
+        let reusedBoth = try timeMedian(iters: iters, warmup: warmup) {
+            let x = try SparseTensor(sites: cachedGrad.sites, features: fg)
+            let y = try conv(x)
+            try y.features.backward(Tensor.ones(y.features.shape))
+        }
+        if args.contains("--split") {
+            let tIn = try timeMedian(iters: iters, warmup: warmup) { _ = try input(coords, features, spatialSize: size) }
+            let tBook = try timeMedian(iters: iters, warmup: warmup) {
+                _ = try input(coords, features, spatialSize: size).sites.submanifoldRulebook(filter: 3)
+            }
+            print(String(format: "split: input layer %.2f ms, rulebook %.2f ms, convolution %.2f ms", tIn * 1000, (tBook - tIn) * 1000, reused * 1000))
+            var a = 0.0, bk = 0.0, cv = 0.0
+            for _ in 0..<iters {
+                let t0 = now()
+                let x = try input(coords, features, spatialSize: size)
+                let t1 = now()
+                _ = x.sites.submanifoldRulebook(filter: 3)
+                let t2 = now()
+                _ = try GradMode.noGrad { try conv(x) }
+                let t3 = now()
+                a += t1 - t0; bk += t2 - t1; cv += t3 - t2
+            }
+            let k = 1000 / Double(iters)
+            let again = try timeMedian(iters: iters, warmup: warmup) {
+                _ = try GradMode.noGrad { try conv(input(coords, features, spatialSize: size)) }
+            }
+            print(String(format: "fresh forward measured again: %.2f ms", again * 1000))
+            print(String(format: "fresh, in one pass: input layer %.2f ms, rulebook %.2f ms, convolution %.2f ms", a * k, bk * k, cv * k))
+        }
+        let name = workload.uppercased()
+        report(name + "_fwd", fresh * 1000, "ms", extra: "sites=\(n) pairs=\(book.pairCount) gflops=\(String(format: "%.1f", flops / fresh / 1e9))")
+        report(name + "_fwdbwd", freshBoth * 1000, "ms")
+        report(name + "_fwd_cached", reused * 1000, "ms", extra: "gflops=\(String(format: "%.1f", flops / reused / 1e9))")
+        report(name + "_fwdbwd_cached", reusedBoth * 1000, "ms")
     default:
         print("unknown workload \(workload)")
         exit(2)

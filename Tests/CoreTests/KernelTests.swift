@@ -9,7 +9,7 @@ final class KernelTests: XCTestCase {
     func testGemmMatchesReferenceLoop() {
         RandomGenerator.seed(3)
         for (m, n, k, ta, tb) in [(3, 5, 4, false, false), (70, 300, 90, true, false), (257, 65, 129, false, true),
-                                  (130, 140, 150, true, true)] {
+                                  (130, 140, 150, true, true), (20, 30, 20_000, true, false), (9, 7, 9000, false, true)] {
             let a = Tensor.randn([m * k]), b = Tensor.randn([k * n])
             var c1 = Tensor.randn([m * n]), c2 = c1
             let lda = ta ? m : k, ldb = tb ? k : n

@@ -23,6 +23,28 @@ public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Floa
                     beta, c, Int32(ldc))
         return
     }
+    if m * n <= 1 << 16 && k >= 8192 {
+        // A small output over a long sum (weight gradients): split the sum into fixed chunks,
+        // computed in parallel into partial products, then added in chunk order.
+        let grain = max(2048, ((k + 7) / 8 + 255) / 256 * 256)
+        let pieces = (k + grain - 1) / grain
+        let partial = UnsafeMutablePointer<Float>.allocate(capacity: pieces * m * n)
+        defer { partial.deallocate() }
+        Parallel.forEach(pieces) { p in
+            let k0 = p * grain, kc = min(grain, k - k0)
+            let ap = transA ? a + k0 * lda : a + k0, bp = transB ? b + k0 : b + k0 * ldb
+            cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(kc), alpha, ap, Int32(lda), bp, Int32(ldb),
+                        0, partial + p * m * n, Int32(n))
+        }
+        for i in 0..<m {
+            for j in 0..<n {
+                var s = beta == 0 ? 0 : beta * c[i * ldc + j]
+                for p in 0..<pieces { s += partial[(p * m + i) * n + j] }
+                c[i * ldc + j] = s
+            }
+        }
+        return
+    }
     // Split the larger output dimension into blocks of a multiple of 16 chosen from the shape alone.
     if n >= m {
         let grain = max(64, ((n + 7) / 8 + 15) / 16 * 16)

@@ -4,6 +4,8 @@
 // repeats an output (or input) row, so its scatter is split over threads without races, and the
 // offsets are applied in order: the same bits whatever the thread count.
 
+import COpenBLAS
+
 /// Copies rows `index[p]` of `src` (`width` wide) into consecutive rows of `dst`.
 func gatherRows(_ src: UnsafePointer<Float>, _ index: [Int32], width: Int, _ dst: UnsafeMutablePointer<Float>) {
     index.withUnsafeBufferPointer { idx in
@@ -25,8 +27,31 @@ func scatterAddRows(_ src: UnsafePointer<Float>, _ index: [Int32], width: Int, _
     }
 }
 
+/// Single-threaded row-major sgemm for work that is already split over threads.
+@inline(__always) func sgemmSerial(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                                   a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                                   beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    guard m > 0, n > 0 else { return }
+    if k == 0 { for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } }; return }
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// The non-centre offsets that have pairs, and where each one's pairs start in a buffer holding
+/// all of them.
+func offsetSegments(_ rulebook: Rulebook) -> (offsets: [Int], starts: [Int], total: Int) {
+    var offsets: [Int] = [], starts: [Int] = [], total = 0
+    for k in 0..<rulebook.offsets where k != rulebook.centre && !rulebook.inputs[k].isEmpty {
+        offsets.append(k)
+        starts.append(total)
+        total += rulebook.inputs[k].count
+    }
+    return (offsets, starts, total)
+}
+
 /// Forward sparse convolution: `output` `[nOut, cout]` from `input` `[nIn, cin]`, weight
-/// `[offsets, cin, cout]`, optional bias `[cout]`.
+/// `[offsets, cin, cout]`, optional bias `[cout]`. Offsets are spread over the threads (gather and
+/// GEMM each on one thread), then scattered in offset order.
 func sparseConvolutionForward(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                               weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                               rulebook: Rulebook, nOut: Int, cin: Int, cout: Int) {
@@ -36,16 +61,20 @@ func sparseConvolutionForward(input: UnsafePointer<Float>, output: UnsafeMutable
     } else {
         output.update(repeating: 0, count: nOut * cout)
     }
-    let most = rulebook.inputs.map(\.count).max() ?? 0
-    let gathered = UnsafeMutablePointer<Float>.allocate(capacity: max(1, most * cin))
-    let product = UnsafeMutablePointer<Float>.allocate(capacity: max(1, most * cout))
+    let (offsets, starts, total) = offsetSegments(rulebook)
+    let gathered = UnsafeMutablePointer<Float>.allocate(capacity: max(1, total * cin))
+    let product = UnsafeMutablePointer<Float>.allocate(capacity: max(1, total * cout))
     defer { gathered.deallocate(); product.deallocate() }
-    for k in 0..<rulebook.offsets where !rulebook.inputs[k].isEmpty {
-        let pairs = rulebook.inputs[k].count
-        gatherRows(input, rulebook.inputs[k], width: cin, gathered)
-        gemm(transA: false, transB: false, m: pairs, n: cout, k: cin, a: gathered, lda: cin,
-             b: weight + k * cin * cout, ldb: cout, c: product, ldc: cout)
-        scatterAddRows(product, rulebook.outputs[k], width: cout, output)
+    Parallel.forEach(offsets.count) { s in
+        let k = offsets[s], pairs = rulebook.inputs[k].count
+        let g = gathered + starts[s] * cin, p = product + starts[s] * cout
+        rulebook.inputs[k].withUnsafeBufferPointer { idx in
+            for q in 0..<pairs { (g + q * cin).update(from: input + Int(idx[q]) * cin, count: cin) }
+        }
+        sgemmSerial(m: pairs, n: cout, k: cin, a: g, lda: cin, b: weight + k * cin * cout, ldb: cout, c: p, ldc: cout)
+    }
+    for (s, k) in offsets.enumerated() {
+        scatterAddRows(product + starts[s] * cout, rulebook.outputs[k], width: cout, output)
     }
     if let bias = bias {
         Parallel.forRanges(nOut, grain: 1024) { r in
@@ -81,27 +110,33 @@ func sparseConvolutionBackward(input: UnsafePointer<Float>, gradOutput: UnsafePo
     } else {
         gradInput?.update(repeating: 0, count: nIn * cin)
     }
-    let most = rulebook.inputs.map(\.count).max() ?? 0
-    let gIn = UnsafeMutablePointer<Float>.allocate(capacity: max(1, most * cin))
-    let gOut = UnsafeMutablePointer<Float>.allocate(capacity: max(1, most * cout))
+    if let gw = gradWeight {
+        for k in 0..<rulebook.offsets where k != rulebook.centre && rulebook.inputs[k].isEmpty {
+            (gw + k * cin * cout).update(repeating: 0, count: cin * cout)
+        }
+    }
+    let (offsets, starts, total) = offsetSegments(rulebook)
+    let gIn = UnsafeMutablePointer<Float>.allocate(capacity: max(1, total * cin))
+    let gOut = UnsafeMutablePointer<Float>.allocate(capacity: max(1, total * cout))
     defer { gIn.deallocate(); gOut.deallocate() }
-    for k in 0..<rulebook.offsets where k != rulebook.centre {
-        let pairs = rulebook.inputs[k].count
-        if pairs == 0 {
-            gradWeight.map { ($0 + k * cin * cout).update(repeating: 0, count: cin * cout) }
-            continue
+    Parallel.forEach(offsets.count) { s in
+        let k = offsets[s], pairs = rulebook.inputs[k].count
+        let go = gOut + starts[s] * cout, gi = gIn + starts[s] * cin
+        rulebook.outputs[k].withUnsafeBufferPointer { idx in
+            for q in 0..<pairs { (go + q * cout).update(from: gradOutput + Int(idx[q]) * cout, count: cout) }
         }
-        gatherRows(gradOutput, rulebook.outputs[k], width: cout, gOut)
         if let gw = gradWeight {
-            gatherRows(input, rulebook.inputs[k], width: cin, gIn)
-            gemm(transA: true, transB: false, m: cin, n: cout, k: pairs, a: gIn, lda: cin,
-                 b: gOut, ldb: cout, c: gw + k * cin * cout, ldc: cout)
+            rulebook.inputs[k].withUnsafeBufferPointer { idx in
+                for q in 0..<pairs { (gi + q * cin).update(from: input + Int(idx[q]) * cin, count: cin) }
+            }
+            sgemmSerial(transA: true, m: cin, n: cout, k: pairs, a: gi, lda: cin, b: go, ldb: cout, c: gw + k * cin * cout, ldc: cout)
         }
-        if let gi = gradInput {
-            gemm(transA: false, transB: true, m: pairs, n: cin, k: cout, a: gOut, lda: cout,
-                 b: weight + k * cin * cout, ldb: cout, c: gIn, ldc: cin)
-            scatterAddRows(gIn, rulebook.inputs[k], width: cin, gi)
+        if gradInput != nil {
+            sgemmSerial(transB: true, m: pairs, n: cin, k: cout, a: go, lda: cout, b: weight + k * cin * cout, ldb: cout, c: gi, ldc: cin)
         }
+    }
+    if let gi = gradInput {
+        for (s, k) in offsets.enumerated() { scatterAddRows(gIn + starts[s] * cin, rulebook.inputs[k], width: cin, gi) }
     }
 }
 
@@ -121,6 +156,103 @@ func sparseMaxPoolForward(input: UnsafePointer<Float>, output: UnsafeMutablePoin
                     argmax[o * channels + c] = Int32(i)
                 }
             }
+        }
+    }
+}
+
+// MARK: Implicit GEMM for dense submanifold rulebooks
+
+/// Rows per block of the implicit GEMM: the gathered block (rows x offsets x channels) stays in cache.
+let implicitBlock = 128
+
+/// Gathers, for output rows `range`, the neighbourhood rows of `src` (`width` wide) into `col`,
+/// laid out `[row, offset, width]`, zeros where a neighbour is missing.
+@inline(__always)
+func gatherNeighbourhoods(_ src: UnsafePointer<Float>, _ neighbours: UnsafePointer<Int32>, offsets: Int, width: Int,
+                          range: Range<Int>, _ col: UnsafeMutablePointer<Float>) {
+    for i in range {
+        for k in 0..<offsets {
+            let j = Int(neighbours[i * offsets + k])
+            let dst = col + ((i - range.lowerBound) * offsets + k) * width
+            if j >= 0 { dst.update(from: src + j * width, count: width) } else { dst.update(repeating: 0, count: width) }
+        }
+    }
+}
+
+/// Forward submanifold convolution as one GEMM per block of output rows over their gathered
+/// neighbourhoods: `output[i] = [input[nb(i, 0)], ..., input[nb(i, K-1)]] @ weight` with weight
+/// read as `[K * cin, cout]`. No scatter: every output row is written once.
+func submanifoldForwardImplicit(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                                weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                                neighbours: [Int32], n: Int, offsets: Int, cin: Int, cout: Int) {
+    let width = offsets * cin
+    neighbours.withUnsafeBufferPointer { nb in
+        let nbp = nb.baseAddress!
+        Parallel.forRanges(n, grain: implicitBlock) { range in
+            let col = UnsafeMutablePointer<Float>.allocate(capacity: range.count * width)
+            defer { col.deallocate() }
+            gatherNeighbourhoods(input, nbp, offsets: offsets, width: cin, range: range, col)
+            let out = output + range.lowerBound * cout
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(range.count), Int32(cout), Int32(width), 1,
+                        col, Int32(width), weight, Int32(cout), 0, out, Int32(cout))
+            if let bias = bias {
+                for i in 0..<range.count { for j in 0..<cout { out[i * cout + j] += bias[j] } }
+            }
+        }
+    }
+}
+
+/// Backward of `submanifoldForwardImplicit`. The input gradient is the same gather over the
+/// output gradient (the neighbour relation is symmetric: j = nb(i, k) iff i = nb(j, K-1-k)) times
+/// the weight with offsets mirrored and channels swapped; the weight gradient is
+/// `gathered^T @ gradOutput`, accumulated block by block in order.
+func submanifoldBackwardImplicit(input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                 gradInput: UnsafeMutablePointer<Float>?, gradWeight: UnsafeMutablePointer<Float>?,
+                                 gradBias: UnsafeMutablePointer<Float>?, neighbours: [Int32], n: Int, offsets: Int,
+                                 cin: Int, cout: Int) {
+    if let gb = gradBias {
+        Parallel.forRanges(cout, grain: 16) { r in
+            for j in r {
+                var s: Double = 0
+                for i in 0..<n { s += Double(gradOutput[i * cout + j]) }
+                gb[j] = Float(s)
+            }
+        }
+    }
+    neighbours.withUnsafeBufferPointer { nb in
+        let nbp = nb.baseAddress!
+        if let gi = gradInput {
+            // Mirrored, transposed weight: wm[k' * cout + o][c] = weight[K-1-k'][c][o].
+            let wm = UnsafeMutablePointer<Float>.allocate(capacity: offsets * cout * cin)
+            defer { wm.deallocate() }
+            for k in 0..<offsets { for c in 0..<cin { for o in 0..<cout {
+                wm[(k * cout + o) * cin + c] = weight[((offsets - 1 - k) * cin + c) * cout + o]
+            } } }
+            let width = offsets * cout
+            Parallel.forRanges(n, grain: implicitBlock) { range in
+                let col = UnsafeMutablePointer<Float>.allocate(capacity: range.count * width)
+                defer { col.deallocate() }
+                gatherNeighbourhoods(gradOutput, nbp, offsets: offsets, width: cout, range: range, col)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(range.count), Int32(cin), Int32(width), 1,
+                            col, Int32(width), wm, Int32(cin), 0, gi + range.lowerBound * cin, Int32(cin))
+            }
+        }
+        if let gw = gradWeight {
+            let width = offsets * cin, block = 2048
+            let col = UnsafeMutablePointer<Float>.allocate(capacity: min(n, block) * width)
+            defer { col.deallocate() }
+            var start = 0
+            while start < n {
+                let range = start..<min(n, start + block)
+                Parallel.forRanges(range.count, grain: implicitBlock) { sub in
+                    let r = (range.lowerBound + sub.lowerBound)..<(range.lowerBound + sub.upperBound)
+                    gatherNeighbourhoods(input, nbp, offsets: offsets, width: cin, range: r, col + sub.lowerBound * width)
+                }
+                gemm(transA: true, transB: false, m: width, n: cout, k: range.count, a: col, lda: width,
+                     b: gradOutput + start * cout, ldb: cout, beta: start == 0 ? 0 : 1, c: gw, ldc: cout)
+                start += block
+            }
+            if n == 0 { gw.update(repeating: 0, count: width * cout) }
         }
     }
 }

@@ -11,17 +11,27 @@ public final class Rulebook {
     /// For a submanifold rulebook, the centre offset maps every site to itself and is left out of
     /// the pair lists (it is one GEMM straight into the output).
     public let centre: Int?
+    /// For a submanifold rulebook, the same pairs output-major: `neighbours[i * offsets + k]` is the
+    /// input row at offset k of output i, or -1.
+    let neighbours: [Int32]?
+    /// Total pairs, the centre included.
+    public let pairCount: Int
 
-    init(offsets: Int, inputs: [[Int32]], outputs: [[Int32]], centre: Int?) {
+    init(offsets: Int, inputs: [[Int32]], outputs: [[Int32]], centre: Int?, neighbours: [Int32]? = nil, sites: Int = 0) {
         self.offsets = offsets
         self.inputs = inputs
         self.outputs = outputs
         self.centre = centre
+        self.neighbours = neighbours
+        pairCount = inputs.reduce(0) { $0 + $1.count } + (centre == nil ? 0 : sites)
     }
 
-    /// Total pairs, the centre included.
-    public var pairCount: Int { inputs.reduce(0) { $0 + $1.count } + (centre == nil ? 0 : countForCentre) }
-    var countForCentre = 0
+    /// Whether most (site, offset) slots hold a pair: then one implicit GEMM over gathered
+    /// neighbourhoods beats a GEMM per offset with its gather and scatter.
+    var isDense: Bool {
+        guard let n = neighbours, !n.isEmpty else { return false }
+        return Double(pairCount) >= 0.4 * Double(n.count)
+    }
 }
 
 extension SiteSet {
@@ -31,45 +41,46 @@ extension SiteSet {
     public func submanifoldRulebook(filter: Int) -> Rulebook {
         let key = "subm\(filter)"
         if let r = rulebooks[key] { return r }
-        let half = filter / 2, k2 = filter * filter
-        let centre = k2 / 2
-        // Split the sites into fixed blocks, build each block's pairs in parallel, then join in
-        // block order: the same rulebook whatever the thread count.
-        let n = count, block = 4096
-        let blocks = (n + block - 1) / block
-        var partIn = [[[Int32]]](repeating: [], count: blocks), partOut = partIn
-        partIn.withUnsafeMutableBufferPointer { pin in
-            partOut.withUnsafeMutableBufferPointer { pout in
-                let pinBase = pin.baseAddress!, poutBase = pout.baseAddress!
-                Parallel.forEach(blocks) { b in
-                    var ins = [[Int32]](repeating: [], count: k2), outs = ins
-                    for i in (b * block)..<min(n, (b + 1) * block) {
-                        let r = Int(rows[i]), c = Int(cols[i]), bt = Int(batches[i])
+        let half = filter / 2, k2 = filter * filter, n = count
+        let (h, w) = spatialSize
+        // Output-major neighbour table, filled in parallel (each site writes its own row).
+        var table = [Int32](repeating: -1, count: n * k2)
+        rows.withUnsafeBufferPointer { rp in cols.withUnsafeBufferPointer { cp in batches.withUnsafeBufferPointer { bp in
+            table.withUnsafeMutableBufferPointer { tp in
+                let t = tp.baseAddress!, hash = self.hash
+                Parallel.forRanges(n, grain: 2048) { range in
+                    for i in range {
+                        let r = Int(rp[i]), c = Int(cp[i]), b = Int(bp[i])
+                        var k = 0
                         for dr in -half...half {
-                            for dc in -half...half where dr != 0 || dc != 0 {
-                                let j = index(row: r + dr, col: c + dc, batch: bt)
-                                if j >= 0 {
-                                    let k = filter * (dr + half) + (dc + half)
-                                    ins[k].append(Int32(j))
-                                    outs[k].append(Int32(i))
+                            let rr = r + dr
+                            for dc in -half...half {
+                                let cc = c + dc
+                                if rr >= 0 && rr < h && cc >= 0 && cc < w {
+                                    t[i * k2 + k] = hash.find(siteKey(rr, cc, b))
                                 }
+                                k += 1
                             }
                         }
                     }
-                    pinBase[b] = ins
-                    poutBase[b] = outs
                 }
             }
-        }
+        } } }
+        // Offset-major pair lists (for the sparse path), in site order.
+        let centre = k2 / 2
         var inputs = [[Int32]](repeating: [], count: k2), outputs = inputs
-        for b in 0..<blocks {
-            for k in 0..<k2 {
-                inputs[k] += partIn[b][k]
-                outputs[k] += partOut[b][k]
+        table.withUnsafeBufferPointer { t in
+            for k in 0..<k2 where k != centre {
+                var ins: [Int32] = [], outs: [Int32] = []
+                for i in 0..<n where t[i * k2 + k] >= 0 {
+                    ins.append(t[i * k2 + k])
+                    outs.append(Int32(i))
+                }
+                inputs[k] = ins
+                outputs[k] = outs
             }
         }
-        let book = Rulebook(offsets: k2, inputs: inputs, outputs: outputs, centre: centre)
-        book.countForCentre = n
+        let book = Rulebook(offsets: k2, inputs: inputs, outputs: outputs, centre: centre, neighbours: table, sites: n)
         rulebooks[key] = book
         return book
     }
@@ -105,7 +116,8 @@ extension SiteSet {
                 }
             }
         }
-        let out = SiteSet(rows: oRows, cols: oCols, batches: oBatch, spatialSize: (outRows, outCols), batchSize: batchSize)
+        let out = SiteSet(rows: oRows, cols: oCols, batches: oBatch, spatialSize: (outRows, outCols), batchSize: batchSize,
+                          hash: outHash)
         let result = (out, Rulebook(offsets: filter * filter, inputs: inputs, outputs: outputs, centre: nil))
         strided[key] = result
         return result

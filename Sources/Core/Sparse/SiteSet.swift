@@ -73,18 +73,23 @@ public final class SiteSet {
 
     public var count: Int { rows.count }
 
-    /// Builds a set from distinct sites (the caller guarantees they are distinct and in range).
-    init(rows: [Int32], cols: [Int32], batches: [Int32], spatialSize: (Int, Int), batchSize: Int) {
+    /// Builds a set from distinct sites (the caller guarantees they are distinct and in range);
+    /// `hash`, when given, already maps every site's key to its row.
+    init(rows: [Int32], cols: [Int32], batches: [Int32], spatialSize: (Int, Int), batchSize: Int, hash: SiteHash? = nil) {
         self.rows = rows
         self.cols = cols
         self.batches = batches
         self.spatialSize = spatialSize
         self.batchSize = batchSize
-        var h = SiteHash(capacity: rows.count)
-        for i in 0..<rows.count {
-            _ = h.insert(siteKey(Int(rows[i]), Int(cols[i]), Int(batches[i])), Int32(i))
+        if let hash = hash {
+            self.hash = hash
+        } else {
+            var h = SiteHash(capacity: rows.count)
+            for i in 0..<rows.count {
+                _ = h.insert(siteKey(Int(rows[i]), Int(cols[i]), Int(batches[i])), Int32(i))
+            }
+            self.hash = h
         }
-        hash = h
     }
 
     /// The index of the site at (row, col, batch), or -1 (also for coordinates off the map).

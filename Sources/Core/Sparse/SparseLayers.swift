@@ -73,7 +73,11 @@ public final class InputLayer: Module {
             dst[i] = o
         }
         let m = rows.count
-        let sites = SiteSet(rows: rows, cols: cols, batches: batches, spatialSize: size, batchSize: maxBatch + 1)
+        let sites = SiteSet(rows: rows, cols: cols, batches: batches, spatialSize: size, batchSize: maxBatch + 1, hash: hash)
+        if m == n {
+            // No repeated site: every mode passes the features through unchanged.
+            return try SparseTensor(sites: sites, features: features)
+        }
         // Per input row, its weight in its output site (0 for rows that do not contribute).
         var weightOf = [Float](repeating: 1, count: n)
         switch mode {
@@ -150,8 +154,14 @@ open class SparseConvolutionBase: SparseModule {
         let (cin, cout) = (inChannels, outChannels)
         let input = x.features.detached(), w = weight.value.detached(), b = bias?.value.detached()
         let out = Tensor(uninitializedShape: [nOut, cout])
-        sparseConvolutionForward(input: input.storage.pointer, output: out.storage.pointer, weight: w.storage.pointer,
-                                 bias: b?.storage.pointer, rulebook: rulebook, nOut: nOut, cin: cin, cout: cout)
+        let implicit = rulebook.isDense ? rulebook.neighbours : nil
+        if let nb = implicit {
+            submanifoldForwardImplicit(input: input.storage.pointer, output: out.storage.pointer, weight: w.storage.pointer,
+                                       bias: b?.storage.pointer, neighbours: nb, n: nOut, offsets: rulebook.offsets, cin: cin, cout: cout)
+        } else {
+            sparseConvolutionForward(input: input.storage.pointer, output: out.storage.pointer, weight: w.storage.pointer,
+                                     bias: b?.storage.pointer, rulebook: rulebook, nOut: nOut, cin: cin, cout: cout)
+        }
         var inputs = [x.features, weight.value]
         if let bias = bias { inputs.append(bias.value) }
         let needInput = x.features.requiresGrad
@@ -159,9 +169,15 @@ open class SparseConvolutionBase: SparseModule {
             let gi = needInput ? Tensor(uninitializedShape: [nIn, cin]) : nil
             let gw = Tensor(uninitializedShape: w.shape)
             let gb = b == nil ? nil : Tensor(uninitializedShape: [cout])
-            sparseConvolutionBackward(input: input.storage.pointer, gradOutput: g.storage.pointer, weight: w.storage.pointer,
-                                      gradInput: gi?.storage.pointer, gradWeight: gw.storage.pointer, gradBias: gb?.storage.pointer,
-                                      rulebook: rulebook, nIn: nIn, nOut: nOut, cin: cin, cout: cout)
+            if let nb = implicit {
+                submanifoldBackwardImplicit(input: input.storage.pointer, gradOutput: g.storage.pointer, weight: w.storage.pointer,
+                                            gradInput: gi?.storage.pointer, gradWeight: gw.storage.pointer, gradBias: gb?.storage.pointer,
+                                            neighbours: nb, n: nOut, offsets: rulebook.offsets, cin: cin, cout: cout)
+            } else {
+                sparseConvolutionBackward(input: input.storage.pointer, gradOutput: g.storage.pointer, weight: w.storage.pointer,
+                                          gradInput: gi?.storage.pointer, gradWeight: gw.storage.pointer, gradBias: gb?.storage.pointer,
+                                          rulebook: rulebook, nIn: nIn, nOut: nOut, cin: cin, cout: cout)
+            }
             return b == nil ? [gi, gw] : [gi, gw, gb]
         }
         return try SparseTensor(sites: outSites, features: result)
