@@ -18,8 +18,10 @@ final class AutogradTests: XCTestCase {
         var x = Tensor([2])
         x.requiresGrad = true
         try x.mul(x).sum().backward()
+        let held = x.grad!
         try x.mul(x).sum().backward()
         XCTAssertEqual(x.grad!.scalars, [8])
+        XCTAssertEqual(held.scalars, [4], "a gradient the caller holds is not changed by later accumulation")
         x.grad = nil
         XCTAssertNil(x.grad)
     }
@@ -82,6 +84,7 @@ final class AutogradTests: XCTestCase {
         try assertGradientsMatch([a]) { $0[0].clamped(min: -0.3, max: 0.4) }
         try assertGradientsMatch([p]) { $0[0].pow(1.5) }
         try assertGradientsMatch([a]) { $0[0].adding(2).scaled(by: -3) }
+        try assertGradientsMatch([a, r([3], seed: 12)]) { try Tensor.where(Tensor([1, 0, 1]), $0[0], $0[1]) }
     }
 
     func testReductionAndShapeGradients() throws {

@@ -136,7 +136,14 @@ extension Node {
         for node in order.reversed() {
             guard let g = pending.removeValue(forKey: ObjectIdentifier(node)) else { continue }
             if node.isLeaf {
-                node.grad = node.grad.map { $0.adding(g) } ?? g
+                // Accumulate in place (copy-on-write keeps a grad the caller holds unchanged).
+                if var acc = node.grad {
+                    node.grad = nil
+                    acc.addInPlace(g)
+                    node.grad = acc
+                } else {
+                    node.grad = g
+                }
                 continue
             }
             guard let fn = node.backwardFn else {
@@ -150,7 +157,12 @@ extension Node {
                     throw CoreError.autograd("\(node.name): gradient of shape \(shapeString(grad.shape)) for an input of shape \(shapeString(input.shape))")
                 }
                 let key = ObjectIdentifier(input)
-                if let acc = pending[key] { pending[key] = acc.adding(grad) } else { pending[key] = grad }
+                if var acc = pending.removeValue(forKey: key) {
+                    acc.addInPlace(grad)
+                    pending[key] = acc
+                } else {
+                    pending[key] = grad
+                }
             }
             // Free the graph as we go: the closure holds the saved tensors.
             node.backwardFn = nil

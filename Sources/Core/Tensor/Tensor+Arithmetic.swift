@@ -103,9 +103,20 @@ extension Tensor {
         return r
     }
 
-    /// Same-shape addition without autograd (gradient accumulation).
+    /// Same-shape addition without autograd.
     func adding(_ other: Tensor) -> Tensor {
         try! zipped(other, op: "add") { $0 + $1 }
+    }
+
+    /// `self += other` for equal shapes, without autograd (gradient accumulation); copies first
+    /// only if the storage is shared.
+    mutating func addInPlace(_ other: Tensor) {
+        precondition(shape == other.shape, "addInPlace: \(shapeString(shape)) vs \(shapeString(other.shape))")
+        ensureUnique()
+        let dst = storage.pointer, src = other.storage.pointer
+        Parallel.forRanges(count, grain: elementwiseGrain) { r in
+            for i in r { dst[i] += src[i] }
+        }
     }
 
     // MARK: Differentiable binary operations
