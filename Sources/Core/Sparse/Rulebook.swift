@@ -56,7 +56,9 @@ extension SiteSet {
                             let rr = r + dr
                             for dc in -half...half {
                                 let cc = c + dc
-                                if rr >= 0 && rr < h && cc >= 0 && cc < w {
+                                if dr == 0 && dc == 0 {
+                                    t[i * k2 + k] = Int32(i)
+                                } else if rr >= 0 && rr < h && cc >= 0 && cc < w {
                                     t[i * k2 + k] = hash.find(siteKey(rr, cc, b))
                                 }
                                 k += 1
@@ -96,7 +98,7 @@ extension SiteSet {
         guard spatialSize.rows >= filter, spatialSize.cols >= filter else {
             throw CoreError.shapeMismatch(op: "sparse_conv", "a \(spatialSize.rows) x \(spatialSize.cols) map is smaller than the \(filter) x \(filter) filter")
         }
-        var outHash = SiteHash(capacity: count)
+        let outHash = SiteHash(capacity: count)
         var oRows: [Int32] = [], oCols: [Int32] = [], oBatch: [Int32] = []
         var inputs = [[Int32]](repeating: [], count: filter * filter), outputs = inputs
         for i in 0..<count {

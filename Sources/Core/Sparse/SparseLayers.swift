@@ -63,7 +63,7 @@ public final class InputLayer: Module {
         }
         let size = spatialSize ?? (maxRow + 1, maxCol + 1)
         // Deduplicate: dst[i] is the output site of input row i.
-        var hash = SiteHash(capacity: n)
+        let hash = SiteHash(capacity: n)
         var rows: [Int32] = [], cols: [Int32] = [], batches: [Int32] = []
         var dst = [Int32](repeating: 0, count: n)
         for i in 0..<n {
