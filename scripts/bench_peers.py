@@ -62,10 +62,49 @@ def main():
             opt.step()
         t = median_time(step, iters, warmup)
         report("W2b", t, "s/iter")
+    elif workload == "w1":
+        w1(iters, warmup)
     elif workload in ("w3a", "w3b"):
         w3(workload, iters, warmup)
     else:
         raise SystemExit(f"unknown workload {workload}")
+
+
+def w1(iters, warmup):
+    """SparseConvMIL's training step in PyTorch, with spconv for the sparse CNN (the reference uses
+    SparseConvNet, which has no PyPI package; peers/README.md measures both within 3%)."""
+    try:
+        import spconv.pytorch as spconv
+        import spconv.pytorch.ops as ops
+    except ImportError:
+        return
+    ops.get_current_stream = lambda: 0
+    emb = torchvision.models.resnet18(weights=None)
+    emb.fc = torch.nn.Identity()
+    sparse = spconv.SparseSequential(spconv.SubMConv2d(512, 32, 3, indice_key="a"), torch.nn.ReLU(),
+                                     spconv.SubMConv2d(32, 32, 3, indice_key="a"), torch.nn.ReLU())
+    head = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+    params = list(emb.parameters()) + list(sparse.parameters()) + list(head.parameters())
+    opt = torch.optim.Adam(params, lr=2e-3, weight_decay=1e-6)
+    tiles = torch.rand(2, 5, 3, 512, 512)
+    coords = torch.tensor([((i * 37) % 200) for i in range(20)], dtype=torch.float32).view(2, 5, 2)
+    labels = torch.tensor([0, 1])
+
+    def step():
+        opt.zero_grad()
+        f = emb(tiles.view(10, 3, 512, 512))
+        c = (coords / 10).long()
+        c = c - c.min(dim=1, keepdim=True).values
+        idx = torch.cat([torch.arange(2).repeat_interleave(5).view(10, 1), c.view(10, 2)], 1).int()
+        uniq, inv = torch.unique(idx, dim=0, return_inverse=True)
+        feats = torch.zeros(len(uniq), 512).index_add(0, inv, f) / torch.bincount(inv).view(-1, 1)
+        shape = [int(uniq[:, 1].max()) + 1, int(uniq[:, 2].max()) + 1]
+        y = sparse(spconv.SparseConvTensor(feats, uniq, shape, 2))
+        pooled = torch.stack([y.features[y.indices[:, 0] == b].mean(0) for b in range(2)])
+        loss = torch.nn.functional.cross_entropy(head(pooled), labels)
+        loss.backward()
+        opt.step()
+    report("W1", median_time(step, iters, warmup), "s/iter")
 
 
 def w3_sites(workload):

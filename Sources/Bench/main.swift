@@ -47,7 +47,7 @@ func option(_ name: String, _ def: Int) -> Int {
 }
 let iters = option("--iters", 5), warmup = option("--warmup", 1)
 guard let workload = args.first else {
-    print("usage: smil-bench sgemm|conv|w2a|w2b|w3a|w3b [--iters N] [--warmup N]")
+    print("usage: smil-bench sgemm|conv|w1|w2a|w2b|w3a|w3b [--iters N] [--warmup N]")
     exit(2)
 }
 RandomGenerator.seed(0)
@@ -112,6 +112,20 @@ do {
             let to = try timeMedian(iters: iters, warmup: 0) { try opt.step() }
             print(String(format: "W2b split: forward %.3f s, backward %.3f s, optimizer %.3f s", tf, tb - tf, to))
         }
+    case "w1":
+        // W1: a SparseConvMIL training step at the reference defaults on 2 slides x 5 tiles of 3x512x512.
+        let model = try sparseConvMIL(classes: 2)
+        let opt = Adam(model.allParameters(), lr: 2e-3, weightDecay: 1e-6)
+        let tiles = Tensor.rand([2, 5, 3, 512, 512])
+        let coords = try Tensor((0..<20).map { Float(($0 * 37) % 200) }, shape: [2, 5, 2])
+        let labels = IntTensor([0, 1])
+        let t = try timeMedian(iters: iters, warmup: warmup) {
+            opt.zeroGrad()
+            let loss = try Loss.crossEntropy(model.forward(tiles: tiles, coords: coords), labels)
+            try loss.backward()
+            try opt.step()
+        }
+        report("W1", t, "s/iter")
     case "w3a", "w3b":
         // W3: one submanifold 3x3 convolution, 64 -> 64 channels, no bias.
         var flat: [Int] = []
