@@ -73,16 +73,19 @@ final class SparseGoldenTests: XCTestCase {
 
 final class SparsePropertyTests: XCTestCase {
     func testSubmanifoldEqualsDenseConvolutionAtActiveSites() throws {
-        for (filter, seed) in [(1, 1), (3, 2), (5, 3)] as [(Int, UInt64)] {
+        // Sparse maps take the gather-GEMM-scatter path, nearly full ones the implicit GEMM.
+        for (filter, seed, n, dense) in [(1, 1, 60, false), (3, 2, 60, false), (5, 3, 60, false),
+                                         (3, 4, 270, true), (5, 5, 280, true)] as [(Int, UInt64, Int, Bool)] {
             RandomGenerator.seed(seed)
-            let coords = randomSites(60, h: 9, w: 11, batch: 3, duplicates: true, seed: seed)
-            var feats = Tensor.randn([60, 4])
+            let coords = randomSites(n, h: 9, w: 11, batch: 3, duplicates: !dense, seed: seed)
+            var feats = Tensor.randn([n, 4])
             feats.requiresGrad = true
             let x = try InputLayer()(coords, feats, spatialSize: (9, 11))
             let conv = try SubmanifoldConv2d(4, 6, filter: filter)
             conv.bias!.value.assign(Tensor.randn([6]))
             let y = try conv(x)
             XCTAssertTrue(y.sites === x.sites, "submanifold keeps the site set")
+            XCTAssertEqual(x.sites.submanifoldRulebook(filter: filter).isDense, dense || filter == 1, "path for filter \(filter), \(n) sites")
             let dense = try Functional.conv2d(x.toDense(), weight: denseKernel(conv.weight.value.detached(), filter: filter),
                                               bias: conv.bias!.value.detached(), padding: filter / 2)
             assertClose(y.features, readDense(dense, at: x.sites), tolerance: 1e-5, "forward, filter \(filter)")

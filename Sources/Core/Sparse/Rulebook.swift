@@ -17,21 +17,24 @@ public final class Rulebook {
     /// Total pairs, the centre included.
     public let pairCount: Int
 
-    init(offsets: Int, inputs: [[Int32]], outputs: [[Int32]], centre: Int?, neighbours: [Int32]? = nil, sites: Int = 0) {
+    init(offsets: Int, inputs: [[Int32]], outputs: [[Int32]], centre: Int?, neighbours: [Int32]? = nil, pairCount: Int? = nil) {
         self.offsets = offsets
         self.inputs = inputs
         self.outputs = outputs
         self.centre = centre
         self.neighbours = neighbours
-        pairCount = inputs.reduce(0) { $0 + $1.count } + (centre == nil ? 0 : sites)
+        self.pairCount = pairCount ?? inputs.reduce(0) { $0 + $1.count }
     }
 
     /// Whether most (site, offset) slots hold a pair: then one implicit GEMM over gathered
-    /// neighbourhoods beats a GEMM per offset with its gather and scatter.
+    /// neighbourhoods beats a GEMM per offset with its gather and scatter. Dense submanifold
+    /// rulebooks carry only the neighbour table (their pair lists are left empty).
     var isDense: Bool {
         guard let n = neighbours, !n.isEmpty else { return false }
-        return Double(pairCount) >= 0.4 * Double(n.count)
+        return Self.isDense(pairs: pairCount, slots: n.count)
     }
+
+    static func isDense(pairs: Int, slots: Int) -> Bool { Double(pairs) >= 0.4 * Double(slots) }
 }
 
 extension SiteSet {
@@ -68,10 +71,11 @@ extension SiteSet {
                 }
             }
         } } }
-        // Offset-major pair lists (for the sparse path), in site order.
+        // Offset-major pair lists (for the sparse path only), in site order.
         let centre = k2 / 2
         var inputs = [[Int32]](repeating: [], count: k2), outputs = inputs
-        table.withUnsafeBufferPointer { t in
+        let pairs = table.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) }
+        if !Rulebook.isDense(pairs: pairs, slots: table.count) { table.withUnsafeBufferPointer { t in
             for k in 0..<k2 where k != centre {
                 var ins: [Int32] = [], outs: [Int32] = []
                 for i in 0..<n where t[i * k2 + k] >= 0 {
@@ -81,8 +85,8 @@ extension SiteSet {
                 inputs[k] = ins
                 outputs[k] = outs
             }
-        }
-        let book = Rulebook(offsets: k2, inputs: inputs, outputs: outputs, centre: centre, neighbours: table, sites: n)
+        } }
+        let book = Rulebook(offsets: k2, inputs: inputs, outputs: outputs, centre: centre, neighbours: table, pairCount: pairs)
         rulebooks[key] = book
         return book
     }
