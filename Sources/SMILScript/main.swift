@@ -1,29 +1,49 @@
-// main.swift: the `smil` command. Only this target prints or exits.
+// main.swift: the `smil` command — scripts, -e, the test runner and the demo. Only this target
+// prints or exits.
 
 import Foundation
 import Core
 import Interpreter
 
 let usage = """
-usage: smil demo [--steps N] [--seed N]   train a small ResNet on random tensors, printing the loss
-       smil --version                      print the version
-       smil --help                         print this help
+usage: smil FILE.smil [ARGS...]     run a script (args holds ARGS as strings)
+       smil -e CODE                 run CODE and print the value of a final expression
+       smil test [PATH...]          run test scripts (default: tests/); ends with "N passed, N failed"
+       smil demo [--steps N] [--seed N]   train a small ResNet on random tensors, printing the loss
+       smil --version | --help
 
-Coming with the SMILScript interpreter: smil (REPL), smil FILE.smil [ARGS...], smil -e CODE,
-smil test [PATH...], smil notebook FILE.smil -o OUT.html.
 Environment: SMIL_THREADS (compute threads, default all cores), SMIL_SEED (default seed).
 """
 
-func fail(_ message: String) -> Never {
+func printError(_ message: String) {
     FileHandle.standardError.write((message + "\n").data(using: .utf8)!)
+}
+
+func fail(_ message: String) -> Never {
+    printError(message)
     exit(1)
+}
+
+/// Runs `body` on a thread with a large stack (deep script recursion), then exits with its status.
+func runWithLargeStack(_ body: @escaping () -> Int32) -> Never {
+    let thread = Thread { exit(body()) }
+    thread.stackSize = 512 << 20
+    thread.start()
+    while true { sleep(1000) }
+}
+
+/// Reports a script error on stderr; returns the exit status.
+func report(_ error: Error) -> Int32 {
+    if let e = error as? ScriptError, e.kind == .exit { return e.exitCode }
+    printError("\(error)")
+    return 1
 }
 
 var arguments = Array(CommandLine.arguments.dropFirst())
 switch arguments.first {
 case "--version", "-V":
     print("smil \(smilVersion)")
-case "--help", "-h", nil:
+case "--help", "-h":
     print(usage)
 case "demo":
     var demo = Demo()
@@ -42,6 +62,36 @@ case "demo":
         i += 2
     }
     do { try demo.run() } catch { fail("smil demo: \(error)") }
+case "-e":
+    guard arguments.count >= 2 else { fail("smil -e: give the code to run\n\n\(usage)") }
+    let code = arguments[1]
+    runWithLargeStack {
+        let interp = Interpreter()
+        interp.scriptArguments = Array(arguments.dropFirst(2))
+        do {
+            if let v = try interp.run(code, name: "<-e>"), !v.isNilValue { print(render(v, quoted: false)) }
+            return 0
+        } catch { return report(error) }
+    }
+case "test":
+    let paths = arguments.count > 1 ? Array(arguments.dropFirst()) : ["tests"]
+    runWithLargeStack { TestRunner(paths: paths).run() }
+case nil:
+    fail("smil: the interactive REPL arrives with the notebook work; run a script with smil FILE.smil\n\n\(usage)")
 default:
-    fail("smil: '\(arguments[0])' is not available yet: scripts, the REPL, tests and notebooks arrive with the SMILScript interpreter\n\n\(usage)")
+    let path = arguments[0]
+    if path.hasPrefix("-") { fail("smil: unknown option \(path)\n\n\(usage)") }
+    guard FileManager.default.fileExists(atPath: path) else { fail("smil: no such file: \(path)") }
+    runWithLargeStack {
+        let interp = Interpreter()
+        interp.scriptArguments = Array(arguments.dropFirst())
+        do {
+            try interp.runFile(path)
+            return 0
+        } catch { return report(error) }
+    }
+}
+
+extension Value {
+    var isNilValue: Bool { if case .nilValue = self { return true }; return false }
 }

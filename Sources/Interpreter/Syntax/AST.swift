@@ -51,7 +51,7 @@ public enum IndexItem {
 }
 
 /// A parameter with an optional default.
-public struct Parameter {
+public struct FunctionParameter {
     public var name: String
     public var defaultValue: Expr?
 }
@@ -59,10 +59,10 @@ public struct Parameter {
 /// A named or anonymous function.
 public final class FunctionDecl {
     public let name: String
-    public let parameters: [Parameter]
+    public let parameters: [FunctionParameter]
     public let body: [Stmt]
     public let location: SourceLocation
-    public init(name: String, parameters: [Parameter], body: [Stmt], location: SourceLocation) {
+    public init(name: String, parameters: [FunctionParameter], body: [Stmt], location: SourceLocation) {
         self.name = name
         self.parameters = parameters
         self.body = body

@@ -254,7 +254,7 @@ public struct Parser {
     // function -> '(' params ')' ( block | '=>' expr )
     mutating func functionRest(name: String, at location: SourceLocation) throws -> FunctionDecl {
         _ = try expect("(", "to start the parameter list")
-        var params: [Parameter] = []
+        var params: [FunctionParameter] = []
         var seenDefault = false
         while !isSymbol(")") {
             let (pname, ptok) = try identifier("for a parameter")
@@ -262,7 +262,7 @@ public struct Parser {
             var def: Expr? = nil
             if accept("=") { def = try expression(); seenDefault = true }
             else if seenDefault { throw fail("parameter '\(pname)' without a default follows one with a default", ptok) }
-            params.append(Parameter(name: pname, defaultValue: def))
+            params.append(FunctionParameter(name: pname, defaultValue: def))
             if !accept(",") { break }
         }
         _ = try expect(")", "to close the parameter list")

@@ -1,0 +1,253 @@
+// Layers.swift: dense and sparse layers, ResNets and MIL models as script objects (spec section 3,
+// Dense layers, Sparse layers, MIL), and files (save/load).
+
+import Foundation
+import Core
+
+/// A Core module in a script: children and parameters are members, `m(x)` runs it.
+final class ModuleObject: HostObject, IndexableObject, IterableObject, LengthObject {
+    let module: Module
+    init(_ m: Module) { module = m }
+
+    override var typeName: String { module.typeName }
+    override var description: String { module.summary() }
+    var length: Int { module.children.count }
+
+    static let methods = ["parameters", "named_parameters", "state_dict", "load_state_dict", "train", "eval",
+                          "num_parameters", "summary", "forward"]
+
+    override var memberNames: [String] {
+        module.children.map(\.name) + module.parameters.map(\.name) + ModuleObject.methods + ["training"]
+    }
+
+    func index(_ i: Value, _ interp: Interpreter) throws -> Value {
+        let r = ArgumentReader(function: "index")
+        var k = try r.int(i, "index")
+        if k < 0 { k += module.children.count }
+        guard k >= 0 && k < module.children.count else {
+            throw ScriptError(.runtime, "index \(k) out of range for a \(module.typeName) of \(module.children.count) layers")
+        }
+        return .object(ModuleObject(module.children[k].module))
+    }
+
+    func makeIterator(_ interp: Interpreter) throws -> () throws -> Value? {
+        var i = 0
+        let children = module.children
+        return { defer { i += 1 }; return i < children.count ? .object(ModuleObject(children[i].module)) : nil }
+    }
+
+    override func member(_ name: String, _ interp: Interpreter) throws -> Value? {
+        if let c = module.child(name) { return .object(ModuleObject(c)) }
+        if let p = module.parameters.first(where: { $0.name == name })?.parameter { return .tensor(TensorBox(parameter: p)) }
+        if let b = module.buffers.first(where: { $0.name == name })?.buffer { return .from(b.value) }
+        let obj = Value.object(self)
+        let m = module
+        switch name {
+        case "training": return .bool(m.training)
+        case "parameters":
+            return interp.bound(obj, name, [], doc: "The trainable tensors (shared with the module).") { _, _, _ in
+                .list(ListBox(m.allParameters().map { .tensor(TensorBox(parameter: $0)) }))
+            }
+        case "named_parameters":
+            return interp.bound(obj, name, [], doc: "A dict from dotted names to parameters.") { _, _, _ in
+                let d = DictBox()
+                for (n, p) in m.namedParameters() { d.set(.string(n), .tensor(TensorBox(parameter: p))) }
+                return .dict(d)
+            }
+        case "state_dict":
+            return interp.bound(obj, name, [], doc: "A dict from PyTorch-style dotted names to tensors (parameters and buffers).") { _, _, _ in
+                let d = DictBox()
+                for (n, t) in m.stateDict() { d.set(.string(n), .from(t)) }
+                return .dict(d)
+            }
+        case "load_state_dict":
+            return interp.bound(obj, name, [("state", nil), ("strict", .bool(true))], doc: "Loads a dict of tensors (or a safetensors path); strict requires exactly the module's keys.") { a, _, _ in
+                let r = ArgumentReader(function: "load_state_dict")
+                let dict: [String: AnyTensor]
+                if case .string(let path) = a[1] { dict = try SafeTensors.read(path).dictionary } else { dict = try stateDictFrom(a[1]) }
+                let (missing, unexpected) = try m.loadStateDict(dict, strict: try r.bool(a[2], "strict"))
+                let out = DictBox()
+                out.set(.string("missing"), .list(ListBox(missing.map { .string($0) })))
+                out.set(.string("unexpected"), .list(ListBox(unexpected.map { .string($0) })))
+                return .dict(out)
+            }
+        case "train":
+            return interp.bound(obj, name, [("on", .bool(true))], doc: "Training mode (batch statistics, dropout, augmentation).") { a, _, _ in
+                m.train(try ArgumentReader(function: "train").bool(a[1], "on")); return obj
+            }
+        case "eval": return interp.bound(obj, name, [], doc: "Evaluation mode.") { _, _, _ in m.eval(); return obj }
+        case "num_parameters": return interp.bound(obj, name, [], doc: "The number of trainable scalars.") { _, _, _ in .int(m.numParameters()) }
+        case "summary": return interp.bound(obj, name, [], doc: "The layer tree with parameter counts.") { _, _, _ in
+            .string(m.summary() + "\n\(m.numParameters()) parameters")
+        }
+        case "forward": return interp.bound(obj, name, [("x", nil)], doc: "Runs the module.") { a, _, interp in
+            try self.call(Arguments([a[1]]), interp) ?? .nilValue
+        }
+        default: return nil
+        }
+    }
+
+    override func call(_ args: Arguments, _ interp: Interpreter) throws -> Value? {
+        let r = ArgumentReader(function: module.typeName)
+        if let mil = module as? SparseConvMIL {
+            guard args.positional.count == 2 else { throw ScriptError(.runtime, "\(module.typeName)(tiles, coords) takes 2 arguments") }
+            return .from(try mil.forward(tiles: try r.tensor(args.positional[0], "tiles"), coords: try r.tensor(args.positional[1], "coords")))
+        }
+        if let input = module as? InputLayer {
+            guard args.positional.count == 2 else { throw ScriptError(.runtime, "InputLayer(coords, features, spatial_size: nil) takes 2 positional arguments") }
+            var size: (Int, Int)? = nil
+            if let s = args.labelled.first(where: { $0.0 == "spatial_size" })?.1, !s.isNil {
+                let dims = try r.shape(s, "spatial_size")
+                guard dims.count == 2 else { throw ScriptError(.runtime, "InputLayer: spatial_size must be [rows, cols]") }
+                size = (dims[0], dims[1])
+            }
+            return .object(SparseObject(try input(try r.intTensor(args.positional[0], "coords"), try r.tensor(args.positional[1], "features"), spatialSize: size)))
+        }
+        guard args.positional.count == 1, args.labelled.isEmpty else {
+            throw ScriptError(.runtime, "\(module.typeName)(x) takes one argument")
+        }
+        let x = args.positional[0]
+        if case .object(let s as SparseObject) = x {
+            if let seq = module as? SparseSequential, seq.pools { return .from(try seq.pooled(s.sparse)) }
+            if let pool = module as? SparseGlobalPool { return .from(try pool.pool(s.sparse)) }
+            if let sm = module as? SparseModule { return .object(SparseObject(try sm.forward(s.sparse))) }
+        }
+        return .from(try module(try r.tensor(x, "x")))
+    }
+}
+
+/// A sparse map in a script.
+final class SparseObject: HostObject {
+    let sparse: SparseTensor
+    init(_ s: SparseTensor) { sparse = s }
+    override var typeName: String { "SparseTensor" }
+    override var memberNames: [String] { ["coords", "features", "spatial_size", "batch_size", "to_dense"] }
+    override var description: String {
+        "SparseTensor(sites: \(sparse.sites.count), channels: \(sparse.channels), spatial_size: [\(sparse.spatialSize.rows), \(sparse.spatialSize.cols)], batch_size: \(sparse.batchSize))"
+    }
+    override func member(_ name: String, _ interp: Interpreter) throws -> Value? {
+        switch name {
+        case "coords": return .from(sparse.coordinates)
+        case "features": return .from(sparse.features)
+        case "spatial_size": return .ints([sparse.spatialSize.rows, sparse.spatialSize.cols])
+        case "batch_size": return .int(sparse.batchSize)
+        case "to_dense": return interp.bound(.object(self), name, [], doc: "[batch, C, rows, cols], zeros where inactive.") { _, _, _ in .from(try self.sparse.toDense()) }
+        default: return nil
+        }
+    }
+}
+
+/// A dict of tensors as a state dict.
+func stateDictFrom(_ v: Value) throws -> [String: AnyTensor] {
+    guard case .dict(let d) = v else { throw ScriptError(.runtime, "expected a dict from names to tensors, got \(v.typeName)") }
+    var out: [String: AnyTensor] = [:]
+    for (k, x) in zip(d.keys, d.values) {
+        guard case .string(let name) = k else { throw ScriptError(.runtime, "state dict keys must be strings, got \(k.typeName)") }
+        switch x {
+        case .tensor(let t): out[name] = .float(t.value.detached())
+        case .intTensor(let t): out[name] = .int(t.value)
+        default: throw ScriptError(.runtime, "state dict entry \(quote(name)) is a \(x.typeName), not a tensor")
+        }
+    }
+    return out
+}
+
+extension Interpreter {
+    func defModule(_ name: String, _ params: [(String, Value?)], doc: String, _ make: @escaping ([Value], ArgumentReader) throws -> Module) {
+        def(name, params, doc: doc) { a, _, _ in .object(ModuleObject(try make(a, ArgumentReader(function: name)))) }
+    }
+
+    func registerLayers() {
+        defModule("Linear", [("in", nil), ("out", nil), ("bias", .bool(true))], doc: "y = x W^T + b; weight [out, in].") { a, r in
+            Linear(try r.int(a[0], "in"), try r.int(a[1], "out"), bias: try r.bool(a[2], "bias"))
+        }
+        defModule("Conv2d", [("in", nil), ("out", nil), ("kernel", nil), ("stride", .int(1)), ("padding", .int(0)), ("dilation", .int(1)), ("bias", .bool(true))],
+                  doc: "2-D convolution over [N, C, H, W]; weight [out, in, k, k].") { a, r in
+            Conv2d(try r.int(a[0], "in"), try r.int(a[1], "out"), kernelSize: try r.int(a[2], "kernel"), stride: try r.int(a[3], "stride"),
+                   padding: try r.int(a[4], "padding"), dilation: try r.int(a[5], "dilation"), bias: try r.bool(a[6], "bias"))
+        }
+        defModule("BatchNorm2d", [("c", nil), ("eps", .float(1e-5)), ("momentum", .float(0.1))], doc: "Batch normalisation over channels, with running statistics.") { a, r in
+            BatchNorm2d(try r.int(a[0], "c"), eps: try r.float(a[1], "eps"), momentum: try r.float(a[2], "momentum"))
+        }
+        defModule("ReLU", [], doc: "max(x, 0).") { _, _ in ReLU() }
+        defModule("MaxPool2d", [("kernel", nil), ("stride", .nilValue), ("padding", .int(0))], doc: "Max pooling with a square window.") { a, r in
+            MaxPool2d(try r.int(a[0], "kernel"), stride: try r.optionalInt(a[1], "stride"), padding: try r.int(a[2], "padding"))
+        }
+        defModule("AdaptiveAvgPool2d", [("size", nil)], doc: "Average pooling to a fixed output size.") { a, r in AdaptiveAvgPool2d(try r.int(a[0], "size")) }
+        defModule("Dropout", [("p", .float(0.5))], doc: "Zeroes elements with probability p in training.") { a, r in Dropout(try r.float(a[0], "p")) }
+        defModule("Flatten", [("start", .int(1))], doc: "Flattens dimensions from start on.") { a, r in Flatten(start: try r.int(a[0], "start")) }
+        defModule("Identity", [], doc: "Returns its input.") { _, _ in Identity() }
+        defModule("Sequential", [("layers", nil)], doc: "Applies layers in order; children are named 0, 1, ...") { a, r in
+            let items = try r.list(a[0], "layers")
+            return Sequential(try items.map { v in
+                guard case .object(let m as ModuleObject) = v else { throw r.wrong("layers", "a list of layers", v) }
+                return m.module
+            })
+        }
+        let builders: [(String, (Int, Bool) -> ResNet)] = [("resnet18", { resnet18(numClasses: $0, embedder: $1) }), ("resnet34", { resnet34(numClasses: $0, embedder: $1) }),
+                                                           ("resnet50", { resnet50(numClasses: $0, embedder: $1) }), ("wide_resnet50_2", { wideResnet50_2(numClasses: $0, embedder: $1) })]
+        for (name, make) in builders {
+            defModule(name, [("classes", .int(1000)), ("embedder", .bool(false))], doc: "torchvision's \(name): architecture, initialisation and state_dict names; embedder: true replaces fc by Identity.") { a, r in
+                make(try r.int(a[0], "classes"), try r.bool(a[1], "embedder"))
+            }
+        }
+        def("save", [("x", nil), ("path", nil), ("metadata", .nilValue)], doc: "Saves a tensor, a dict of tensors or a module's state as safetensors (written to a temporary file, then renamed).") { a, _, _ in
+            let r = ArgumentReader(function: "save")
+            let path = try r.string(a[1], "path")
+            var meta: [String: String] = [:]
+            if case .dict(let d) = a[2] { for (k, v) in zip(d.keys, d.values) { meta[render(k, quoted: false)] = render(v, quoted: false) } }
+            let tensors: [(name: String, tensor: AnyTensor)]
+            switch a[0] {
+            case .object(let m as ModuleObject): tensors = m.module.stateDict().map { ($0.0, $0.1) }
+            case .tensor(let t): tensors = [("tensor", .float(t.value.detached()))]
+            case .intTensor(let t): tensors = [("tensor", .int(t.value))]
+            default: tensors = try stateDictFrom(a[0]).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+            }
+            try SafeTensors(tensors: tensors, metadata: meta).write(to: path)
+            return .nilValue
+        }
+        def("load", [("path", nil)], doc: "Reads a safetensors file: a dict from names to tensors (a lone \"tensor\" entry gives the tensor).") { a, _, _ in
+            let st = try SafeTensors.read(try ArgumentReader(function: "load").string(a[0], "path"))
+            if st.tensors.count == 1, st.tensors[0].name == "tensor" { return .from(st.tensors[0].tensor) }
+            let d = DictBox()
+            for (n, t) in st.tensors { d.set(.string(n), .from(t)) }
+            return .dict(d)
+        }
+    }
+
+    func registerSparse() {
+        defModule("InputLayer", [("mode", .string("mean"))], doc: "Builds a sparse map: inp(coords [N, 3] (row, col, batch), features [N, C], spatial_size: nil); repeated sites merged by mode (mean, sum, first, last).") { a, r in
+            let m = try r.string(a[0], "mode")
+            guard let mode = DuplicateMode(rawValue: m) else { throw ScriptError(.runtime, "InputLayer(): mode must be \"mean\", \"sum\", \"first\" or \"last\", got \(quote(m))") }
+            return InputLayer(mode: mode)
+        }
+        defModule("SubmanifoldConv2d", [("in", nil), ("out", nil), ("filter", nil), ("bias", .bool(true))], doc: "Submanifold convolution: outputs at the input's active sites only; weight [filter^2, in, out].") { a, r in
+            try SubmanifoldConv2d(try r.int(a[0], "in"), try r.int(a[1], "out"), filter: try r.int(a[2], "filter"), bias: try r.bool(a[3], "bias"))
+        }
+        defModule("SparseConv2d", [("in", nil), ("out", nil), ("filter", nil), ("stride", nil)], doc: "Strided sparse convolution that shrinks the map.") { a, r in
+            try SparseConv2d(try r.int(a[0], "in"), try r.int(a[1], "out"), filter: try r.int(a[2], "filter"), stride: try r.int(a[3], "stride"))
+        }
+        defModule("SparseReLU", [], doc: "max(x, 0) on the features.") { _, _ in SparseReLU() }
+        defModule("SparseBatchNorm", [("c", nil)], doc: "Batch normalisation of the features over all active sites.") { a, r in SparseBatchNorm(try r.int(a[0], "c")) }
+        defModule("SparseMaxPool2d", [("size", nil), ("stride", .nilValue)], doc: "Max pooling over active sites.") { a, r in
+            SparseMaxPool2d(try r.int(a[0], "size"), stride: try r.optionalInt(a[1], "stride"))
+        }
+        defModule("SparseGlobalAvgPool", [], doc: "Per-sample mean of the active sites: sparse map -> [batch, C].") { _, _ in SparseGlobalAvgPool() }
+        defModule("SparseGlobalMaxPool", [], doc: "Per-sample max over the active sites: sparse map -> [batch, C].") { _, _ in SparseGlobalMaxPool() }
+        defModule("SparseSequential", [("layers", nil)], doc: "Sparse layers in order; ending with a global pool it returns [batch, C].") { a, r in
+            try SparseSequential(try r.list(a[0], "layers").map { v in
+                guard case .object(let m as ModuleObject) = v else { throw r.wrong("layers", "a list of sparse layers", v) }
+                return m.module
+            })
+        }
+        defModule("sparseconvmil", [("classes", nil), ("embedder", .string("resnet18")), ("channels", .list(ListBox([.int(32), .int(32)]))),
+                                    ("filter", .int(3)), ("downsample", .int(10)), ("hidden", .int(32))],
+                  doc: "The reference SparseConvMIL: ResNet embedder, submanifold convolutions with ReLUs, per-slide mean pooling, MLP classifier.") { a, r in
+            var embedder: Module? = nil, name = "resnet18"
+            if case .object(let m as ModuleObject) = a[1] { embedder = m.module } else { name = try r.string(a[1], "embedder") }
+            return try sparseConvMIL(classes: try r.int(a[0], "classes"), embedder: embedder, embedderName: name,
+                                     channels: try r.list(a[2], "channels").map { try r.int($0, "channels") }, filter: try r.int(a[3], "filter"),
+                                     downsample: try r.float(a[4], "downsample"), hidden: try r.int(a[5], "hidden"))
+        }
+    }
+}

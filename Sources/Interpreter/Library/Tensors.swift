@@ -1,0 +1,153 @@
+// Tensors.swift: tensor creation functions, tensor members and methods (spec section 3, Tensors).
+
+import Foundation
+import Core
+
+extension Interpreter {
+    /// Declares a tensor method (the tensor is the first value the body receives).
+    func method(_ name: String, _ params: [(String, Value?)] = [], doc: String,
+                _ body: @escaping ([Value], [Value], Interpreter) throws -> Value) {
+        tensorMethods[name] = Builtin(Signature(name, params), doc: doc, body)
+    }
+
+    func registerTensors() {
+        def("tensor", [("data", nil), ("dtype", .nilValue)], doc: "A tensor from a number or nested lists; all-integer data gives int64 unless dtype: \"float32\".") { a, _, _ in
+            let r = ArgumentReader(function: "tensor")
+            let dtype = a[1].isNil ? nil : try r.string(a[1], "dtype")
+            let t: AnyTensor
+            switch a[0] {
+            case .int(let i): t = .int(try IntTensor([i], shape: []))
+            case .float(let d): t = .float(Tensor(scalar: Float(d)))
+            case .tensor(let x): t = .float(x.value.detached())
+            case .intTensor(let x): t = .int(x.value)
+            default: t = try r.tensorFromNested(a[0], "data")
+            }
+            switch dtype {
+            case nil: return .from(t)
+            case "float32": return .from(t.asFloat)
+            case "int64": if case .int(let i) = t { return .from(i) }; return .from(t.asFloat.long())
+            default: throw ScriptError(.runtime, "tensor(): dtype must be \"float32\" or \"int64\", got \(quote(dtype!))")
+            }
+        }
+        def("zeros", [("shape", nil)], doc: "A float32 tensor of zeros.") { a, _, _ in .from(Tensor.zeros(try ArgumentReader(function: "zeros").shape(a[0], "shape"))) }
+        def("ones", [("shape", nil)], doc: "A float32 tensor of ones.") { a, _, _ in .from(Tensor.ones(try ArgumentReader(function: "ones").shape(a[0], "shape"))) }
+        def("full", [("shape", nil), ("value", nil)], doc: "A float32 tensor filled with value.") { a, _, _ in
+            let r = ArgumentReader(function: "full")
+            return .from(Tensor.full(try r.shape(a[0], "shape"), try r.float(a[1], "value")))
+        }
+        def("randn", [("shape", nil)], doc: "Standard normal values from the seeded generator.") { a, _, _ in .from(Tensor.randn(try ArgumentReader(function: "randn").shape(a[0], "shape"))) }
+        def("rand", [("shape", nil)], doc: "Uniform values in [0, 1) from the seeded generator.") { a, _, _ in .from(Tensor.rand(try ArgumentReader(function: "rand").shape(a[0], "shape"))) }
+        def("randint", [("lo", nil), ("hi", nil), ("shape", nil)], doc: "Uniform int64 values in lo..<hi.") { a, _, _ in
+            let r = ArgumentReader(function: "randint")
+            let lo = try r.int(a[0], "lo"), hi = try r.int(a[1], "hi")
+            guard hi > lo else { throw ScriptError(.runtime, "randint(): hi (\(hi)) must be greater than lo (\(lo))") }
+            return .from(IntTensor.randint(lo, hi, shape: try r.shape(a[2], "shape")))
+        }
+        def("arange", [("start", nil), ("end", .nilValue), ("step", .int(1))], doc: "arange(n): 0, 1, ..., n-1 (int64 for integers); arange(a, b, step).") { a, _, _ in
+            let r = ArgumentReader(function: "arange")
+            let allInts = [a[0], a[1], a[2]].allSatisfy { if case .float = $0 { return false }; return true }
+            let (lo, hi) = a[1].isNil ? (0.0, try r.double(a[0], "start")) : (try r.double(a[0], "start"), try r.double(a[1], "end"))
+            let t = try Tensor.arange(Float(lo), Float(hi), step: try r.float(a[2], "step"))
+            return allInts ? .from(t.long()) : .from(t)
+        }
+        def("eye", [("n", nil)], doc: "The n x n identity matrix.") { a, _, _ in .from(Tensor.eye(try ArgumentReader(function: "eye").int(a[0], "n"))) }
+        def("cat", [("tensors", nil), ("dim", .int(0))], doc: "Joins tensors along an existing dimension.") { a, _, _ in
+            let r = ArgumentReader(function: "cat")
+            return .from(try Tensor.cat(try r.list(a[0], "tensors").map { try r.tensor($0, "tensors") }, dim: try r.int(a[1], "dim")))
+        }
+        def("stack", [("tensors", nil), ("dim", .int(0))], doc: "Stacks equal-shaped tensors along a new dimension.") { a, _, _ in
+            let r = ArgumentReader(function: "stack")
+            return .from(try Tensor.stack(try r.list(a[0], "tensors").map { try r.tensor($0, "tensors") }, dim: try r.int(a[1], "dim")))
+        }
+        def("where", [("cond", nil), ("a", nil), ("b", nil)], doc: "a where cond is nonzero, else b (broadcast).") { a, _, _ in
+            let r = ArgumentReader(function: "where")
+            return .from(try Tensor.where(try r.tensor(a[0], "cond"), try r.tensor(a[1], "a"), try r.tensor(a[2], "b")))
+        }
+        def("allclose", [("a", nil), ("b", nil), ("rtol", .float(1e-5)), ("atol", .float(1e-8))], doc: "Whether |a - b| <= atol + rtol * |b| everywhere.") { a, _, _ in
+            let r = ArgumentReader(function: "allclose")
+            return .bool(try Tensor.allClose(try r.tensor(a[0], "a"), try r.tensor(a[1], "b"), rtol: try r.float(a[2], "rtol"), atol: try r.float(a[3], "atol")))
+        }
+        def("no_grad", [("f", nil)], doc: "Calls f() with gradient recording off and returns its result.") { a, _, interp in
+            try GradMode.noGrad { try interp.callValue(a[0], []) }
+        }
+
+        // Methods.
+        let t = { (v: Value) throws -> Tensor in try ArgumentReader(function: "tensor").tensor(v, "self") }
+        let optDim = { (v: Value) throws -> [Int]? in v.isNil ? nil : [try ArgumentReader(function: "tensor").int(v, "dim")] }
+        method("reshape", [("shape", nil)], doc: "The same values in a new shape (one size may be -1).") { a, _, _ in
+            let dims = try ArgumentReader(function: "reshape").list(a[1], "shape").map { try ArgumentReader(function: "reshape").int($0, "shape") }
+            return .from(try t(a[0]).reshaped(dims))
+        }
+        method("flatten", [("start", .int(0))], doc: "Flattens dimensions from start on.") { a, _, _ in .from(try t(a[0]).flattened(start: try ArgumentReader(function: "flatten").int(a[1], "start"))) }
+        method("transpose", [("a", .int(0)), ("b", .int(1))], doc: "Swaps two dimensions.") { a, _, _ in
+            let r = ArgumentReader(function: "transpose")
+            return .from(try t(a[0]).transposed(try r.int(a[1], "a"), try r.int(a[2], "b")))
+        }
+        method("permute", [("dims", nil)], doc: "Reorders the dimensions.") { a, _, _ in
+            let r = ArgumentReader(function: "permute")
+            return .from(try t(a[0]).permuted(try r.list(a[1], "dims").map { try r.int($0, "dims") }))
+        }
+        method("unsqueeze", [("dim", nil)], doc: "Inserts a dimension of size 1.") { a, _, _ in .from(try t(a[0]).unsqueezed(try ArgumentReader(function: "unsqueeze").int(a[1], "dim"))) }
+        method("squeeze", [("dim", .nilValue)], doc: "Removes a size-1 dimension (all of them without dim).") { a, _, _ in
+            .from(try t(a[0]).squeezed(try ArgumentReader(function: "squeeze").optionalInt(a[1], "dim")))
+        }
+        method("sum", [("dim", .nilValue), ("keepdim", .bool(false))], doc: "Sum over dim (all when nil).") { a, _, _ in
+            .from(try t(a[0]).sum(dims: try optDim(a[1]), keepDims: try ArgumentReader(function: "sum").bool(a[2], "keepdim")))
+        }
+        method("mean", [("dim", .nilValue), ("keepdim", .bool(false))], doc: "Mean over dim (all when nil).") { a, _, _ in
+            .from(try t(a[0]).mean(dims: try optDim(a[1]), keepDims: try ArgumentReader(function: "mean").bool(a[2], "keepdim")))
+        }
+        for (name, largest) in [("max", true), ("min", false)] {
+            method(name, [("dim", .nilValue)], doc: "The \(largest ? "largest" : "smallest") value, or along dim.") { a, _, _ in
+                let x = try t(a[0])
+                if a[1].isNil { return .from(largest ? try x.max() : try x.min()) }
+                let d = try ArgumentReader(function: name).int(a[1], "dim")
+                return .from(largest ? try x.max(dim: d).values : try x.min(dim: d).values)
+            }
+        }
+        method("argmax", [("dim", .nilValue)], doc: "Index of the largest value (int64), along dim if given.") { a, _, _ in
+            let r = try t(a[0]).argmax(dim: try ArgumentReader(function: "argmax").optionalInt(a[1], "dim"))
+            return r.rank == 0 || (a[1].isNil) ? .int(r.scalars[0]) : .from(r)
+        }
+        for (name, f) in [("exp", { (x: Tensor) in x.exp() }), ("log", { $0.log() }), ("sqrt", { $0.sqrt() }), ("abs", { $0.abs() }),
+                          ("relu", { $0.relu() }), ("sigmoid", { $0.sigmoid() }), ("tanh", { $0.tanh() }), ("detach", { $0.detached() }),
+                          ("float", { $0 })] as [(String, (Tensor) -> Tensor)] {
+            method(name, doc: "Elementwise \(name).") { a, _, _ in .from(f(try t(a[0]))) }
+        }
+        method("long", doc: "Converts to int64 (truncating).") { a, _, _ in .from(try t(a[0]).long()) }
+        method("clone", doc: "An independent copy (gradients flow back to the original).") { a, _, _ in
+            .from(try t(a[0]).scaled(by: 1))
+        }
+        method("pow", [("p", nil)], doc: "Elementwise power.") { a, _, _ in .from(try t(a[0]).pow(try ArgumentReader(function: "pow").float(a[1], "p"))) }
+        method("clamp", [("lo", .nilValue), ("hi", .nilValue)], doc: "Clamps into [lo, hi].") { a, _, _ in
+            let r = ArgumentReader(function: "clamp")
+            return .from(try t(a[0]).clamped(min: a[1].isNil ? nil : try r.float(a[1], "lo"), max: a[2].isNil ? nil : try r.float(a[2], "hi")))
+        }
+        method("softmax", [("dim", nil)], doc: "Softmax along dim.") { a, _, _ in .from(try t(a[0]).softmax(dim: try ArgumentReader(function: "softmax").int(a[1], "dim"))) }
+        method("log_softmax", [("dim", nil)], doc: "Log-softmax along dim.") { a, _, _ in .from(try t(a[0]).logSoftmax(dim: try ArgumentReader(function: "log_softmax").int(a[1], "dim"))) }
+        method("item", doc: "The number in a one-element tensor.") { a, _, _ in
+            switch a[0] {
+            case .intTensor(let x):
+                guard x.value.count == 1 else { throw ScriptError(.runtime, "item(): a tensor with \(x.value.count) elements cannot be converted to a number") }
+                return .int(x.value.scalars[0])
+            default: return .float(Double(try t(a[0]).item()))
+            }
+        }
+        method("tolist", doc: "Nested lists of the values.") { a, _, _ in
+            switch a[0] {
+            case .intTensor(let x): return nestedList(x.value.scalars.map { .int($0) }, x.value.shape)
+            default: let x = try t(a[0]); return nestedList(x.scalars.map { .float(Double($0)) }, x.shape)
+            }
+        }
+        method("backward", [("gradient", .nilValue)], doc: "Back-propagates from this tensor (a scalar, or with a gradient of its shape).") { a, _, _ in
+            try t(a[0]).backward(a[1].isNil ? nil : try t(a[1]))
+            return .nilValue
+        }
+    }
+}
+
+func nestedList(_ flat: [Value], _ shape: [Int]) -> Value {
+    guard let first = shape.first else { return flat.first ?? .nilValue }
+    let inner = flat.count / max(first, 1)
+    return .list(ListBox((0..<first).map { i in nestedList(Array(flat[(i * inner)..<((i + 1) * inner)]), Array(shape.dropFirst())) }))
+}

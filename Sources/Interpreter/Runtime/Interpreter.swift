@@ -1,0 +1,362 @@
+// Interpreter.swift: runs SMILScript — compiles a file, executes it in the global frame, and
+// implements the operators, calls, indexing and iteration the compiled code uses. It never
+// touches the terminal: output goes to a sink the host provides.
+
+import Foundation
+import Core
+
+public final class Interpreter {
+    /// Receives everything `print` writes (a whole line, newline included).
+    public var output: (String) -> Void = { Swift.print($0, terminator: "") }
+    /// Values of expression statements in interactive mode (the REPL prints them; scripts do not).
+    public var onExpressionValue: ((Value) -> Void)? = nil
+    /// Script arguments (`args`).
+    public var scriptArguments: [String] = []
+    /// Set (from a signal handler) to stop at the next statement or loop iteration.
+    nonisolated(unsafe) public var interruptRequested = false
+    /// Deepest call nesting allowed before "recursion depth exceeded".
+    public var maxCallDepth = 800
+
+    let globals = FrameContext(parent: nil, isFunction: false)
+    public internal(set) var globalFrame = Frame(size: 0, parent: nil)
+    var builtins: [String: Builtin] = [:]
+    /// Tensor methods, called with the tensor first.
+    var tensorMethods: [String: Builtin] = [:]
+    var callDepth = 0
+    var imports: [String: Value] = [:]
+    var importing: Set<String> = []
+    /// Test-runner state: results of `test` blocks and `#>` checks.
+    public var testResults: [TestResult] = []
+    /// Whether `#>` expectations are checked (smil test).
+    public var checkExpectations = false
+    var expectations: [String: [Int: String]] = [:]
+    var currentTest: String? = nil
+
+    public init() {
+        registerLibrary()
+    }
+
+    // MARK: Running
+
+    /// Runs source text as a script. Throws `ScriptErrors` (syntax) or `ScriptError` (runtime).
+    @discardableResult
+    public func run(_ source: String, name: String = "<script>") throws -> Value? {
+        let file = SourceFile(name: name, text: source)
+        let program = try Parser.parse(file)
+        if checkExpectations { expectations[name] = Self.scanExpectations(file) }
+        var compiler = Compiler(interp: self, file: file, context: globals, globals: globals)
+        // The value of a final expression statement is the result (for -e and the REPL).
+        var body = program
+        var last: Eval? = nil
+        if case .expression(let e, true, _)? = program.last, onExpressionValue == nil {
+            body.removeLast()
+            last = try compiler.expression(e)
+        }
+        let exec = try compiler.block(body, newScope: false)
+        globalsGrew(globals.size)
+        interruptRequested = false
+        _ = try exec(globalFrame)
+        return try last?(globalFrame)
+    }
+
+    /// Runs a file.
+    @discardableResult
+    public func runFile(_ path: String) throws -> Value? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ScriptError(.runtime, "cannot read \(path)")
+        }
+        return try run(text, name: path)
+    }
+
+    func globalsGrew(_ size: Int) {
+        if globalFrame.slots.count < size {
+            globalFrame.slots.append(contentsOf: [Value](repeating: .nilValue, count: size - globalFrame.slots.count))
+        }
+    }
+
+    /// Top-level names and their values (for `:vars`).
+    public var workspace: [(String, Value)] {
+        globals.scopes[0].sorted { $0.value.slot < $1.value.slot }.map { ($0.key, globalFrame.slots[$0.value.slot]) }
+    }
+
+    /// Every name visible at top level: globals and builtins (completion, suggestions).
+    public var globalNames: [String] { Array(globals.scopes[0].keys) + builtins.keys }
+
+    func visibleNames(_ ctx: FrameContext) -> [String] {
+        var names: [String] = []
+        var c: FrameContext? = ctx
+        while let x = c { for s in x.scopes { names += s.keys }; c = x.parent }
+        return names + builtins.keys
+    }
+
+    /// Clears the workspace.
+    public func reset() {
+        globals.scopes = [[:]]
+        globals.size = 0
+        globalFrame = Frame(size: 0, parent: nil)
+        imports = [:]
+    }
+
+    func interruption() -> ScriptError { ScriptError(.runtime, "interrupted") }
+
+    func lateGlobal(_ name: String, file: SourceFile, at loc: SourceLocation, length: Int, context: FrameContext) throws -> Value {
+        if let r = globals.scopes[0][name] { return globalFrame.slots[r.slot] }
+        var msg = "undefined name '\(name)'"
+        if let s = closestName(to: name, in: visibleNames(context)) { msg += "; did you mean '\(s)'?" }
+        throw ScriptError(.runtime, msg, file: file, at: loc, length: length)
+    }
+
+    func assignLateGlobal(_ name: String, _ v: Value, file: SourceFile, at loc: SourceLocation, length: Int) throws {
+        guard let r = globals.scopes[0][name] else {
+            var msg = "assignment to undeclared name '\(name)' (declare it first with 'var')"
+            if let s = closestName(to: name, in: globalNames) { msg += "; did you mean '\(s)'?" }
+            throw ScriptError(.runtime, msg, file: file, at: loc, length: length)
+        }
+        if r.constant { throw ScriptError(.runtime, "cannot assign to '\(name)': it was declared with 'let'", file: file, at: loc, length: length) }
+        globalFrame.slots[r.slot] = v
+    }
+
+    func expressionStatement(_ v: Value, printed: Bool, file: SourceFile, line: Int) {
+        if checkExpectations, let expected = expectations[file.name]?[line] {
+            let got = render(v, quoted: false)
+            if got != expected {
+                testResults.append(TestResult(name: currentTest ?? "#> line \(line)", file: file.name, line: line,
+                                              failure: "expected \(expected), got \(got)"))
+            } else if currentTest == nil {
+                testResults.append(TestResult(name: "#> line \(line)", file: file.name, line: line, failure: nil))
+            }
+            return
+        }
+        if printed, let sink = onExpressionValue { sink(v) }
+    }
+
+    /// Lines `L` whose next line is `#> text`: the expression statement on line L must print as text.
+    static func scanExpectations(_ file: SourceFile) -> [Int: String] {
+        var out: [Int: String] = [:]
+        for (i, line) in file.lines.enumerated() {
+            let t = line.drop { $0 == " " || $0 == "\t" }
+            if t.hasPrefix("#>") {
+                var text = String(t.dropFirst(2))
+                if text.hasPrefix(" ") { text.removeFirst() }
+                // Attach to the nearest preceding non-comment line.
+                var j = i - 1
+                while j >= 0, file.lines[j].drop(while: { $0 == " " }).hasPrefix("#") || file.lines[j].allSatisfy({ $0 == " " }) { j -= 1 }
+                if j >= 0 { out[j + 1] = text }
+            }
+        }
+        return out
+    }
+
+    // MARK: Modules
+
+    func importModule(_ path: String, from file: SourceFile, at loc: SourceLocation) throws -> Value {
+        let base = URL(fileURLWithPath: file.name).deletingLastPathComponent()
+        let full = path.hasPrefix("/") ? path : base.appendingPathComponent(path).standardized.path
+        if let v = imports[full] { return v }
+        if importing.contains(full) {
+            throw ScriptError(.runtime, "import cycle: \(path) is already being imported", file: file, at: loc, length: 6)
+        }
+        guard let text = try? String(contentsOfFile: full, encoding: .utf8) else {
+            throw ScriptError(.runtime, "cannot import \"\(path)\": no readable file at \(full)", file: file, at: loc, length: 6)
+        }
+        importing.insert(full)
+        defer { importing.remove(full) }
+        // A module runs in its own interpreter state sharing the builtins; its globals become members.
+        let sub = Interpreter()
+        sub.output = output
+        sub.imports = imports
+        try sub.run(text, name: full)
+        let module = ModuleValue(name: path, names: sub.workspace)
+        imports[full] = .object(module)
+        return .object(module)
+    }
+
+    // MARK: Tests
+
+    func runTest(_ name: String, file: SourceFile, at loc: SourceLocation, _ body: () throws -> Void) throws {
+        let saved = currentTest
+        currentTest = name
+        defer { currentTest = saved }
+        let before = testResults.count
+        RandomGenerator.seed(0)
+        do {
+            try body()
+            if !testResults[before...].contains(where: { $0.failure != nil && $0.name == name }) {
+                testResults.append(TestResult(name: name, file: file.name, line: loc.line, failure: nil))
+            }
+        } catch let e as ScriptError {
+            let line = e.location?.line ?? loc.line
+            testResults.append(TestResult(name: name, file: e.file?.name ?? file.name, line: line, failure: e.message))
+        }
+    }
+
+    // MARK: Calls
+
+    func call(_ callee: Value, _ args: Arguments, file: SourceFile, at loc: SourceLocation) throws -> Value {
+        switch callee {
+        case .function(let f):
+            switch f.kind {
+            case .user(let compiled, let captured):
+                return try callUser(compiled, captured, args, file: file, at: loc)
+            case .builtin(let b):
+                return try callBuiltin(b, receiver: nil, args, file: file, at: loc)
+            case .method(let receiver, let b):
+                return try callBuiltin(b, receiver: receiver, args, file: file, at: loc)
+            }
+        case .object(let o):
+            do {
+                if let v = try o.call(args, self) { return v }
+            } catch let e as ScriptError {
+                throw located(e, file: file, at: loc)
+            } catch {
+                throw ScriptError(.runtime, "\(error)", file: file, at: loc)
+            }
+            throw ScriptError(.runtime, "a \(o.typeName) is not callable", file: file, at: loc)
+        default:
+            throw ScriptError(.runtime, "a \(callee.typeName) is not callable", file: file, at: loc)
+        }
+    }
+
+    /// Gives an error without a location the call's location (Core and builtin errors).
+    func located(_ e: ScriptError, file: SourceFile, at loc: SourceLocation) -> ScriptError {
+        guard e.location == nil else { return e }
+        var x = e
+        x.file = file
+        x.location = loc
+        return x
+    }
+
+    func callBuiltin(_ b: Builtin, receiver: Value?, _ args: Arguments, file: SourceFile, at loc: SourceLocation) throws -> Value {
+        do {
+            let (values, extra) = try b.signature.bind(args)
+            return try b.body(receiver.map { [$0] + values } ?? values, extra, self)
+        } catch let e as ScriptError {
+            throw located(e, file: file, at: loc)
+        } catch let e as CoreError {
+            throw ScriptError(.runtime, e.description, file: file, at: loc)
+        }
+    }
+
+    func callUser(_ f: CompiledFunction, _ captured: Frame?, _ args: Arguments, file: SourceFile, at loc: SourceLocation) throws -> Value {
+        let params = f.decl.parameters
+        let frame = Frame(size: f.frameSize, parent: captured)
+        if args.positional.count > params.count {
+            throw ScriptError(.runtime, "\(f.decl.name)() takes \(params.count) argument\(params.count == 1 ? "" : "s") but \(args.positional.count) were given", file: file, at: loc)
+        }
+        var given = [Bool](repeating: false, count: params.count)
+        for (i, v) in args.positional.enumerated() { frame.slots[i] = v; given[i] = true }
+        for (label, v) in args.labelled {
+            guard let i = params.firstIndex(where: { $0.name == label }) else {
+                var msg = "\(f.decl.name)() has no parameter '\(label)'"
+                if let s = closestName(to: label, in: params.map(\.name)) { msg += "; did you mean '\(s)'?" }
+                throw ScriptError(.runtime, msg, file: file, at: loc)
+            }
+            if given[i] { throw ScriptError(.runtime, "\(f.decl.name)() got two values for parameter '\(label)'", file: file, at: loc) }
+            frame.slots[i] = v
+            given[i] = true
+        }
+        for i in 0..<params.count where !given[i] {
+            guard let d = f.defaults[i], let c = captured ?? Optional(globalFrame) else {
+                throw ScriptError(.runtime, "\(f.decl.name)() is missing the argument '\(params[i].name)'", file: file, at: loc)
+            }
+            frame.slots[i] = try d(c)
+        }
+        return try enter(f, frame, file: file, at: loc)
+    }
+
+    /// Runs a user function's body in its prepared frame, keeping the call depth and the stack
+    /// trace of errors.
+    @inline(__always)
+    func enter(_ f: CompiledFunction, _ frame: Frame, file: SourceFile, at loc: SourceLocation) throws -> Value {
+        callDepth += 1
+        defer { callDepth -= 1 }
+        if callDepth > maxCallDepth {
+            throw ScriptError(.runtime, "recursion depth exceeded (more than \(maxCallDepth) nested calls)", file: file, at: loc)
+        }
+        do {
+            if case .returnValue(let v) = try f.body(frame) { return v }
+            return .nilValue
+        } catch var e as ScriptError {
+            if e.kind == .runtime && e.stack.count < 50 {
+                e.stack.insert(StackFrame(function: f.decl.name, file: file.name, location: loc), at: 0)
+            }
+            throw e
+        }
+    }
+
+    /// Calls a script value from host code (map, filter, sorted keys, no_grad...).
+    public func callValue(_ f: Value, _ args: [Value]) throws -> Value {
+        let file = SourceFile(name: "<host>", text: "")
+        return try call(f, Arguments(args), file: file, at: SourceLocation(line: 0, column: 0))
+    }
+
+    // MARK: Iteration
+
+    func iterate(_ seq: Value, file: SourceFile, at loc: SourceLocation, _ body: (Value) throws -> Flow) throws -> Flow {
+        func run(_ v: Value) throws -> Flow? {
+            if interruptRequested { throw interruption() }
+            switch try body(v) {
+            case .breakLoop: return .normal
+            case .returnValue(let r): return .returnValue(r)
+            default: return nil
+            }
+        }
+        switch seq {
+        case .range(let lo, let hi):
+            var i = lo
+            while i < hi { if let f = try run(.int(i)) { return f }; i += 1 }
+        case .list(let l):
+            var i = 0
+            while i < l.items.count { if let f = try run(l.items[i]) { return f }; i += 1 }
+        case .dict(let d):
+            for k in d.keys { if let f = try run(k) { return f } }
+        case .string(let s):
+            for c in s { if let f = try run(.string(String(c))) { return f } }
+        case .tensor(let t):
+            let v = t.value
+            guard v.rank > 0 else { throw ScriptError(.runtime, "cannot iterate over a 0-d tensor", file: file, at: loc) }
+            for i in 0..<v.shape[0] { if let f = try run(.tensor(TensorBox(try v.select(dim: 0, i)))) { return f } }
+        case .intTensor(let t):
+            let v = t.value
+            guard v.rank > 0 else { throw ScriptError(.runtime, "cannot iterate over a 0-d tensor", file: file, at: loc) }
+            let inner = v.count / max(v.shape[0], 1)
+            for i in 0..<v.shape[0] {
+                let item: Value = v.rank == 1 ? .int(v.scalars[i])
+                    : .intTensor(IntTensorBox(try IntTensor(Array(v.scalars[(i * inner)..<((i + 1) * inner)]), shape: Array(v.shape.dropFirst()))))
+                if let f = try run(item) { return f }
+            }
+        case .object(let o):
+            guard let it = o as? IterableObject else { fallthrough }
+            var iterator = try it.makeIterator(self)
+            while let v = try iterator() { if let f = try run(v) { return f } }
+        default:
+            throw ScriptError(.runtime, "a \(seq.typeName) is not iterable", file: file, at: loc)
+        }
+        return .normal
+    }
+}
+
+/// A host object that `for` can iterate (data loaders, modules' children).
+public protocol IterableObject {
+    func makeIterator(_ interp: Interpreter) throws -> () throws -> Value?
+}
+
+/// One test's outcome.
+public struct TestResult {
+    public var name: String
+    public var file: String
+    public var line: Int
+    /// nil when it passed.
+    public var failure: String?
+}
+
+/// An imported file: its top-level names as members.
+final class ModuleValue: HostObject {
+    let name: String
+    let names: [(String, Value)]
+    init(name: String, names: [(String, Value)]) { self.name = name; self.names = names }
+    override var typeName: String { "module" }
+    override func member(_ n: String, _ interp: Interpreter) throws -> Value? { names.first { $0.0 == n }?.1 }
+    override var memberNames: [String] { names.map(\.0) }
+    override var description: String { "<module \"\(name)\">" }
+}
