@@ -39,6 +39,8 @@ func report(_ error: Error) -> Int32 {
     return 1
 }
 
+// Settles the compute threads first (this also stops OpenBLAS's own pool from spinning).
+_ = Parallel.threads
 var arguments = Array(CommandLine.arguments.dropFirst())
 switch arguments.first {
 case "--version", "-V":

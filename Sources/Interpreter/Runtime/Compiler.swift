@@ -79,6 +79,27 @@ struct Compiler {
         }
         let interp = self.interp
         let body = compiled
+        // Small blocks unrolled: iterating an array of closures costs a metadata lookup per step.
+        if inits.isEmpty {
+            switch body.count {
+            case 0: return { _ in .normal }
+            case 1:
+                let s0 = body[0]
+                return { frame in
+                    if interp.interruptRequested { throw interp.interruption() }
+                    return try s0(frame)
+                }
+            case 2:
+                let s0 = body[0], s1 = body[1]
+                return { frame in
+                    if interp.interruptRequested { throw interp.interruption() }
+                    let flow = try s0(frame)
+                    if case .normal = flow { return try s1(frame) }
+                    return flow
+                }
+            default: break
+            }
+        }
         return { frame in
             for (slot, make) in inits { frame.slots[slot] = try make(frame) }
             for s in body {
@@ -127,6 +148,11 @@ struct Compiler {
             var compiled: [(Eval, Exec)] = []
             for (c, b) in branches { compiled.append((try expression(c), try block(b))) }
             let other = try otherwise.map { try block($0) }
+            if compiled.count == 1 {
+                let (c, b) = compiled[0]
+                if let o = other { return { frame in try c(frame).isTruthy ? try b(frame) : try o(frame) } }
+                return { frame in try c(frame).isTruthy ? try b(frame) : .normal }
+            }
             return { frame in
                 for (c, b) in compiled where try c(frame).isTruthy { return try b(frame) }
                 return try other?(frame) ?? .normal
@@ -466,12 +492,22 @@ struct Compiler {
         if labelled.isEmpty {
             // Fast path: a user function called with exactly its parameters, positionally —
             // arguments go straight into the new frame.
+            // Arguments are held in separate constants, not an array of closures: indexing an
+            // array of function values costs a runtime metadata lookup on every call.
+            let none: Eval = { _ in .nilValue }
+            let p0 = count > 0 ? positional[0] : none, p1 = count > 1 ? positional[1] : none, p2 = count > 2 ? positional[2] : none
             return { frame in
                 let fn = try f(frame)
                 if case .function(let function) = fn, case .user(let compiled, let captured) = function.kind,
                    compiled.decl.parameters.count == count {
                     let callee = Frame(size: compiled.frameSize, parent: captured)
-                    for i in 0..<count { callee.slots[i] = try positional[i](frame) }
+                    switch count {
+                    case 0: break
+                    case 1: callee.slots[0] = try p0(frame)
+                    case 2: callee.slots[0] = try p0(frame); callee.slots[1] = try p1(frame)
+                    case 3: callee.slots[0] = try p0(frame); callee.slots[1] = try p1(frame); callee.slots[2] = try p2(frame)
+                    default: for i in 0..<count { callee.slots[i] = try positional[i](frame) }
+                    }
                     return try interp.enter(compiled, callee, file: file, at: loc)
                 }
                 let a = Arguments(try positional.map { try $0(frame) }, [], at: loc)

@@ -5,12 +5,34 @@
 import Core
 
 /// Activation record: the slots of one function call (or one loop iteration that closures capture).
+/// The slots are a raw buffer rather than an array: creating an array of values costs a runtime
+/// metadata lookup, and a frame is made on every call.
 public final class Frame {
-    var slots: [Value]
+    private(set) var slots: UnsafeMutablePointer<Value>
+    private(set) var capacity: Int
     let parent: Frame?
+
     init(size: Int, parent: Frame?) {
-        slots = [Value](repeating: .nilValue, count: size)
+        slots = .allocate(capacity: max(size, 1))
+        slots.initialize(repeating: .nilValue, count: size)
+        capacity = size
         self.parent = parent
+    }
+
+    /// Makes room for `size` slots (the global frame grows as a session declares names).
+    func grow(to size: Int) {
+        guard size > capacity else { return }
+        let bigger = UnsafeMutablePointer<Value>.allocate(capacity: size)
+        bigger.moveInitialize(from: slots, count: capacity)
+        (bigger + capacity).initialize(repeating: .nilValue, count: size - capacity)
+        slots.deallocate()
+        slots = bigger
+        capacity = size
+    }
+
+    deinit {
+        slots.deinitialize(count: capacity)
+        slots.deallocate()
     }
 }
 

@@ -68,11 +68,7 @@ public final class Interpreter {
         return try run(text, name: path)
     }
 
-    func globalsGrew(_ size: Int) {
-        if globalFrame.slots.count < size {
-            globalFrame.slots.append(contentsOf: [Value](repeating: .nilValue, count: size - globalFrame.slots.count))
-        }
-    }
+    func globalsGrew(_ size: Int) { globalFrame.grow(to: size) }
 
     /// Top-level names and their values (for `:vars`).
     public var workspace: [(String, Value)] {
