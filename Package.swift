@@ -26,7 +26,7 @@ let package = Package(
 
         .target(name: "TestSupport", dependencies: ["Core"], path: "Tests/TestSupport"),
         .testTarget(name: "CoreTests", dependencies: ["Core", "TestSupport"]),
-        .testTarget(name: "InterpreterTests", dependencies: ["Interpreter", "TestSupport"]),
+        .testTarget(name: "InterpreterTests", dependencies: ["Interpreter", "Core", "TestSupport"]),
         .testTarget(name: "SMILScriptTests", dependencies: ["SMILScript"]),
     ],
     swiftLanguageModes: [.v5]

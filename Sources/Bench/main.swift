@@ -112,6 +112,22 @@ do {
             let to = try timeMedian(iters: iters, warmup: 0) { try opt.step() }
             print(String(format: "W2b split: forward %.3f s, backward %.3f s, optimizer %.3f s", tf, tb - tf, to))
         }
+    case "train_swift":
+        // The same loop as scripts/bench-programs/train.smil, in Swift against Core.
+        let model = Sequential([Linear(64, 128), ReLU(), Linear(128, 10)])
+        let opt = Adam(model.allParameters(), lr: 1e-3)
+        let x = Tensor.randn([32, 64])
+        let y = IntTensor.randint(0, 10, shape: [32])
+        let steps = 300
+        let t = try timeMedian(iters: iters, warmup: warmup) {
+            for _ in 0..<steps {
+                opt.zeroGrad()
+                let loss = try Loss.crossEntropy(model(x), y)
+                try loss.backward()
+                try opt.step()
+            }
+        }
+        report("train_loop", t / Double(steps) * 1000, "ms/step")
     case "w1":
         // W1: a SparseConvMIL training step at the reference defaults on 2 slides x 5 tiles of 3x512x512.
         let model = try sparseConvMIL(classes: 2)

@@ -27,7 +27,7 @@ struct TestRunner {
     }
 
     func run() -> Int32 {
-        var passed = 0, failed = 0
+        var passed = 0, failed = 0, skipped = 0
         for file in files() {
             let interp = Interpreter()
             interp.checkExpectations = true
@@ -47,7 +47,10 @@ struct TestRunner {
                 print("FAIL \(file): \(error)")
             }
             for r in interp.testResults {
-                if let f = r.failure {
+                if let reason = r.skipped {
+                    skipped += 1
+                    print("SKIP \(r.file):\(r.line): \(r.name): \(reason)")
+                } else if let f = r.failure {
                     failed += 1
                     print("FAIL \(r.file):\(r.line): \(r.name): \(f)")
                 } else {
@@ -55,7 +58,7 @@ struct TestRunner {
                 }
             }
         }
-        print("\(passed) passed, \(failed) failed")
+        print("\(passed) passed, \(failed) failed" + (skipped > 0 ? ", \(skipped) skipped" : ""))
         return failed == 0 ? 0 : 1
     }
 }

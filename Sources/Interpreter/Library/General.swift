@@ -162,6 +162,12 @@ extension Interpreter {
             e.exitCode = Int32(truncatingIfNeeded: try ArgumentReader(function: "exit").int(a[0], "code"))
             throw e
         }
+        def("exists", [("path", nil)], doc: "Whether a file or folder exists at path.") { a, _, _ in
+            .bool(FileManager.default.fileExists(atPath: try ArgumentReader(function: "exists").string(a[0], "path")))
+        }
+        def("skip", [("reason", nil)], doc: "Skips the current test, printing the reason (smil test counts it as skipped).") { a, _, _ in
+            throw ScriptError(.skip, try ArgumentReader(function: "skip").string(a[0], "reason"))
+        }
         def("json", [("x", nil)], doc: "The JSON text of a value (numbers, strings, booleans, nil, lists, dicts).") { a, _, _ in
             .string(try toJSON(a[0]))
         }

@@ -180,6 +180,8 @@ public final class Interpreter {
             if !testResults[before...].contains(where: { $0.failure != nil && $0.name == name }) {
                 testResults.append(TestResult(name: name, file: file.name, line: loc.line, failure: nil))
             }
+        } catch let e as ScriptError where e.kind == .skip {
+            testResults.append(TestResult(name: name, file: file.name, line: loc.line, failure: nil, skipped: e.message))
         } catch let e as ScriptError {
             let line = e.location?.line ?? loc.line
             testResults.append(TestResult(name: name, file: e.file?.name ?? file.name, line: line, failure: e.message))
@@ -344,6 +346,8 @@ public struct TestResult {
     public var line: Int
     /// nil when it passed.
     public var failure: String?
+    /// The reason, when the test skipped itself.
+    public var skipped: String? = nil
 }
 
 /// An imported file: its top-level names as members.

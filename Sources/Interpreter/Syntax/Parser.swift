@@ -102,6 +102,7 @@ public struct Parser {
         skipNewlines()
         while peek.kind != .eof {
             if let s = statementOrRecover() { out.append(s) }
+            while isSymbol(";") { advance() }
             skipNewlines()
         }
         return out
@@ -112,7 +113,7 @@ public struct Parser {
         let start = p
         do {
             let s = try statement()
-            if !(peek.kind == .newline || peek.kind == .eof || isSymbol("}")) {
+            if !(peek.kind == .newline || peek.kind == .eof || isSymbol("}") || isSymbol(";")) {
                 throw fail("expected end of line after statement, found \(describe(peek))")
             }
             return s
@@ -138,7 +139,7 @@ public struct Parser {
         while !isSymbol("}") {
             if peek.kind == .eof { throw fail("expected '}' to close the block \(context)") }
             if let s = statementOrRecover() { out.append(s) }
-            if isSymbol(";") { advance() }
+            while isSymbol(";") { advance() }
             skipNewlines()
         }
         advance()

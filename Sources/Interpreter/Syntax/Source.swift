@@ -33,7 +33,7 @@ public struct StackFrame: Equatable {
 
 /// A syntax or runtime error with where it happened.
 public struct ScriptError: Error, CustomStringConvertible {
-    public enum Kind: String { case syntax = "syntax error", runtime = "error", exit }
+    public enum Kind: String { case syntax = "syntax error", runtime = "error", exit, skip = "skipped" }
     public var kind: Kind
     public var message: String
     public var file: SourceFile?
