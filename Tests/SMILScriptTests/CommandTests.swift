@@ -30,7 +30,8 @@ final class CommandTests: XCTestCase {
         XCTAssertTrue(out.hasPrefix("smil 0."), out)
         let (hs, help, _) = try runSmil(["--help"])
         XCTAssertEqual(hs, 0)
-        XCTAssertTrue(help.contains("usage: smil demo"), help)
+        XCTAssertTrue(help.contains("usage: smil FILE.smil [ARGS...]"), help)
+        XCTAssertTrue(help.contains("smil test [PATH...]"), help)
     }
 
     func testDemoTrainsAndLossFalls() throws {
@@ -48,13 +49,63 @@ final class CommandTests: XCTestCase {
         XCTAssertEqual(strip(again).filter { $0.contains("loss=") }, strip(out).filter { $0.contains("loss=") })
     }
 
-    func testUnknownCommandFailsWithMessage() throws {
-        let (status, out, err) = try runSmil(["frobnicate"])
+    func testUnknownFileAndBadOptionsFailWithMessage() throws {
+        let (status, out, err) = try runSmil(["frobnicate.smil"])
         XCTAssertEqual(status, 1)
         XCTAssertEqual(out, "")
-        XCTAssertTrue(err.contains("'frobnicate' is not available"), err)
+        XCTAssertTrue(err.contains("smil: no such file: frobnicate.smil"), err)
         let (s2, _, e2) = try runSmil(["demo", "--steps", "x"])
         XCTAssertEqual(s2, 1)
         XCTAssertTrue(e2.contains("--steps needs a non-negative whole number"), e2)
+        let (s3, _, e3) = try runSmil(["--frob"])
+        XCTAssertEqual(s3, 1)
+        XCTAssertTrue(e3.contains("unknown option --frob"), e3)
+    }
+
+    func testEvaluatePrintsTheFinalValue() throws {
+        let (status, out, _) = try runSmil(["-e", "let x = 20\nx * 2 + 2"])
+        XCTAssertEqual(status, 0)
+        XCTAssertEqual(out, "42\n")
+        let (s2, _, err) = try runSmil(["-e", "1 +"])
+        XCTAssertEqual(s2, 1)
+        XCTAssertTrue(err.contains("<-e>:1:4: syntax error: expected an expression"), err)
+    }
+
+    func testScriptsGetArgumentsAndFailWithStatusOne() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("smil-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let ok = dir.appendingPathComponent("ok.smil")
+        try "print(\"args:\", args)\nexit(3)".write(to: ok, atomically: true, encoding: .utf8)
+        let (status, out, _) = try runSmil([ok.path, "a", "b"])
+        XCTAssertEqual(out, "args: [\"a\", \"b\"]\n")
+        XCTAssertEqual(status, 3)
+        let bad = dir.appendingPathComponent("bad.smil")
+        try "fn f(x) { return x.nope }\nf(1)".write(to: bad, atomically: true, encoding: .utf8)
+        let (s2, _, err) = try runSmil([bad.path])
+        XCTAssertEqual(s2, 1)
+        XCTAssertTrue(err.contains("bad.smil:1:20: error: an int has no member 'nope'"), err)
+        XCTAssertTrue(err.contains("call stack (innermost last)"), err)
+    }
+
+    func testTestRunnerReportsFailuresAndCounts() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("smil-tests-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try """
+        1 + 1
+        #> 2
+        1 + 1
+        #> 3
+        test "passes" { assert true }
+        test "fails" {
+            assert_close(1.0, 1.5)
+        }
+        """.write(to: dir.appendingPathComponent("a.smil"), atomically: true, encoding: .utf8)
+        let (status, out, _) = try runSmil(["test", dir.path])
+        XCTAssertEqual(status, 1)
+        XCTAssertTrue(out.contains("a.smil:3: #> line 3: expected 3, got 2"), out)
+        XCTAssertTrue(out.contains("a.smil:7: fails: not close: largest difference 0.5"), out)
+        XCTAssertTrue(out.hasSuffix("2 passed, 2 failed\n"), out)
     }
 }

@@ -44,7 +44,7 @@ extension Interpreter {
             case .tensor(let t): return .int(t.value.rank == 0 ? 0 : t.value.shape[0])
             case .intTensor(let t): return .int(t.value.rank == 0 ? 0 : t.value.shape[0])
             case .object(let o as LengthObject): return .int(o.length)
-            default: throw ScriptError(.runtime, "len(): a \(a[0].typeName) has no length")
+            default: throw ScriptError(.runtime, "len(): \(an(a[0].typeName)) has no length")
             }
         }
         def("range", [("a", nil), ("b", .nilValue), ("step", .int(1))], doc: "range(n) is 0..<n; range(a, b, step) counts from a below b (a list when step is not 1).") { a, _, _ in
@@ -70,7 +70,7 @@ extension Interpreter {
                 return .int(i)
             case .tensor(let t) where t.value.count == 1: return .int(Int(t.value[flat: 0]))
             case .intTensor(let t) where t.value.count == 1: return .int(t.value.scalars[0])
-            default: throw ScriptError(.runtime, "int(): cannot convert a \(a[0].typeName)")
+            default: throw ScriptError(.runtime, "int(): cannot convert \(an(a[0].typeName))")
             }
         }
         def("float", [("x", nil)], doc: "Converts a number, bool, numeric string or one-element tensor to a float.") { a, _, _ in
@@ -91,7 +91,7 @@ extension Interpreter {
             case .int(let i): return .int(Swift.abs(i))
             case .float(let d): return .float(Swift.abs(d))
             case .tensor(let t): return .from(t.value.abs())
-            default: throw ScriptError(.runtime, "abs(): a \(a[0].typeName) has no absolute value")
+            default: throw ScriptError(.runtime, "abs(): \(an(a[0].typeName)) has no absolute value")
             }
         }
         for (name, wantMax) in [("min", false), ("max", true)] {
@@ -241,7 +241,7 @@ func toJSON(_ v: Value) throws -> String {
     case .dict(let d):
         return "{" + (try zip(d.keys, d.values).map { k, v in quote(render(k, quoted: false)) + ": " + (try toJSON(v)) }).joined(separator: ", ") + "}"
     case .tensor(let t): return try toJSON(.list(ListBox(t.value.scalars.map { .float(Double($0)) })))
-    default: throw ScriptError(.runtime, "json(): a \(v.typeName) has no JSON form")
+    default: throw ScriptError(.runtime, "json(): \(an(v.typeName)) has no JSON form")
     }
 }
 

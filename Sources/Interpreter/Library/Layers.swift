@@ -25,7 +25,7 @@ final class ModuleObject: HostObject, IndexableObject, IterableObject, LengthObj
         var k = try r.int(i, "index")
         if k < 0 { k += module.children.count }
         guard k >= 0 && k < module.children.count else {
-            throw ScriptError(.runtime, "index \(k) out of range for a \(module.typeName) of \(module.children.count) layers")
+            throw ScriptError(.runtime, "index \(k) out of range for \(an(module.typeName)) of \(module.children.count) layers")
         }
         return .object(ModuleObject(module.children[k].module))
     }
@@ -146,7 +146,7 @@ func stateDictFrom(_ v: Value) throws -> [String: AnyTensor] {
         switch x {
         case .tensor(let t): out[name] = .float(t.value.detached())
         case .intTensor(let t): out[name] = .int(t.value)
-        default: throw ScriptError(.runtime, "state dict entry \(quote(name)) is a \(x.typeName), not a tensor")
+        default: throw ScriptError(.runtime, "state dict entry \(quote(name)) is \(an(x.typeName)), not a tensor")
         }
     }
     return out

@@ -386,7 +386,7 @@ struct Compiler {
                 for (k, v) in cs {
                     let key = try k(frame)
                     if !d.set(key, try v(frame)) {
-                        throw ScriptError(.runtime, "a \(key.typeName) cannot be a dict key", file: file, at: loc)
+                        throw ScriptError(.runtime, "\(an(key.typeName)) cannot be a dict key", file: file, at: loc)
                     }
                 }
                 return .dict(d)

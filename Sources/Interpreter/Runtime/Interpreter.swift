@@ -43,6 +43,11 @@ public final class Interpreter {
     public func run(_ source: String, name: String = "<script>") throws -> Value? {
         let file = SourceFile(name: name, text: source)
         let program = try Parser.parse(file)
+        if globals.scopes[0]["args"] == nil {
+            let slot = globals.declare("args", constant: true)
+            globalsGrew(globals.size)
+            globalFrame.slots[slot] = .list(ListBox(scriptArguments.map { .string($0) }))
+        }
         if checkExpectations { expectations[name] = Self.scanExpectations(file) }
         var compiler = Compiler(interp: self, file: file, context: globals, globals: globals)
         // The value of a final expression statement is the result (for -e and the REPL).
@@ -209,9 +214,9 @@ public final class Interpreter {
             } catch {
                 throw ScriptError(.runtime, "\(error)", file: file, at: loc)
             }
-            throw ScriptError(.runtime, "a \(o.typeName) is not callable", file: file, at: loc)
+            throw ScriptError(.runtime, "\(an(o.typeName)) is not callable", file: file, at: loc)
         default:
-            throw ScriptError(.runtime, "a \(callee.typeName) is not callable", file: file, at: loc)
+            throw ScriptError(.runtime, "\(an(callee.typeName)) is not callable", file: file, at: loc)
         }
     }
 
@@ -328,7 +333,7 @@ public final class Interpreter {
             var iterator = try it.makeIterator(self)
             while let v = try iterator() { if let f = try run(v) { return f } }
         default:
-            throw ScriptError(.runtime, "a \(seq.typeName) is not iterable", file: file, at: loc)
+            throw ScriptError(.runtime, "\(an(seq.typeName)) is not iterable", file: file, at: loc)
         }
         return .normal
     }

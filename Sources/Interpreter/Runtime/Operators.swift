@@ -198,7 +198,7 @@ extension Interpreter {
             let r = try tensorIndex(t.value.float(), items, file: file, at: loc).long()
             return r.rank == 0 ? .int(r.scalars[0]) : .intTensor(IntTensorBox(r))
         }
-        guard items.count == 1 else { throw fail("a \(obj.typeName) takes one index", file, loc) }
+        guard items.count == 1 else { throw fail("\(an(obj.typeName)) takes one index", file, loc) }
         let item = items[0]
         switch obj {
         case .list(let l):
@@ -221,7 +221,7 @@ extension Interpreter {
             if let indexable = o as? IndexableObject { return try indexable.index(item, self) }
             fallthrough
         default:
-            throw fail("a \(obj.typeName) cannot be indexed", file, loc)
+            throw fail("\(an(obj.typeName)) cannot be indexed", file, loc)
         }
     }
 
@@ -251,7 +251,7 @@ extension Interpreter {
             l.items[try position(items[0], count: l.items.count, file: file, at: loc, what: "list")] = v
         case .dict(let d):
             guard items.count == 1 else { throw fail("a dict takes one key", file, loc) }
-            if !d.set(items[0], v) { throw fail("a \(items[0].typeName) cannot be a dict key", file, loc) }
+            if !d.set(items[0], v) { throw fail("\(an(items[0].typeName)) cannot be a dict key", file, loc) }
         case .tensor(let box):
             guard let value = number(v) else { throw fail("tensor elements can be set to numbers only", file, loc) }
             var t = box.value
@@ -263,7 +263,7 @@ extension Interpreter {
             t[flat: flat] = Float(value)
             box.value = t
         default:
-            throw fail("a \(obj.typeName) does not support item assignment", file, loc)
+            throw fail("\(an(obj.typeName)) does not support item assignment", file, loc)
         }
     }
 
@@ -277,7 +277,7 @@ extension Interpreter {
         } catch let e as CoreError {
             throw fail(e.description, file, loc, length: length)
         }
-        var msg = "a \(obj.typeName) has no member '\(name)'"
+        var msg = "\(an(obj.typeName)) has no member '\(name)'"
         if let s = closestName(to: name, in: memberNames(obj)) { msg += "; did you mean '\(s)'?" }
         throw fail(msg, file, loc, length: length)
     }
@@ -290,7 +290,7 @@ extension Interpreter {
         } catch let e as CoreError {
             throw fail(e.description, file, loc)
         }
-        var msg = "cannot set member '\(name)' of a \(obj.typeName)"
+        var msg = "cannot set member '\(name)' of \(an(obj.typeName))"
         if let s = closestName(to: name, in: memberNames(obj)) { msg += "; did you mean '\(s)'?" }
         throw fail(msg, file, loc)
     }

@@ -116,7 +116,7 @@ func formatValue(_ v: Value, spec: String) throws -> String {
             body = grouped(String(body[..<dot])) + body[dot...]
         } else if comma { body = grouped(body) }
     case .bool, .nilValue, .string, .list, .dict, .range, .function, .tensor, .intTensor, .object:
-        if let t = type, t != "s" { throw ScriptError(.runtime, "bad format spec '\(spec)': type '\(t)' needs a number, got a \(v.typeName)") }
+        if let t = type, t != "s" { throw ScriptError(.runtime, "bad format spec '\(spec)': type '\(t)' needs a number, got \(an(v.typeName))") }
         body = render(v, quoted: false)
         if let p = precision { body = String(body.prefix(p)) }
     }

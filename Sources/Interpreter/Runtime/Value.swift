@@ -150,3 +150,9 @@ public final class Record: HostObject {
     public override func member(_ n: String, _ interp: Interpreter) throws -> Value? { fields.first { $0.0 == n }?.1 }
     public override var memberNames: [String] { fields.map(\.0) }
 }
+
+/// "an int", "a tensor": the indefinite article for a type name in messages.
+func an(_ typeName: String) -> String {
+    guard let c = typeName.first?.lowercased() else { return typeName }
+    return ("aeiou".contains(c) ? "an " : "a ") + typeName
+}
