@@ -53,9 +53,10 @@ extension Interpreter {
             let (lo, hi) = a[1].isNil ? (0, x) : (x, try r.int(a[1], "b"))
             if step == 1 { return .range(lo, max(lo, hi)) }
             if step == 0 { throw ScriptError(.runtime, "range(): step must not be zero") }
-            let items = Array(stride(from: lo, to: hi, by: step))
-            if items.count > 100_000_000 { throw ScriptError(.runtime, "range(): \(items.count) items is too many") }
-            return .list(ListBox(items.map { .int($0) }))
+            // Count first: a huge range is an error, not an allocation.
+            let count = step > 0 ? max(0, (hi - lo + step - 1) / step) : max(0, (lo - hi - step - 1) / -step)
+            if count > 50_000_000 { throw ScriptError(.runtime, "range(): \(count) items is too many for a list (use a..<b to loop)") }
+            return .list(ListBox(stride(from: lo, to: hi, by: step).map { .int($0) }))
         }
         def("str", [("x", nil)], doc: "The text of a value, as print writes it.") { a, _, _ in .string(render(a[0], quoted: false)) }
         def("int", [("x", nil)], doc: "Converts a number (truncating toward zero), bool or numeric string to an integer.") { a, _, _ in

@@ -1,0 +1,90 @@
+// Baselines.swift: order-blind MIL poolings sharing SparseConvMIL's embedder and classifier slots
+// — mean, max, log-sum-exp and attention (plain and gated, Ilse et al. 2018) — so that only the
+// pooling differs in comparisons.
+
+import Foundation
+
+/// A model from tiles `[B, K, 3, H, W]` at coordinates `[B, K, 2]` to logits `[B, classes]`.
+public protocol MILModel: Module {
+    func forward(tiles: Tensor, coords: Tensor) throws -> Tensor
+}
+
+extension SparseConvMIL: MILModel {}
+
+/// Embeds every tile, pools each slide's `[K, D]` embeddings to `[D]`, classifies.
+public final class PooledMIL: Module, MILModel {
+    public enum Pooling: Equatable {
+        case mean
+        case max
+        /// (1/r) log sum_k exp(r x_k)
+        case logSumExp(r: Float)
+        /// a_k = softmax_k(w^T tanh(V x_k)), or with gating softmax_k(w^T (tanh(V x_k) * sigmoid(U x_k)))
+        case attention(hidden: Int, gated: Bool)
+    }
+
+    public let pooling: Pooling
+    public let tileEmbedder: Module
+    public let classifier: Module
+    let attentionV, attentionU, attentionW: Linear?
+
+    public init(embedder: Module, classifier: Module, pooling: Pooling, dimension: Int) {
+        self.pooling = pooling
+        tileEmbedder = embedder
+        self.classifier = classifier
+        if case .attention(let hidden, let gated) = pooling {
+            attentionV = Linear(dimension, hidden)
+            attentionU = gated ? Linear(dimension, hidden) : nil
+            attentionW = Linear(hidden, 1)
+        } else {
+            attentionV = nil; attentionU = nil; attentionW = nil
+        }
+        super.init()
+        registerChild("tile_embedder", embedder)
+        if let v = attentionV {
+            let attention = Module()
+            attention.registerChild("V", v)
+            if let u = attentionU { attention.registerChild("U", u) }
+            attention.registerChild("w", attentionW!)
+            registerChild("attention", attention)
+        }
+        registerChild("wsi_embedding_classifier", classifier)
+    }
+
+    public override var typeName: String {
+        switch pooling {
+        case .mean: return "MeanMIL"
+        case .max: return "MaxMIL"
+        case .logSumExp: return "LSEMIL"
+        case .attention(_, let gated): return gated ? "GatedAttentionMIL" : "AttentionMIL"
+        }
+    }
+
+    public func forward(tiles: Tensor, coords: Tensor) throws -> Tensor {
+        guard tiles.rank == 5 else {
+            throw CoreError.shapeMismatch(op: typeName, "expected tiles [B, K, 3, H, W], got \(shapeString(tiles.shape))")
+        }
+        let (b, k) = (tiles.shape[0], tiles.shape[1])
+        let e = try tileEmbedder(tiles.reshaped([b * k] + Array(tiles.shape[2...])))
+        let x = try e.reshaped([b, k, -1])
+        let bag: Tensor
+        switch pooling {
+        case .mean: bag = try x.mean(dims: [1])
+        case .max: bag = try x.max(dim: 1).values
+        case .logSumExp(let r):
+            // Stable: m + (1/r) log sum exp(r (x - m)), m the per-slide max.
+            let m = try x.detached().max(dim: 1, keepDims: true).values
+            bag = try x.sub(m).scaled(by: r).exp().sum(dims: [1]).log().scaled(by: 1 / r).add(try m.squeezed(1))
+        case .attention:
+            var h = try attentionV!(x).tanh()
+            if let u = attentionU { h = try h.mul(try u(x).sigmoid()) }
+            let a = try attentionW!(h).softmax(dim: 1)          // [B, K, 1]
+            bag = try x.mul(a).sum(dims: [1])
+        }
+        return try classifier(bag)
+    }
+}
+
+/// The reference classifier head: Linear(D, hidden) -> ReLU -> Linear(hidden, classes).
+public func milHead(_ dimension: Int, hidden: Int, classes: Int) -> Sequential {
+    Sequential([Linear(dimension, hidden), ReLU(), Linear(hidden, classes)])
+}

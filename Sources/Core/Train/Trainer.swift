@@ -1,0 +1,127 @@
+// Trainer.swift: an epoch of training, an evaluation, and fit with best-checkpoint keeping —
+// the loop of the reference's `python -m training`, plus the metrics and checkpoints it lacks.
+
+import Foundation
+
+/// The outcome of an epoch or an evaluation.
+public struct EpochMetrics {
+    public var loss: Double
+    public var balancedAccuracy, accuracy, precision, recall, f1: Double
+    public var auc: Double?
+    public var confusion: [[Int]]
+    /// Per slide: id, true class, class probabilities.
+    public var predictions: [(slideID: String, label: Int, probabilities: [Double])]
+
+    static func from(loss: Double, predictions: [(String, Int, [Double])], classes: Int) -> EpochMetrics {
+        let y = predictions.map(\.1)
+        let pred = predictions.map { p in p.2.indices.max { p.2[$0] < p.2[$1] } ?? 0 }
+        let prf = Metrics.precisionRecallF1(y, pred, classes: classes)
+        return EpochMetrics(loss: loss, balancedAccuracy: Metrics.balancedAccuracy(y, pred, classes: classes),
+                            accuracy: Metrics.accuracy(y, pred), precision: prf.precision, recall: prf.recall, f1: prf.f1,
+                            auc: Metrics.auc(y, predictions.map(\.2)), confusion: Metrics.confusionMatrix(y, pred, classes: classes),
+                            predictions: predictions.map { (slideID: $0.0, label: $0.1, probabilities: $0.2) })
+    }
+
+    /// Predictions as CSV: slide_id, label, one probability column per class.
+    public func predictionsCSV(classes: [String]) -> String {
+        var lines = ["slide_id,label," + classes.map { "p_\($0)" }.joined(separator: ",")]
+        for p in predictions {
+            lines.append("\(p.slideID),\(classes[p.label])," + p.probabilities.map { String(format: "%.6f", $0) }.joined(separator: ","))
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+public enum Trainer {
+    /// One pass over `loader` in training mode: forward, cross-entropy, backward, step per batch.
+    /// `onBatch(index, count, loss)` reports progress.
+    public static func trainEpoch(_ model: MILModel, _ loader: DataLoader, _ optimizer: Optimizer, classWeights: Tensor? = nil,
+                                  onBatch: ((Int, Int, Double) -> Void)? = nil) throws -> EpochMetrics {
+        model.train()
+        let it = loader.makeIterator()
+        var total = 0.0, n = 0, index = 0
+        var predictions: [(String, Int, [Double])] = []
+        while let batch = try it.nextBatch() {
+            optimizer.zeroGrad()
+            let logits = try model.forward(tiles: batch.tiles, coords: batch.coords)
+            let loss = try Loss.crossEntropy(logits, batch.labels, weight: classWeights)
+            try loss.backward()
+            try optimizer.step()
+            let l = Double(try loss.item())
+            total += l * Double(batch.labels.count)
+            n += batch.labels.count
+            predictions += try probabilities(logits, batch)
+            onBatch?(index, it.count, l)
+            index += 1
+        }
+        return .from(loss: n > 0 ? total / Double(n) : 0, predictions: predictions, classes: loader.dataset.classes.count)
+    }
+
+    /// One pass in evaluation mode without gradients.
+    public static func evaluate(_ model: MILModel, _ loader: DataLoader) throws -> EpochMetrics {
+        let wasTraining = model.training
+        model.eval()
+        defer { model.train(wasTraining) }
+        return try GradMode.noGrad {
+            let it = loader.makeIterator()
+            var total = 0.0, n = 0
+            var predictions: [(String, Int, [Double])] = []
+            while let batch = try it.nextBatch() {
+                let logits = try model.forward(tiles: batch.tiles, coords: batch.coords)
+                total += Double(try Loss.crossEntropy(logits, batch.labels).item()) * Double(batch.labels.count)
+                n += batch.labels.count
+                predictions += try probabilities(logits, batch)
+            }
+            return .from(loss: n > 0 ? total / Double(n) : 0, predictions: predictions, classes: loader.dataset.classes.count)
+        }
+    }
+
+    static func probabilities(_ logits: Tensor, _ batch: SlideBatch) throws -> [(String, Int, [Double])] {
+        let p = try logits.detached().softmax(dim: 1)
+        let c = p.shape[1]
+        return batch.slideIDs.indices.map { i in
+            (batch.slideIDs[i], batch.labels.scalars[i], (0..<c).map { Double(p[flat: i * c + $0]) })
+        }
+    }
+}
+
+/// A checkpoint: model and optimizer state in one safetensors file, with a JSON run manifest
+/// (seed, versions, hyper-parameters, epoch, dataset fingerprint) in its metadata.
+public enum Checkpoint {
+    public static func save(_ model: Module, optimizer: Optimizer?, manifest: [String: String], to path: String) throws {
+        var tensors = model.stateDict().map { (name: "model." + $0.0, tensor: $0.1) }
+        if let o = optimizer { tensors += o.stateDict().map { (name: "optimizer." + $0.0, tensor: $0.1) } }
+        var meta = manifest
+        meta["smil_version"] = smilVersion
+        let json = try JSONSerialization.data(withJSONObject: meta, options: [.sortedKeys])
+        try SafeTensors(tensors: tensors, metadata: ["manifest": String(decoding: json, as: UTF8.self)]).write(to: path)
+    }
+
+    /// Restores model (and optimizer) state; returns the manifest.
+    @discardableResult
+    public static func load(_ path: String, into model: Module, optimizer: Optimizer? = nil) throws -> [String: String] {
+        let st = try SafeTensors.read(path)
+        var modelState: [String: AnyTensor] = [:], optState: [String: AnyTensor] = [:]
+        for (name, t) in st.tensors {
+            if name.hasPrefix("model.") { modelState[String(name.dropFirst(6))] = t }
+            else if name.hasPrefix("optimizer.") { optState[String(name.dropFirst(10))] = t }
+        }
+        guard !modelState.isEmpty else { throw CoreError.file(path: path, "not a smil checkpoint (no model.* tensors)") }
+        try model.loadStateDict(modelState, strict: true)
+        if let o = optimizer { try o.loadStateDict(optState) }
+        guard let text = st.metadata["manifest"], let data = text.data(using: .utf8),
+              let obj = try? JSONSerialization.jsonObject(with: data) as? [String: String] else { return [:] }
+        return obj
+    }
+
+    /// A fingerprint of a dataset: slide ids, labels and tile names, hashed (FNV-1a, hex).
+    public static func fingerprint(_ ds: SlideDataset) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for s in ds.slides {
+            for byte in (s.id + "," + s.label + ":" + s.tiles.map { "\($0.row)_\($0.col)" }.joined(separator: ";")).utf8 {
+                h = (h ^ UInt64(byte)) &* 0x100_0000_01b3
+            }
+        }
+        return String(h, radix: 16)
+    }
+}
