@@ -32,6 +32,33 @@ func runWithLargeStack(_ body: @escaping () -> Int32) -> Never {
     while true { sleep(1000) }
 }
 
+/// An interpreter wired to this terminal: a one-line progress bar for data loader loops when
+/// stdout is a terminal (count, rate, ETA, last loss), nothing otherwise.
+func makeInterpreter(arguments: [String]) -> Interpreter {
+    let interp = Interpreter()
+    interp.scriptArguments = arguments
+    guard isatty(1) != 0 else { return interp }
+    var start = Date()
+    interp.progress = { [unowned interp] done, total, finished in
+        if done <= 1 { start = Date() }
+        if finished {
+            print("\r\u{1B}[K", terminator: "")
+            fflush(stdout)
+            return
+        }
+        let elapsed = Date().timeIntervalSince(start)
+        let rate = elapsed > 0 ? Double(done) / elapsed : 0
+        let eta = rate > 0 ? Double(total - done) / rate : 0
+        let width = 24, filled = total > 0 ? width * done / total : 0
+        var line = "\r[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] \(done)/\(total)"
+        line += String(format: "  %.2f it/s  ETA %.0fs", rate, eta)
+        if let loss = interp.progressLoss { line += String(format: "  loss %.4f", loss) }
+        print(line, terminator: "")
+        fflush(stdout)
+    }
+    return interp
+}
+
 /// Reports a script error on stderr; returns the exit status.
 func report(_ error: Error) -> Int32 {
     if let e = error as? ScriptError, e.kind == .exit { return e.exitCode }
@@ -68,8 +95,7 @@ case "-e":
     guard arguments.count >= 2 else { fail("smil -e: give the code to run\n\n\(usage)") }
     let code = arguments[1]
     runWithLargeStack {
-        let interp = Interpreter()
-        interp.scriptArguments = Array(arguments.dropFirst(2))
+        let interp = makeInterpreter(arguments: Array(arguments.dropFirst(2)))
         do {
             if let v = try interp.run(code, name: "<-e>"), !v.isNilValue { print(render(v, quoted: false)) }
             return 0
@@ -85,8 +111,7 @@ default:
     if path.hasPrefix("-") { fail("smil: unknown option \(path)\n\n\(usage)") }
     guard FileManager.default.fileExists(atPath: path) else { fail("smil: no such file: \(path)") }
     runWithLargeStack {
-        let interp = Interpreter()
-        interp.scriptArguments = Array(arguments.dropFirst())
+        let interp = makeInterpreter(arguments: Array(arguments.dropFirst()))
         do {
             try interp.runFile(path)
             return 0

@@ -109,3 +109,35 @@ final class CommandTests: XCTestCase {
         XCTAssertTrue(out.hasSuffix("2 passed, 2 failed\n"), out)
     }
 }
+
+final class ExampleTests: XCTestCase {
+    /// The README's main job runs, learns the synthetic arrangement, and prints the same numbers
+    /// twice for the same seed.
+    func testHelloIsDeterministicAndLearns() throws {
+        let root = repositoryRootForExamples()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("smil-hello-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (status, out, err) = try runSmil([root + "/examples/hello.smil", dir])
+        XCTAssertEqual(status, 0, err)
+        XCTAssertTrue(out.contains("held-out slides: balanced accuracy 1.000"), out)
+        let (_, again, _) = try runSmil([root + "/examples/hello.smil", dir], environment: ["SMIL_THREADS": "1"])
+        let numbers = { (s: String) in s.split(separator: "\n").map { $0.split(separator: " ").filter { !$0.hasSuffix("s") }.joined(separator: " ") } }
+        XCTAssertEqual(numbers(again), numbers(out), "same seed, same numbers")
+    }
+
+    func testBaselinesTable() throws {
+        let root = repositoryRootForExamples()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("smil-baselines-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (status, out, err) = try runSmil([root + "/examples/baselines.smil", dir])
+        XCTAssertEqual(status, 0, err)
+        let rows = out.split(separator: "\n")
+        XCTAssertEqual(rows.count, 6, out)
+        XCTAssertTrue(rows[1].hasPrefix("SparseConvMIL   1.000"), out)
+        XCTAssertTrue(rows[2].hasPrefix("MeanMIL         0.500"), out)
+    }
+}
+
+func repositoryRootForExamples() -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+}

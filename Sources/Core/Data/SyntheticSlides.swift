@@ -21,6 +21,8 @@ public enum SyntheticSlides {
             let cls = s % 2
             let id = String(format: "synthetic-%03d", s)
             let folder = (root as NSString).appendingPathComponent(id)
+            // A slide folder of ours from an earlier run is replaced, never mixed with this one.
+            if fm.fileExists(atPath: folder) { try fm.removeItem(atPath: folder) }
             try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
             let r0 = rng.nextInt(0, 50), c0 = rng.nextInt(0, 50)
             let vertical = rng.nextInt(0, 2) == 0, flip = rng.nextInt(0, 2) == 0

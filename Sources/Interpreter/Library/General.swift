@@ -17,6 +17,7 @@ extension Interpreter {
         registerLayers()
         registerTraining()
         registerSparse()
+        registerData()
     }
 
     /// Documentation for a name or value (`help(x)`, `?x`).

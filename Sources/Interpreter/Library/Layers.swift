@@ -16,8 +16,11 @@ final class ModuleObject: HostObject, IndexableObject, IterableObject, LengthObj
     static let methods = ["parameters", "named_parameters", "state_dict", "load_state_dict", "train", "eval",
                           "num_parameters", "summary", "forward"]
 
+    override func call(_ args: Arguments, _ interp: Interpreter) throws -> Value? { try callModule(args, interp) }
+
     override var memberNames: [String] {
         module.children.map(\.name) + module.parameters.map(\.name) + ModuleObject.methods + ["training"]
+            + (module is MILModel ? ["train_epoch", "evaluate"] : [])
     }
 
     func index(_ i: Value, _ interp: Interpreter) throws -> Value {
@@ -80,6 +83,14 @@ final class ModuleObject: HostObject, IndexableObject, IterableObject, LengthObj
         case "summary": return interp.bound(obj, name, [], doc: "The layer tree with parameter counts.") { _, _, _ in
             .string(m.summary() + "\n\(m.numParameters()) parameters")
         }
+        case "train_epoch" where m is MILModel:
+            return interp.bound(obj, name, [("loader", nil), ("opt", nil)], doc: "One epoch of training; returns metrics.") { a, _, interp in
+                try interp.callValue(.function(Function(.builtin(interp.builtins["train_epoch"]!))), [obj, a[1], a[2]])
+            }
+        case "evaluate" where m is MILModel:
+            return interp.bound(obj, name, [("loader", nil)], doc: "Metrics in evaluation mode, without gradients.") { a, _, interp in
+                try interp.callValue(.function(Function(.builtin(interp.builtins["evaluate"]!))), [obj, a[1]])
+            }
         case "forward": return interp.bound(obj, name, [("x", nil)], doc: "Runs the module.") { a, _, interp in
             try self.call(Arguments([a[1]]), interp) ?? .nilValue
         }
@@ -87,9 +98,9 @@ final class ModuleObject: HostObject, IndexableObject, IterableObject, LengthObj
         }
     }
 
-    override func call(_ args: Arguments, _ interp: Interpreter) throws -> Value? {
+    func callModule(_ args: Arguments, _ interp: Interpreter) throws -> Value? {
         let r = ArgumentReader(function: module.typeName)
-        if let mil = module as? SparseConvMIL {
+        if let mil = module as? MILModel {
             guard args.positional.count == 2 else { throw ScriptError(.runtime, "\(module.typeName)(tiles, coords) takes 2 arguments") }
             return .from(try mil.forward(tiles: try r.tensor(args.positional[0], "tiles"), coords: try r.tensor(args.positional[1], "coords")))
         }

@@ -14,6 +14,11 @@ public final class Interpreter {
     public var scriptArguments: [String] = []
     /// Set (from a signal handler) to stop at the next statement or loop iteration.
     nonisolated(unsafe) public var interruptRequested = false
+    /// Progress of a loop over a data loader: (done, total, finished). The host draws a bar on a
+    /// terminal; the interpreter only reports.
+    public var progress: ((Int, Int, Bool) -> Void)? = nil
+    /// The last training loss reported during an epoch (shown beside the progress).
+    public var progressLoss: Double? = nil
     /// Deepest call nesting allowed before "recursion depth exceeded".
     public var maxCallDepth = 800
 
@@ -222,7 +227,8 @@ public final class Interpreter {
 
     /// Gives an error without a location the call's location (Core and builtin errors).
     func located(_ e: ScriptError, file: SourceFile, at loc: SourceLocation) -> ScriptError {
-        guard e.location == nil else { return e }
+        // Host calls (callValue) have no place in a script: the script's call site supplies it.
+        guard e.location == nil, file.name != "<host>" else { return e }
         var x = e
         x.file = file
         x.location = loc

@@ -26,7 +26,7 @@ public struct Token: Equatable {
 }
 
 let keywords: Set<String> = ["let", "var", "fn", "return", "if", "else", "while", "for", "in", "break", "continue",
-                             "true", "false", "nil", "and", "or", "not", "assert", "import", "as", "test"]
+                             "true", "false", "nil", "and", "or", "not", "assert", "import", "as"]
 
 /// Symbols, longest first so that `...` wins over `..`.
 let symbols = ["...", "..<", "**", "==", "!=", "<=", ">=", "+=", "-=", "*=", "/=", "=>",

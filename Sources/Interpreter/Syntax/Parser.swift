@@ -201,7 +201,8 @@ public struct Parser {
             _ = try expect("as", "after the imported path")
             let (alias, _) = try identifier("after 'as'")
             return .importFile(path, alias: alias, t.location)
-        case .keyword("test"):
+        case .identifier("test") where { if case .string = tokens[min(p + 1, tokens.count - 1)].kind { return true }; return false }():
+            // `test "name" { ... }`: 'test' is a keyword only in front of a string.
             advance()
             guard case .string(let parts) = peek.kind, parts.count == 1, case .text(let name) = parts[0] else {
                 throw fail("expected the test's name as a plain string after 'test'")

@@ -1,0 +1,231 @@
+// Data.swift: datasets, loaders, images, MIL models, training helpers and metrics as script
+// bindings (spec section 3, MIL, Data, Training, Files).
+
+import Foundation
+import Core
+
+/// A slide dataset in a script: `len(ds)`, `ds[i]`, `.classes`, `.slides`.
+final class DatasetObject: HostObject, IndexableObject, LengthObject {
+    let dataset: SlideDataset
+    init(_ d: SlideDataset) { dataset = d }
+    override var typeName: String { "SlideDataset" }
+    var length: Int { dataset.count }
+    override var memberNames: [String] { ["classes", "slides", "tiles_per_slide", "class_counts"] }
+    override var description: String {
+        "SlideDataset(\(dataset.count) slides, classes: \(dataset.classes), tiles_per_slide: \(dataset.tilesPerSlide))"
+    }
+    override func member(_ name: String, _ interp: Interpreter) throws -> Value? {
+        switch name {
+        case "classes": return .list(ListBox(dataset.classes.map { .string($0) }))
+        case "slides": return .list(ListBox(dataset.slides.map { .string($0.id) }))
+        case "tiles_per_slide": return .int(dataset.tilesPerSlide)
+        case "class_counts": return .ints(dataset.classCounts)
+        default: return nil
+        }
+    }
+    override func setMember(_ name: String, _ value: Value, _ interp: Interpreter) throws -> Bool {
+        guard name == "tiles_per_slide" else { return false }
+        dataset.tilesPerSlide = try ArgumentReader(function: "tiles_per_slide").int(value, "value")
+        return true
+    }
+    func index(_ i: Value, _ interp: Interpreter) throws -> Value {
+        var k = try ArgumentReader(function: "SlideDataset").int(i, "index")
+        if k < 0 { k += dataset.count }
+        guard k >= 0 && k < dataset.count else { throw ScriptError(.runtime, "slide index \(k) out of range (\(dataset.count) slides)") }
+        var rng = RandomGenerator(seed: RandomGenerator.global.next())
+        let s = try dataset.sample(k, rng: &rng)
+        return .object(Record("Sample", [("tiles", .from(s.tiles)), ("coords", .from(s.coords)), ("label", .int(s.label)), ("slide_id", .string(s.slideID))]))
+    }
+}
+
+/// A data loader: `for batch in loader { ... }` yields records with tiles, coords, labels, slide_ids.
+final class LoaderObject: HostObject, IterableObject, LengthObject {
+    let loader: DataLoader
+    init(_ l: DataLoader) { loader = l }
+    override var typeName: String { "DataLoader" }
+    var length: Int { loader.count }
+    override var description: String { "DataLoader(\(loader.dataset.count) slides, batch: \(loader.batchSize), \(loader.count) batches)" }
+    func makeIterator(_ interp: Interpreter) throws -> () throws -> Value? {
+        let it = loader.makeIterator()
+        let total = it.count
+        var index = 0
+        return {
+            guard let b = try it.nextBatch() else { interp.progress?(total, total, true); return nil }
+            index += 1
+            interp.progress?(index, total, false)
+            return .object(Record("Batch", [("tiles", .from(b.tiles)), ("coords", .from(b.coords)), ("labels", .from(b.labels)),
+                                            ("slide_ids", .list(ListBox(b.slideIDs.map { .string($0) })))]))
+        }
+    }
+}
+
+extension Interpreter {
+    func metricsRecord(_ m: EpochMetrics, classes: [String]) -> Value {
+        let preds = ListBox(m.predictions.map { p in
+            .list(ListBox([.string(p.slideID), .string(classes[p.label]), .list(ListBox(p.probabilities.map { .float($0) }))]))
+        })
+        return .object(Record("Metrics", [
+            ("loss", .float(m.loss)), ("balanced_accuracy", .float(m.balancedAccuracy)), ("accuracy", .float(m.accuracy)),
+            ("precision", .float(m.precision)), ("recall", .float(m.recall)), ("f1", .float(m.f1)),
+            ("auc", m.auc.map { .float($0) } ?? .nilValue),
+            ("confusion_matrix", .list(ListBox(m.confusion.map { .ints($0) }))), ("predictions", .list(preds)),
+        ]))
+    }
+
+    func milModel(_ v: Value, _ function: String) throws -> MILModel {
+        guard case .object(let o as ModuleObject) = v, let m = o.module as? MILModel else {
+            throw ScriptError(.runtime, "\(function)(): expected a MIL model (SparseConvMIL, MeanMIL, ...), got \(an(v.typeName))")
+        }
+        return m
+    }
+
+    func loader(_ v: Value, _ function: String) throws -> DataLoader {
+        guard case .object(let l as LoaderObject) = v else { throw ScriptError(.runtime, "\(function)(): expected a DataLoader, got \(an(v.typeName))") }
+        return l.loader
+    }
+
+    func optimizer(_ v: Value, _ function: String) throws -> Optimizer {
+        guard case .object(let o as OptimizerObject) = v else { throw ScriptError(.runtime, "\(function)(): expected an optimizer, got \(an(v.typeName))") }
+        return o.optimizer
+    }
+
+    func module(_ v: Value, _ param: String, _ function: String) throws -> Module {
+        guard case .object(let m as ModuleObject) = v else { throw ScriptError(.runtime, "\(function)(): '\(param)' must be a module, got \(an(v.typeName))") }
+        return m.module
+    }
+
+    func registerData() {
+        def("SlideDataset", [("root", nil), ("labels", .nilValue), ("tiles_per_slide", .int(5)), ("tile_size", .nilValue), ("augment", .nilValue)],
+            doc: "Slides in the reference layout (folders of ROW_COL tiles, a slide_id,label CSV — root/labels.csv by default); K tiles sampled per slide with replacement; augment: true for flips, rotations and H&E colour jitter.") { a, _, _ in
+            let r = ArgumentReader(function: "SlideDataset")
+            var aug: TileAugmentation? = nil
+            if case .bool(true) = a[4] { aug = TileAugmentation() }
+            return .object(DatasetObject(try SlideDataset(root: try r.string(a[0], "root"), labels: a[1].isNil ? nil : try r.string(a[1], "labels"),
+                                                          tilesPerSlide: try r.int(a[2], "tiles_per_slide"), tileSize: try r.optionalInt(a[3], "tile_size"),
+                                                          augmentation: aug)))
+        }
+        def("DataLoader", [("dataset", nil), ("batch", .int(2)), ("shuffle", .bool(true)), ("balanced", .bool(false)), ("workers", .int(2))],
+            doc: "Batches of sampled slides; balanced draws slides inversely to their class frequency; workers decode in the background.") { a, _, _ in
+            let r = ArgumentReader(function: "DataLoader")
+            guard case .object(let d as DatasetObject) = a[0] else { throw r.wrong("dataset", "a SlideDataset", a[0]) }
+            return .object(LoaderObject(try DataLoader(d.dataset, batchSize: try r.int(a[1], "batch"), shuffle: try r.bool(a[2], "shuffle"),
+                                                       balanced: try r.bool(a[3], "balanced"), workers: try r.int(a[4], "workers"))))
+        }
+        def("split", [("dataset", nil), ("fractions", nil), ("stratify", .bool(true))], doc: "Seeded, stratified split of a dataset into parts.") { a, _, _ in
+            let r = ArgumentReader(function: "split")
+            guard case .object(let d as DatasetObject) = a[0] else { throw r.wrong("dataset", "a SlideDataset", a[0]) }
+            let fractions = try r.list(a[1], "fractions").map { try r.double($0, "fractions") }
+            return .list(ListBox(d.dataset.split(fractions, stratify: try r.bool(a[2], "stratify")).map { .object(DatasetObject($0)) }))
+        }
+        def("read_image", [("path", nil)], doc: "An image as a [3, H, W] tensor in [0, 1] (PNG, BMP).") { a, _, _ in
+            .from(try ImageIO.read(try ArgumentReader(function: "read_image").string(a[0], "path")))
+        }
+        def("write_image", [("image", nil), ("path", nil)], doc: "Writes a [3, H, W] tensor in [0, 1] as PNG.") { a, _, _ in
+            let r = ArgumentReader(function: "write_image")
+            try ImageIO.writePNG(try r.tensor(a[0], "image"), to: try r.string(a[1], "path"))
+            return .nilValue
+        }
+        def("synthetic_slides", [("root", nil), ("slides_per_class", .int(20)), ("grid", .int(4)), ("tile_size", .int(32)), ("seed", .int(0))],
+            doc: "Writes the built-in synthetic dataset (classes differ only in the arrangement of two tile types) in the reference layout; returns root.") { a, _, _ in
+            let r = ArgumentReader(function: "synthetic_slides")
+            let root = try r.string(a[0], "root")
+            try SyntheticSlides.write(to: root, slidesPerClass: try r.int(a[1], "slides_per_class"), grid: try r.int(a[2], "grid"),
+                                      tileSize: try r.int(a[3], "tile_size"), seed: UInt64(try r.int(a[4], "seed")))
+            return .string(root)
+        }
+        def("SparseConvMIL", [("embedder", nil), ("sparse_cnn", nil), ("classifier", nil), ("downsample", .int(10)), ("rotate", .bool(true)),
+                              ("flip", .bool(true)), ("resize", .bool(true))],
+            doc: "SparseConvMIL: embedder [N,3,H,W]->[N,D], sparse_cnn (ending in a global pool) -> [B,C], classifier -> logits; rotate: \"d4\" for right-angle rotations only.") { a, _, interp in
+            let r = ArgumentReader(function: "SparseConvMIL")
+            guard let cnn = try interp.module(a[1], "sparse_cnn", "SparseConvMIL") as? SparseSequential else {
+                throw r.wrong("sparse_cnn", "a SparseSequential", a[1])
+            }
+            let rotation: MapRotation
+            switch a[4] {
+            case .bool(let b): rotation = b ? .random : .none
+            case .string("d4"): rotation = .d4
+            default: throw r.wrong("rotate", "true, false or \"d4\"", a[4])
+            }
+            return .object(ModuleObject(try SparseConvMIL(embedder: try interp.module(a[0], "embedder", "SparseConvMIL"), sparseCNN: cnn,
+                                                          classifier: try interp.module(a[2], "classifier", "SparseConvMIL"),
+                                                          downsample: try r.float(a[3], "downsample"), rotation: rotation,
+                                                          flip: try r.bool(a[5], "flip"), resize: try r.bool(a[6], "resize"))))
+        }
+        let baselines: [(String, [(String, Value?)], String)] = [
+            ("MeanMIL", [], "mean"), ("MaxMIL", [], "max"), ("LSEMIL", [("r", .float(1))], "log-sum-exp"),
+            ("AttentionMIL", [("hidden", .int(128)), ("gated", .bool(false))], "attention (Ilse et al.)"),
+        ]
+        for (name, extra, what) in baselines {
+            def(name, [("embedder", nil), ("classifier", nil)] + extra + [("dim", .nilValue)],
+                doc: "Order-blind MIL baseline: \(what) pooling of each slide's tile embeddings, same embedder and classifier slots as SparseConvMIL.") { a, _, interp in
+                let r = ArgumentReader(function: name)
+                let embedder = try interp.module(a[0], "embedder", name), classifier = try interp.module(a[1], "classifier", name)
+                let dimValue = a[a.count - 1]
+                let dim = try r.optionalInt(dimValue, "dim") ?? (embedder as? ResNet)?.featureDimension
+                    ?? (classifier.children.first?.module as? Linear)?.inFeatures ?? (classifier as? Linear)?.inFeatures
+                guard let d = dim else { throw ScriptError(.runtime, "\(name)(): cannot tell the embedding size; pass dim:") }
+                let pooling: PooledMIL.Pooling
+                switch name {
+                case "MeanMIL": pooling = .mean
+                case "MaxMIL": pooling = .max
+                case "LSEMIL": pooling = .logSumExp(r: try r.float(a[2], "r"))
+                default: pooling = .attention(hidden: try r.int(a[2], "hidden"), gated: try r.bool(a[3], "gated"))
+                }
+                return .object(ModuleObject(PooledMIL(embedder: embedder, classifier: classifier, pooling: pooling, dimension: d)))
+            }
+        }
+        def("train_epoch", [("model", nil), ("loader", nil), ("opt", nil)], doc: "One epoch of training; returns metrics (loss, balanced_accuracy, ...).") { a, _, interp in
+            let m = try interp.milModel(a[0], "train_epoch"), l = try interp.loader(a[1], "train_epoch")
+            let total = l.count
+            let result = try Trainer.trainEpoch(m, l, try interp.optimizer(a[2], "train_epoch")) { i, _, loss in
+                interp.progress?(i + 1, total, false)
+                interp.progressLoss = loss
+            }
+            interp.progress?(total, total, true)
+            return interp.metricsRecord(result, classes: l.dataset.classes)
+        }
+        def("evaluate", [("model", nil), ("loader", nil)], doc: "Metrics in evaluation mode without gradients.") { a, _, interp in
+            let l = try interp.loader(a[1], "evaluate")
+            return interp.metricsRecord(try Trainer.evaluate(try interp.milModel(a[0], "evaluate"), l), classes: l.dataset.classes)
+        }
+        def("save_checkpoint", [("model", nil), ("path", nil), ("opt", .nilValue), ("manifest", .nilValue)],
+            doc: "Saves model and optimizer state with a JSON run manifest (seed, versions, hyper-parameters) in the safetensors metadata, atomically.") { a, _, interp in
+            let r = ArgumentReader(function: "save_checkpoint")
+            var manifest: [String: String] = [:]
+            if case .dict(let d) = a[3] { for (k, v) in zip(d.keys, d.values) { manifest[render(k, quoted: false)] = render(v, quoted: false) } }
+            try Checkpoint.save(try interp.module(a[0], "model", "save_checkpoint"), optimizer: a[2].isNil ? nil : try interp.optimizer(a[2], "save_checkpoint"),
+                                manifest: manifest, to: try r.string(a[1], "path"))
+            return .nilValue
+        }
+        def("load_checkpoint", [("model", nil), ("path", nil), ("opt", .nilValue)], doc: "Restores model (and optimizer) state from a checkpoint; returns its manifest.") { a, _, interp in
+            let manifest = try Checkpoint.load(try ArgumentReader(function: "load_checkpoint").string(a[1], "path"),
+                                               into: try interp.module(a[0], "model", "load_checkpoint"),
+                                               optimizer: a[2].isNil ? nil : try interp.optimizer(a[2], "load_checkpoint"))
+            let d = DictBox()
+            for (k, v) in manifest.sorted(by: { $0.key < $1.key }) { d.set(.string(k), .string(v)) }
+            return .dict(d)
+        }
+        // Metrics on label lists.
+        let labels = { (v: Value, f: String) throws -> [Int] in
+            switch v {
+            case .intTensor(let t): return t.value.scalars
+            default: return try ArgumentReader(function: f).list(v, "y").map { try ArgumentReader(function: f).int($0, "y") }
+            }
+        }
+        def("balanced_accuracy", [("y", nil), ("pred", nil)], doc: "Mean per-class recall.") { a, _, _ in .float(Metrics.balancedAccuracy(try labels(a[0], "balanced_accuracy"), try labels(a[1], "balanced_accuracy"))) }
+        def("accuracy", [("y", nil), ("pred", nil)], doc: "Fraction correct.") { a, _, _ in .float(Metrics.accuracy(try labels(a[0], "accuracy"), try labels(a[1], "accuracy"))) }
+        def("precision", [("y", nil), ("pred", nil)], doc: "Macro precision.") { a, _, _ in .float(Metrics.precisionRecallF1(try labels(a[0], "precision"), try labels(a[1], "precision")).precision) }
+        def("recall", [("y", nil), ("pred", nil)], doc: "Macro recall.") { a, _, _ in .float(Metrics.precisionRecallF1(try labels(a[0], "recall"), try labels(a[1], "recall")).recall) }
+        def("f1", [("y", nil), ("pred", nil)], doc: "Macro F1.") { a, _, _ in .float(Metrics.precisionRecallF1(try labels(a[0], "f1"), try labels(a[1], "f1")).f1) }
+        def("confusion_matrix", [("y", nil), ("pred", nil)], doc: "Counts m[true][predicted].") { a, _, _ in
+            .list(ListBox(Metrics.confusionMatrix(try labels(a[0], "confusion_matrix"), try labels(a[1], "confusion_matrix")).map { .ints($0) }))
+        }
+        def("auc", [("y", nil), ("probs", nil)], doc: "Macro one-vs-rest ROC AUC from class probabilities [N, C].") { a, _, _ in
+            let r = ArgumentReader(function: "auc")
+            let p = try r.tensor(a[1], "probs")
+            guard p.rank == 2 else { throw r.wrong("probs", "a [N, C] tensor", a[1]) }
+            let rows = (0..<p.shape[0]).map { i in (0..<p.shape[1]).map { Double(p[flat: i * p.shape[1] + $0]) } }
+            return Metrics.auc(try labels(a[0], "auc"), rows).map { .float($0) } ?? .nilValue
+        }
+    }
+}
