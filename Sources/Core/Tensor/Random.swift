@@ -61,6 +61,16 @@ public struct RandomGenerator: RandomNumberGenerator {
 
     private var spare: Double? = nil
 
+    /// The full state (for checkpoints): four words, then the cached normal's bits or a marker.
+    public var state: [UInt64] {
+        get { [s.0, s.1, s.2, s.3, spare.map { $0.bitPattern } ?? UInt64.max, spare == nil ? 0 : 1] }
+        set {
+            guard newValue.count == 6 else { return }
+            s = (newValue[0], newValue[1], newValue[2], newValue[3])
+            spare = newValue[5] == 1 ? Double(bitPattern: newValue[4]) : nil
+        }
+    }
+
     /// The process-wide generator; `seed(n)` resets it. The default seed is 0, or `SMIL_SEED`.
     nonisolated(unsafe) public static var global = RandomGenerator(seed: defaultSeed)
 

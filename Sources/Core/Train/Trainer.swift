@@ -88,18 +88,23 @@ public enum Trainer {
 /// A checkpoint: model and optimizer state in one safetensors file, with a JSON run manifest
 /// (seed, versions, hyper-parameters, epoch, dataset fingerprint) in its metadata.
 public enum Checkpoint {
+    /// Saves the model, the optimizer and the global random generator's state (so a resumed run
+    /// draws the same numbers as an uninterrupted one).
     public static func save(_ model: Module, optimizer: Optimizer?, manifest: [String: String], to path: String) throws {
         var tensors = model.stateDict().map { (name: "model." + $0.0, tensor: $0.1) }
         if let o = optimizer { tensors += o.stateDict().map { (name: "optimizer." + $0.0, tensor: $0.1) } }
         var meta = manifest
         meta["smil_version"] = smilVersion
+        meta["rng_state"] = RandomGenerator.global.state.map { String($0, radix: 16) }.joined(separator: ",")
         let json = try JSONSerialization.data(withJSONObject: meta, options: [.sortedKeys])
         try SafeTensors(tensors: tensors, metadata: ["manifest": String(decoding: json, as: UTF8.self)]).write(to: path)
     }
 
     /// Restores model (and optimizer) state; returns the manifest.
+    /// With `restoreRandomState`, the global generator continues where the saved run was.
     @discardableResult
-    public static func load(_ path: String, into model: Module, optimizer: Optimizer? = nil) throws -> [String: String] {
+    public static func load(_ path: String, into model: Module, optimizer: Optimizer? = nil,
+                            restoreRandomState: Bool = false) throws -> [String: String] {
         let st = try SafeTensors.read(path)
         var modelState: [String: AnyTensor] = [:], optState: [String: AnyTensor] = [:]
         for (name, t) in st.tensors {
@@ -111,6 +116,11 @@ public enum Checkpoint {
         if let o = optimizer { try o.loadStateDict(optState) }
         guard let text = st.metadata["manifest"], let data = text.data(using: .utf8),
               let obj = try? JSONSerialization.jsonObject(with: data) as? [String: String] else { return [:] }
+        if restoreRandomState, let rng = obj["rng_state"] {
+            let words = rng.split(separator: ",").compactMap { UInt64($0, radix: 16) }
+            guard words.count == 6 else { throw CoreError.file(path: path, "malformed rng_state in the manifest") }
+            RandomGenerator.global.state = words
+        }
         return obj
     }
 
@@ -123,5 +133,43 @@ public enum Checkpoint {
             }
         }
         return String(h, radix: 16)
+    }
+}
+
+extension Trainer {
+    /// Trains for `epochs`, evaluating on `validation` after each; keeps the checkpoint with the
+    /// lowest validation loss at `checkpoint` (+ ".best.safetensors") and the latest at
+    /// `checkpoint` (+ ".last.safetensors", with the epoch, for `resume`). `onEpoch` reports.
+    public static func fit(_ model: MILModel, train: DataLoader, validation: DataLoader?, optimizer: Optimizer, epochs: Int,
+                           checkpoint: String? = nil, resume: Bool = false, manifest: [String: String] = [:],
+                           onEpoch: ((Int, EpochMetrics, EpochMetrics?) -> Void)? = nil) throws -> [(train: EpochMetrics, validation: EpochMetrics?)] {
+        var start = 1
+        var best = Double.infinity
+        if resume, let base = checkpoint, FileManager.default.fileExists(atPath: base + ".last.safetensors") {
+            let m = try Checkpoint.load(base + ".last.safetensors", into: model, optimizer: optimizer, restoreRandomState: true)
+            start = (Int(m["epoch"] ?? "0") ?? 0) + 1
+            best = Double(m["best_validation_loss"] ?? "") ?? .infinity
+        }
+        var history: [(train: EpochMetrics, validation: EpochMetrics?)] = []
+        guard start <= epochs else { return history }
+        for epoch in start...epochs {
+            let t = try trainEpoch(model, train, optimizer)
+            let v = try validation.map { try evaluate(model, $0) }
+            history.append((t, v))
+            onEpoch?(epoch, t, v)
+            if let base = checkpoint {
+                var meta = manifest
+                meta["epoch"] = String(epoch)
+                meta["train_loss"] = String(t.loss)
+                if let v = v, v.loss < best {
+                    best = v.loss
+                    meta["validation_loss"] = String(v.loss)
+                    try Checkpoint.save(model, optimizer: optimizer, manifest: meta, to: base + ".best.safetensors")
+                }
+                meta["best_validation_loss"] = String(best)
+                try Checkpoint.save(model, optimizer: optimizer, manifest: meta, to: base + ".last.safetensors")
+            }
+        }
+        return history
     }
 }

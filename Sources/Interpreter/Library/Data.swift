@@ -188,6 +188,46 @@ extension Interpreter {
             let l = try interp.loader(a[1], "evaluate")
             return interp.metricsRecord(try Trainer.evaluate(try interp.milModel(a[0], "evaluate"), l), classes: l.dataset.classes)
         }
+        def("fit", [("model", nil), ("train", nil), ("val", .nilValue), ("opt", nil), ("epochs", nil), ("checkpoint", .nilValue),
+                    ("resume", .bool(false)), ("manifest", .nilValue), ("verbose", .bool(true))],
+            doc: "Trains for epochs, evaluating on val after each; keeps CHECKPOINT.best.safetensors (lowest validation loss) and CHECKPOINT.last.safetensors; resume: true continues a stopped run exactly. Returns the per-epoch metrics.") { a, _, interp in
+            let r = ArgumentReader(function: "fit")
+            let model = try interp.milModel(a[0], "fit"), train = try interp.loader(a[1], "fit")
+            let val = a[2].isNil ? nil : try interp.loader(a[2], "fit")
+            var manifest: [String: String] = [:]
+            if case .dict(let d) = a[7] { for (k, v) in zip(d.keys, d.values) { manifest[render(k, quoted: false)] = render(v, quoted: false) } }
+            manifest["dataset"] = Checkpoint.fingerprint(train.dataset)
+            let epochs = try r.int(a[4], "epochs"), verbose = try r.bool(a[8], "verbose")
+            let history = try Trainer.fit(model, train: train, validation: val, optimizer: try interp.optimizer(a[3], "fit"), epochs: epochs,
+                                          checkpoint: a[5].isNil ? nil : try r.string(a[5], "checkpoint"), resume: try r.bool(a[6], "resume"),
+                                          manifest: manifest) { epoch, t, v in
+                guard verbose else { return }
+                var line = String(format: "Epoch %3d/%d    loss=%.5f    bac=%.5f", epoch, epochs, t.loss, t.balancedAccuracy)
+                if let v = v { line += String(format: "    val_loss=%.5f    val_bac=%.5f", v.loss, v.balancedAccuracy) }
+                interp.output(line + "\n")
+            }
+            let classes = train.dataset.classes
+            return .list(ListBox(history.map { h in
+                .object(Record("Epoch", [("train", interp.metricsRecord(h.train, classes: classes)),
+                                         ("val", h.validation.map { interp.metricsRecord($0, classes: classes) } ?? .nilValue)]))
+            }))
+        }
+        def("write_predictions", [("metrics", nil), ("path", nil)], doc: "Writes a metrics record's predictions as CSV (slide_id, label, one probability per class).") { a, _, _ in
+            let r = ArgumentReader(function: "write_predictions")
+            guard case .object(let rec as Record) = a[0], let preds = rec.fields.first(where: { $0.0 == "predictions" })?.1 else {
+                throw r.wrong("metrics", "the metrics of evaluate() or train_epoch()", a[0])
+            }
+            var lines: [String] = []
+            for row in try r.list(preds, "metrics") {
+                let fields = try r.list(row, "metrics")
+                let probs = try r.list(fields[2], "metrics").map { String(format: "%.6f", try r.double($0, "metrics")) }
+                lines.append(([render(fields[0], quoted: false), render(fields[1], quoted: false)] + probs).map(csvField).joined(separator: ","))
+            }
+            let width = lines.first.map { $0.split(separator: ",").count - 2 } ?? 0
+            let header = "slide_id,label," + (0..<width).map { "p\($0)" }.joined(separator: ",")
+            try writeAtomically(Data(([header] + lines).joined(separator: "\n").utf8 + [10]), to: try r.string(a[1], "path"))
+            return .nilValue
+        }
         def("save_checkpoint", [("model", nil), ("path", nil), ("opt", .nilValue), ("manifest", .nilValue)],
             doc: "Saves model and optimizer state with a JSON run manifest (seed, versions, hyper-parameters) in the safetensors metadata, atomically.") { a, _, interp in
             let r = ArgumentReader(function: "save_checkpoint")
