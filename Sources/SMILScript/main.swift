@@ -6,7 +6,8 @@ import Core
 import Interpreter
 
 let usage = """
-usage: smil FILE.smil [ARGS...]     run a script (args holds ARGS as strings)
+usage: smil                         interactive REPL (readline, history in ~/.smil_history)
+       smil FILE.smil [ARGS...]     run a script (args holds ARGS as strings)
        smil -e CODE                 run CODE and print the value of a final expression
        smil test [PATH...]          run test scripts (default: tests/); ends with "N passed, N failed"
        smil demo [--steps N] [--seed N]   train a small ResNet on random tensors, printing the loss
@@ -105,7 +106,17 @@ case "test":
     let paths = arguments.count > 1 ? Array(arguments.dropFirst()) : ["tests"]
     runWithLargeStack { TestRunner(paths: paths).run() }
 case nil:
-    fail("smil: the interactive REPL arrives with the notebook work; run a script with smil FILE.smil\n\n\(usage)")
+    if isatty(0) == 0 {
+        // Not a terminal: run standard input as a script.
+        let source = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+        runWithLargeStack {
+            do { try makeInterpreter(arguments: []).run(source, name: "<stdin>"); return 0 } catch { return report(error) }
+        }
+    }
+    runWithLargeStack {
+        var repl = REPL(interp: makeInterpreter(arguments: []))
+        return repl.run()
+    }
 default:
     let path = arguments[0]
     if path.hasPrefix("-") { fail("smil: unknown option \(path)\n\n\(usage)") }

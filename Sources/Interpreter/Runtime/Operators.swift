@@ -22,6 +22,13 @@ extension Interpreter {
     }
 
     func binary(_ op: String, _ l: Value, _ r: Value, file: SourceFile, at loc: SourceLocation) throws -> Value {
+        // Booleans in arithmetic count as the integers 0 and 1, as in Python.
+        if case .bool(let b) = l, op != "==" && op != "!=" && op != "and" && op != "or", isIntLike(r) {
+            return try binary(op, .int(b ? 1 : 0), r, file: file, at: loc)
+        }
+        if case .bool(let b) = r, op != "==" && op != "!=", isIntLike(l), !isBool(l) {
+            return try binary(op, l, .int(b ? 1 : 0), file: file, at: loc)
+        }
         switch (l, r) {
         case (.int(let a), .int(let b)):
             switch op {
@@ -122,6 +129,12 @@ extension Interpreter {
         }
         throw fail("unsupported operand types for '\(op)': \(l.typeName) and \(r.typeName)", file, loc)
     }
+
+    func isIntLike(_ v: Value) -> Bool {
+        switch v { case .int, .bool: return true; default: return false }
+    }
+
+    func isBool(_ v: Value) -> Bool { if case .bool = v { return true }; return false }
 
     func isTensor(_ v: Value) -> Bool {
         if case .tensor = v { return true }

@@ -1,0 +1,118 @@
+// REPLTests.swift: the real `smil` binary driven through a pseudo-terminal, as a person would:
+// completion of a member after '.', a multi-line function, an error followed by a working command,
+// Ctrl-C stopping `while true { }` with the variables intact, and history after a restart.
+
+import XCTest
+import Foundation
+
+// glibc's pseudo-terminal calls, which Swift's Glibc module leaves out (they need _XOPEN_SOURCE).
+@_silgen_name("posix_openpt") func posixOpenpt(_ flags: Int32) -> Int32
+@_silgen_name("grantpt") func grantPT(_ fd: Int32) -> Int32
+@_silgen_name("unlockpt") func unlockPT(_ fd: Int32) -> Int32
+@_silgen_name("ptsname") func ptsName(_ fd: Int32) -> UnsafeMutablePointer<CChar>?
+
+/// A `smil` REPL on a pseudo-terminal.
+final class PTYSession {
+    let process = Process()
+    let master: FileHandle
+    var screen = ""
+
+    init(home: String) throws {
+        let fd = posixOpenpt(O_RDWR | O_NOCTTY)
+        guard fd >= 0, grantPT(fd) == 0, unlockPT(fd) == 0, let name = ptsName(fd) else { throw XCTSkip("no pseudo-terminal available") }
+        let slavePath = String(cString: name)
+        let slave = FileHandle(forUpdatingAtPath: slavePath)!
+        master = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        let binary = Bundle.main.bundleURL.appendingPathComponent("smil")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else { throw XCTSkip("smil binary not found") }
+        // util-linux's `script` gives smil a terminal of its own as its controlling terminal, so
+        // Ctrl-C typed here reaches it as SIGINT, as in a real terminal.
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/script") else { throw XCTSkip("/usr/bin/script not found") }
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+        process.arguments = ["-qfec", binary.path, "/dev/null"]
+        process.environment = ["HOME": home, "TERM": "dumb", "PATH": "/usr/bin:/bin"]
+        process.standardInput = slave
+        process.standardOutput = slave
+        process.standardError = slave
+        try process.run()
+    }
+
+    /// Reads what the terminal shows until `text` appears (or a timeout).
+    @discardableResult
+    func waitFor(_ text: String, timeout: Double = 10) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        let fd = master.fileDescriptor
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while Date() < deadline {
+            if screen.contains(text) { return true }
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&pfd, 1, 100) > 0 {
+                let n = read(fd, &buffer, buffer.count)
+                if n > 0 { screen += String(decoding: buffer[0..<n], as: UTF8.self) }
+            }
+        }
+        return screen.contains(text)
+    }
+
+    func send(_ text: String) {
+        master.write(text.data(using: .utf8)!)
+    }
+
+    func close() {
+        send("\u{4}")
+        let deadline = Date().addingTimeInterval(10)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        if process.isRunning { process.terminate() }
+    }
+
+    deinit { if process.isRunning { process.terminate() } }
+}
+
+final class REPLTests: XCTestCase {
+    func testInteractiveSession() throws {
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("smil-home-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        let s = try PTYSession(home: home)
+        XCTAssertTrue(s.waitFor("smil> "), s.screen)
+
+        // Completion of a member after '.': "model.wei<Tab>" becomes "model.weight".
+        s.send("let model = Linear(3, 2)\n")
+        s.send("model.wei\t")
+        XCTAssertTrue(s.waitFor("model.weight"), s.screen)
+        s.send(".shape\n")
+        XCTAssertTrue(s.waitFor("[2, 3]"), s.screen)
+
+        // A multi-line function with continuation prompts.
+        s.send("fn add(a, b) {\n")
+        XCTAssertTrue(s.waitFor("... "), s.screen)
+        s.send("return a + b\n}\nadd(20, 22)\n")
+        XCTAssertTrue(s.waitFor("42"), s.screen)
+
+        // An error, then a working command: the session goes on.
+        s.send("nope + 1\n")
+        XCTAssertTrue(s.waitFor("undefined name 'nope'"), s.screen)
+        s.send("add(1, 1) * 50\n")
+        XCTAssertTrue(s.waitFor("100"), s.screen)
+
+        // Ctrl-C stops a running loop at a safe point; the variables are still there.
+        s.send("var n = 0\nwhile true { n += 1 }\n")
+        Thread.sleep(forTimeInterval: 0.5)
+        s.send("\u{3}")
+        XCTAssertTrue(s.waitFor("interrupted"), s.screen)
+        s.send("n > 0 and model.weight.shape == [2, 3]\n")
+        XCTAssertTrue(s.waitFor("true"), s.screen)
+        s.send(":vars\n")
+        XCTAssertTrue(s.waitFor("model  Linear"), s.screen)
+        s.close()
+
+        // History survives a restart, multi-line entries whole.
+        let history = try String(contentsOfFile: home + "/.smil_history", encoding: .utf8)
+        XCTAssertTrue(history.contains("fn add(a, b) {\u{1}return a + b\u{1}}"), history)
+        let again = try PTYSession(home: home)
+        XCTAssertTrue(again.waitFor("smil> "))
+        again.send("\u{1B}[A")   // up arrow: the last entry
+        XCTAssertTrue(again.waitFor(":vars"), again.screen)
+        again.close()
+    }
+}
