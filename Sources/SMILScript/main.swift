@@ -10,6 +10,7 @@ usage: smil                         interactive REPL (readline, history in ~/.sm
        smil FILE.smil [ARGS...]     run a script (args holds ARGS as strings)
        smil -e CODE                 run CODE and print the value of a final expression
        smil test [PATH...]          run test scripts (default: tests/); ends with "N passed, N failed"
+       smil notebook FILE.smil -o OUT.html|OUT.md   run cells (# %% lines), write a report
        smil demo [--steps N] [--seed N]   train a small ResNet on random tensors, printing the loss
        smil --version | --help
 
@@ -102,6 +103,13 @@ case "-e":
             return 0
         } catch { return report(error) }
     }
+case "notebook":
+    let rest = Array(arguments.dropFirst())
+    guard let file = rest.first, let o = rest.firstIndex(of: "-o"), o + 1 < rest.count else {
+        fail("smil notebook: usage: smil notebook FILE.smil -o OUT.html|OUT.md")
+    }
+    let out = rest[o + 1]
+    runWithLargeStack { NotebookRunner(file: file, output: out).run() }
 case "test":
     let paths = arguments.count > 1 ? Array(arguments.dropFirst()) : ["tests"]
     runWithLargeStack { TestRunner(paths: paths).run() }

@@ -141,3 +141,36 @@ final class ExampleTests: XCTestCase {
 func repositoryRootForExamples() -> String {
     URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 }
+
+final class NotebookTests: XCTestCase {
+    func testReportHasEveryCellOutputAndEmbeddedPlot() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("smil-nb-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let report = dir + "/report.html"
+        let (status, _, err) = try runSmil(["notebook", repositoryRootForExamples() + "/examples/notebook.smil", "-o", report],
+                                           environment: ["TMPDIR": dir])
+        XCTAssertEqual(status, 0, err)
+        let html = try String(contentsOfFile: report, encoding: .utf8)
+        XCTAssertTrue(html.contains("Cell 2: Data"), "cell titles")
+        XCTAssertTrue(html.contains("synthetic_slides(root, slides_per_class: 12"), "cell code")
+        XCTAssertTrue(html.contains("<pre class=\"value\">24</pre>"), "a cell's final value")
+        XCTAssertTrue(html.contains("epoch 10: loss"), "printed output")
+        XCTAssertTrue(html.contains("<img src=\"data:image/png;base64,iVBORw0KGgo"), "the plot is embedded as PNG")
+    }
+
+    func testFailingCellShowsErrorAndLaterCellsNotRun() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("smil-nb-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "# %% one\nprint(\"fine\")\n# %% two\nundefined_thing + 1\n# %% three\nprint(\"never\")\n"
+            .write(toFile: dir + "/nb.smil", atomically: true, encoding: .utf8)
+        let (status, _, _) = try runSmil(["notebook", dir + "/nb.smil", "-o", dir + "/out.md"])
+        XCTAssertEqual(status, 1)
+        let md = try String(contentsOfFile: dir + "/out.md", encoding: .utf8)
+        XCTAssertTrue(md.contains("fine"), md)
+        XCTAssertTrue(md.contains("nb.smil:4:1: error: undefined name 'undefined_thing'"), md)
+        XCTAssertTrue(md.contains("## Cell 3: three (not run)"), md)
+        XCTAssertFalse(md.contains("never\n```"), md)
+    }
+}

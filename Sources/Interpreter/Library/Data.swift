@@ -120,10 +120,49 @@ extension Interpreter {
         def("read_image", [("path", nil)], doc: "An image as a [3, H, W] tensor in [0, 1] (PNG, BMP).") { a, _, _ in
             .from(try ImageIO.read(try ArgumentReader(function: "read_image").string(a[0], "path")))
         }
-        def("write_image", [("image", nil), ("path", nil)], doc: "Writes a [3, H, W] tensor in [0, 1] as PNG.") { a, _, _ in
+        def("write_image", [("image", nil), ("path", nil)], doc: "Writes a [3, H, W] tensor in [0, 1] as PNG.") { a, _, interp in
             let r = ArgumentReader(function: "write_image")
-            try ImageIO.writePNG(try r.tensor(a[0], "image"), to: try r.string(a[1], "path"))
+            let path = try r.string(a[1], "path")
+            try ImageIO.writePNG(try r.tensor(a[0], "image"), to: path)
+            interp.imagesWritten.append(path)
             return .nilValue
+        }
+        def("plot", [("a", nil), ("b", .nilValue), ("path", .nilValue), ("title", .nilValue), ("labels", .nilValue)],
+            doc: "A line chart of ys (plot(ys)) or of ys against xs (plot(xs, ys)); several series as a list of lists or a 2-D tensor. With path, writes a PNG; without, draws it in the terminal with Unicode characters.") { a, _, interp in
+            let r = ArgumentReader(function: "plot")
+            func seriesList(_ v: Value) throws -> [[Double]] {
+                switch v {
+                case .tensor(let t):
+                    let x = t.value
+                    if x.rank <= 1 { return [x.scalars.map(Double.init)] }
+                    let n = x.shape[x.rank - 1]
+                    return (0..<(x.count / max(n, 1))).map { i in (0..<n).map { Double(x[flat: i * n + $0]) } }
+                case .intTensor(let t): return [t.value.scalars.map(Double.init)]
+                default:
+                    let items = try r.list(v, "ys")
+                    if items.contains(where: { if case .list = $0 { return true }; if case .tensor = $0 { return true }; return false }) {
+                        return try items.flatMap { try seriesList($0) }
+                    }
+                    return [try items.map { try r.double($0, "ys") }]
+                }
+            }
+            let ys = try seriesList(a[1].isNil ? a[0] : a[1])
+            let xs: [Double]? = a[1].isNil ? nil : try seriesList(a[0]).first
+            if let x = xs, x.isEmpty || ys.contains(where: { $0.count != x.count }) {
+                throw ScriptError(.runtime, "plot(): xs has \(x.count) values but a series has \(ys.first { $0.count != x.count }?.count ?? 0)")
+            }
+            let series = ys.map { s in s.enumerated().map { (x: xs?[$0.offset] ?? Double($0.offset), y: $0.element) } }
+            var chart = LineChart(series: series, title: a[3].isNil ? nil : try r.string(a[3], "title"),
+                                  labels: a[4].isNil ? nil : try r.list(a[4], "labels").map { render($0, quoted: false) })
+            chart.xLabel = nil
+            if a[2].isNil {
+                interp.output(chart.text() + "\n")
+                return .nilValue
+            }
+            let path = try r.string(a[2], "path")
+            try ImageIO.writePNG(chart.render(), to: path)
+            interp.imagesWritten.append(path)
+            return .string(path)
         }
         def("synthetic_slides", [("root", nil), ("slides_per_class", .int(20)), ("grid", .int(4)), ("tile_size", .int(32)), ("seed", .int(0))],
             doc: "Writes the built-in synthetic dataset (classes differ only in the arrangement of two tile types) in the reference layout; returns root.") { a, _, _ in

@@ -17,6 +17,8 @@ public final class Interpreter {
     /// Progress of a loop over a data loader: (done, total, finished). The host draws a bar on a
     /// terminal; the interpreter only reports.
     public var progress: ((Int, Int, Bool) -> Void)? = nil
+    /// Images written by plot() and write_image(), in order (the notebook report embeds them).
+    public var imagesWritten: [String] = []
     /// The last training loss reported during an epoch (shown beside the progress).
     public var progressLoss: Double? = nil
     /// Deepest call nesting allowed before "recursion depth exceeded".
