@@ -17,7 +17,9 @@ let package = Package(
         .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
         .systemLibrary(name: "CJPEG", path: "Sources/CJPEG"),
 
-        .target(name: "Core", dependencies: ["COpenBLAS", "CPNG", "CJPEG"], swiftSettings: optimize),
+        // libjpeg reports errors by longjmp: the jump stays inside this small C target.
+        .target(name: "CJPEGCodec", dependencies: ["CJPEG"], path: "Sources/CJPEGCodec", linkerSettings: [.linkedLibrary("jpeg")]),
+        .target(name: "Core", dependencies: ["COpenBLAS", "CPNG", "CJPEG", "CJPEGCodec"], swiftSettings: optimize),
         .target(name: "Interpreter", dependencies: ["Core"], swiftSettings: optimize),
         .executableTarget(name: "SMILScript", dependencies: ["Core", "Interpreter", "CReadline"],
                           swiftSettings: optimize),

@@ -142,6 +142,29 @@ do {
             try opt.step()
         }
         report("W1", t, "s/iter")
+        if args.contains("--loading") {
+            // The same step fed by a DataLoader decoding PNG tiles from disk (2 workers):
+            // what data loading adds to a step when workers overlap it with compute.
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("smil-w1-\(getpid())").path
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            try SyntheticSlides.write(to: dir, slidesPerClass: 4, grid: 2, tileSize: 512, seed: 0)
+            let loader = try DataLoader(try SlideDataset(root: dir, tilesPerSlide: 5), batchSize: 2, workers: 2)
+            var steps = 0
+            let t0 = now()
+            for _ in 0..<2 {
+                let it = loader.makeIterator()
+                while let batch = try it.nextBatch() {
+                    opt.zeroGrad()
+                    let coords = try batch.coords.reshaped([2, 5, 2])
+                    let loss = try Loss.crossEntropy(model.forward(tiles: batch.tiles, coords: coords), batch.labels)
+                    try loss.backward()
+                    try opt.step()
+                    steps += 1
+                }
+            }
+            let withLoading = (now() - t0) / Double(steps)
+            report("W1_with_loading", withLoading, "s/iter", extra: String(format: "overhead=%.1f%%", (withLoading / t - 1) * 100))
+        }
     case "w3a", "w3b":
         // W3: one submanifold 3x3 convolution, 64 -> 64 channels, no bias.
         var flat: [Int] = []

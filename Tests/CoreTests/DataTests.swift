@@ -44,7 +44,18 @@ final class ImageAndDatasetTests: XCTestCase {
         try ImageIO.writePNG(t, to: dir + "/a.png")
         XCTAssertEqual(try ImageIO.read(dir + "/a.png").scalars, t.scalars)
         try Data([1, 2, 3]).write(to: URL(fileURLWithPath: dir + "/bad.png"))
-        XCTAssertThrowsError(try ImageIO.read(dir + "/bad.png")) { e in XCTAssertTrue("\(e)".contains("bad.png: not a PNG or BMP image"), "\(e)") }
+        XCTAssertThrowsError(try ImageIO.read(dir + "/bad.png")) { e in XCTAssertTrue("\(e)".contains("bad.png: not a PNG, JPEG or BMP image"), "\(e)") }
+        // JPEG: lossy, so close rather than equal; a smooth image keeps within a few levels.
+        var levels = [Float](repeating: 0, count: 3 * 16 * 16)
+        for i in levels.indices { levels[i] = Float((i % 16) * 8 + 40) / 255 }
+        let smooth = try Tensor(levels, shape: [3, 16, 16])
+        try ImageIO.writeJPEG(smooth, to: dir + "/a.jpg", quality: 95)
+        let back = try ImageIO.read(dir + "/a.jpg")
+        XCTAssertEqual(back.shape, [3, 16, 16])
+        let worst: Float = zip(back.scalars, smooth.scalars).map { abs($0 - $1) }.max() ?? 1
+        XCTAssertLessThan(worst, 0.05)
+        try Data([0xFF, 0xD8, 0xFF, 0xE0, 0, 1, 2]).write(to: URL(fileURLWithPath: dir + "/cut.jpg"))
+        XCTAssertThrowsError(try ImageIO.read(dir + "/cut.jpg")) { e in XCTAssertTrue("\(e)".contains("cut.jpg: corrupt JPEG"), "\(e)") }
         var corrupt = try Data(contentsOf: URL(fileURLWithPath: dir + "/a.png"))
         corrupt = corrupt.prefix(40)
         try corrupt.write(to: URL(fileURLWithPath: dir + "/cut.png"))

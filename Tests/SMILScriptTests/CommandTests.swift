@@ -30,7 +30,8 @@ final class CommandTests: XCTestCase {
         XCTAssertTrue(out.hasPrefix("smil 0."), out)
         let (hs, help, _) = try runSmil(["--help"])
         XCTAssertEqual(hs, 0)
-        XCTAssertTrue(help.contains("usage: smil FILE.smil [ARGS...]"), help)
+        XCTAssertTrue(help.contains("smil FILE.smil [ARGS...]"), help)
+        XCTAssertTrue(help.contains("smil notebook FILE.smil -o OUT.html"), help)
         XCTAssertTrue(help.contains("smil test [PATH...]"), help)
     }
 

@@ -3,19 +3,18 @@
 
 import Foundation
 import CPNG
+import CJPEGCodec
 
 public enum ImageIO {
-    /// Reads a PNG or BMP file (by content) as RGB `[3, H, W]` in [0, 1]; the error names the file.
+    /// Reads a PNG, JPEG or BMP file (by content) as RGB `[3, H, W]` in [0, 1]; the error names the file.
     public static func read(_ path: String) throws -> Tensor {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw CoreError.file(path: path, "cannot read the image (missing or unreadable)")
         }
         if data.starts(with: [0x89, 0x50, 0x4E, 0x47]) { return try readPNG(data, path: path) }
         if data.starts(with: [0x42, 0x4D]) { return try readBMP(data, path: path) }
-        if data.starts(with: [0xFF, 0xD8]) {
-            throw CoreError.file(path: path, "JPEG tiles are not supported yet; convert them to PNG")
-        }
-        throw CoreError.file(path: path, "not a PNG or BMP image")
+        if data.starts(with: [0xFF, 0xD8]) { return try readJPEG(data, path: path) }
+        throw CoreError.file(path: path, "not a PNG, JPEG or BMP image")
     }
 
     static func readPNG(_ data: Data, path: String) throws -> Tensor {
@@ -35,6 +34,38 @@ public enum ImageIO {
         }
         guard finished != 0 else { throw CoreError.file(path: path, "corrupt PNG: \(pngMessage(&image))") }
         return planar(pixels, width: w, height: h)
+    }
+
+    static func readJPEG(_ data: Data, path: String) throws -> Tensor {
+        var w: Int32 = 0, h: Int32 = 0
+        var pixels: UnsafeMutablePointer<UInt8>? = nil
+        var message = [CChar](repeating: 0, count: 256)
+        let ok = data.withUnsafeBytes { raw in
+            smil_jpeg_decode(raw.bindMemory(to: UInt8.self).baseAddress, raw.count, &w, &h, &pixels, &message, Int32(message.count))
+        }
+        guard ok != 0, let p = pixels else {
+            throw CoreError.file(path: path, "corrupt JPEG: \(String(cString: message))")
+        }
+        defer { free(p) }
+        return planar(Array(UnsafeBufferPointer(start: p, count: Int(w) * Int(h) * 3)), width: Int(w), height: Int(h))
+    }
+
+    /// Writes `[3, H, W]` values in [0, 1] as a JPEG (quality 0-100), atomically.
+    public static func writeJPEG(_ t: Tensor, to path: String, quality: Int = 95) throws {
+        guard t.rank == 3, t.shape[0] == 3 else {
+            throw CoreError.shapeMismatch(op: "write_image", "expected [3, H, W] for a JPEG, got \(shapeString(t.shape))")
+        }
+        let (h, w) = (t.shape[1], t.shape[2])
+        var rgb = [UInt8](repeating: 0, count: w * h * 3)
+        for i in 0..<(w * h) { for k in 0..<3 { rgb[3 * i + k] = UInt8(max(0, min(255, (t[flat: k * w * h + i] * 255).rounded()))) } }
+        var out: UnsafeMutablePointer<UInt8>? = nil
+        var size = 0
+        var message = [CChar](repeating: 0, count: 256)
+        guard smil_jpeg_encode(rgb, Int32(w), Int32(h), Int32(quality), &out, &size, &message, Int32(message.count)) != 0, let o = out else {
+            throw CoreError.file(path: path, "cannot encode JPEG: \(String(cString: message))")
+        }
+        defer { free(o) }
+        try writeAtomically(Data(bytes: o, count: size), to: path)
     }
 
     static func pngMessage(_ image: inout png_image) -> String {

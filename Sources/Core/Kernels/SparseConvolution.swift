@@ -15,6 +15,24 @@ func gatherRows(_ src: UnsafePointer<Float>, _ index: [Int32], width: Int, _ dst
     }
 }
 
+/// `gatherRows` on the calling thread (for work already spread over threads).
+@inline(__always) func gatherRowsSerial(_ src: UnsafePointer<Float>, _ index: [Int32], width: Int, _ dst: UnsafeMutablePointer<Float>) {
+    index.withUnsafeBufferPointer { idx in
+        for q in 0..<idx.count { (dst + q * width).update(from: src + Int(idx[q]) * width, count: width) }
+    }
+}
+
+/// Column sums of a row-major `rows x cols` matrix, in double precision (bias gradients).
+func columnSums(_ m: UnsafePointer<Float>, rows: Int, cols: Int, into out: UnsafeMutablePointer<Float>) {
+    Parallel.forRanges(cols, grain: 16) { r in
+        for j in r {
+            var s: Double = 0
+            for i in 0..<rows { s += Double(m[i * cols + j]) }
+            out[j] = Float(s)
+        }
+    }
+}
+
 /// Adds consecutive rows of `src` into rows `index[p]` of `dst` (indices distinct).
 func scatterAddRows(_ src: UnsafePointer<Float>, _ index: [Int32], width: Int, _ dst: UnsafeMutablePointer<Float>) {
     index.withUnsafeBufferPointer { idx in
@@ -68,9 +86,7 @@ func sparseConvolutionForward(input: UnsafePointer<Float>, output: UnsafeMutable
     Parallel.forEach(offsets.count) { s in
         let k = offsets[s], pairs = rulebook.inputs[k].count
         let g = gathered + starts[s] * cin, p = product + starts[s] * cout
-        rulebook.inputs[k].withUnsafeBufferPointer { idx in
-            for q in 0..<pairs { (g + q * cin).update(from: input + Int(idx[q]) * cin, count: cin) }
-        }
+        gatherRowsSerial(input, rulebook.inputs[k], width: cin, g)
         sgemmSerial(m: pairs, n: cout, k: cin, a: g, lda: cin, b: weight + k * cin * cout, ldb: cout, c: p, ldc: cout)
     }
     for (s, k) in offsets.enumerated() {
@@ -89,15 +105,7 @@ func sparseConvolutionBackward(input: UnsafePointer<Float>, gradOutput: UnsafePo
                                gradInput: UnsafeMutablePointer<Float>?, gradWeight: UnsafeMutablePointer<Float>?,
                                gradBias: UnsafeMutablePointer<Float>?, rulebook: Rulebook,
                                nIn: Int, nOut: Int, cin: Int, cout: Int) {
-    if let gb = gradBias {
-        Parallel.forRanges(cout, grain: 16) { r in
-            for j in r {
-                var s: Double = 0
-                for i in 0..<nOut { s += Double(gradOutput[i * cout + j]) }
-                gb[j] = Float(s)
-            }
-        }
-    }
+    if let gb = gradBias { columnSums(gradOutput, rows: nOut, cols: cout, into: gb) }
     if let c = rulebook.centre {
         if let gi = gradInput {
             gemm(transA: false, transB: true, m: nIn, n: cin, k: cout, a: gradOutput, lda: cout,
@@ -122,13 +130,9 @@ func sparseConvolutionBackward(input: UnsafePointer<Float>, gradOutput: UnsafePo
     Parallel.forEach(offsets.count) { s in
         let k = offsets[s], pairs = rulebook.inputs[k].count
         let go = gOut + starts[s] * cout, gi = gIn + starts[s] * cin
-        rulebook.outputs[k].withUnsafeBufferPointer { idx in
-            for q in 0..<pairs { (go + q * cout).update(from: gradOutput + Int(idx[q]) * cout, count: cout) }
-        }
+        gatherRowsSerial(gradOutput, rulebook.outputs[k], width: cout, go)
         if let gw = gradWeight {
-            rulebook.inputs[k].withUnsafeBufferPointer { idx in
-                for q in 0..<pairs { (gi + q * cin).update(from: input + Int(idx[q]) * cin, count: cin) }
-            }
+            gatherRowsSerial(input, rulebook.inputs[k], width: cin, gi)
             sgemmSerial(transA: true, m: cin, n: cout, k: pairs, a: gi, lda: cin, b: go, ldb: cout, c: gw + k * cin * cout, ldc: cout)
         }
         if gradInput != nil {
@@ -210,15 +214,7 @@ func submanifoldBackwardImplicit(input: UnsafePointer<Float>, gradOutput: Unsafe
                                  gradInput: UnsafeMutablePointer<Float>?, gradWeight: UnsafeMutablePointer<Float>?,
                                  gradBias: UnsafeMutablePointer<Float>?, neighbours: [Int32], n: Int, offsets: Int,
                                  cin: Int, cout: Int) {
-    if let gb = gradBias {
-        Parallel.forRanges(cout, grain: 16) { r in
-            for j in r {
-                var s: Double = 0
-                for i in 0..<n { s += Double(gradOutput[i * cout + j]) }
-                gb[j] = Float(s)
-            }
-        }
-    }
+    if let gb = gradBias { columnSums(gradOutput, rows: n, cols: cout, into: gb) }
     neighbours.withUnsafeBufferPointer { nb in
         let nbp = nb.baseAddress!
         if let gi = gradInput {

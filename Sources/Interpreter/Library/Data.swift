@@ -117,13 +117,15 @@ extension Interpreter {
             let fractions = try r.list(a[1], "fractions").map { try r.double($0, "fractions") }
             return .list(ListBox(d.dataset.split(fractions, stratify: try r.bool(a[2], "stratify")).map { .object(DatasetObject($0)) }))
         }
-        def("read_image", [("path", nil)], doc: "An image as a [3, H, W] tensor in [0, 1] (PNG, BMP).") { a, _, _ in
+        def("read_image", [("path", nil)], doc: "An image as a [3, H, W] tensor in [0, 1] (PNG, JPEG, BMP).") { a, _, _ in
             .from(try ImageIO.read(try ArgumentReader(function: "read_image").string(a[0], "path")))
         }
-        def("write_image", [("image", nil), ("path", nil)], doc: "Writes a [3, H, W] tensor in [0, 1] as PNG.") { a, _, interp in
+        def("write_image", [("image", nil), ("path", nil)], doc: "Writes a [3, H, W] tensor in [0, 1] as PNG (or JPEG for .jpg/.jpeg).") { a, _, interp in
             let r = ArgumentReader(function: "write_image")
             let path = try r.string(a[1], "path")
-            try ImageIO.writePNG(try r.tensor(a[0], "image"), to: path)
+            let lower = path.lowercased()
+            if lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg") { try ImageIO.writeJPEG(try r.tensor(a[0], "image"), to: path) }
+            else { try ImageIO.writePNG(try r.tensor(a[0], "image"), to: path) }
             interp.imagesWritten.append(path)
             return .nilValue
         }
