@@ -99,7 +99,28 @@ extension Interpreter {
             doc: "Slides in the reference layout (folders of ROW_COL tiles, a slide_id,label CSV — root/labels.csv by default); K tiles sampled per slide with replacement; augment: true for flips, rotations and H&E colour jitter.") { a, _, _ in
             let r = ArgumentReader(function: "SlideDataset")
             var aug: TileAugmentation? = nil
-            if case .bool(true) = a[4] { aug = TileAugmentation() }
+            switch a[4] {
+            case .bool(true): aug = TileAugmentation()
+            case .bool(false), .nilValue: break
+            case .dict(let d):
+                // {"flips": true, "rotations": true, "stain": 0.05, "mean": [..3], "std": [..3]}
+                var t = TileAugmentation()
+                for (k, v) in zip(d.keys, d.values) {
+                    switch render(k, quoted: false) {
+                    case "flips": t.flips = try r.bool(v, "augment.flips")
+                    case "rotations": t.rotations = try r.bool(v, "augment.rotations")
+                    case "stain": t.stainStrength = try r.float(v, "augment.stain")
+                    case "mean": t.mean = try r.list(v, "augment.mean").map { try r.float($0, "augment.mean") }
+                    case "std": t.std = try r.list(v, "augment.std").map { try r.float($0, "augment.std") }
+                    case let other: throw ScriptError(.runtime, "SlideDataset(): unknown augment option \(quote(other)) (flips, rotations, stain, mean, std)")
+                    }
+                }
+                if (t.mean == nil) != (t.std == nil) || (t.mean.map { $0.count != 3 } ?? false) || (t.std.map { $0.count != 3 } ?? false) {
+                    throw ScriptError(.runtime, "SlideDataset(): augment mean and std need three values each")
+                }
+                aug = t
+            default: throw r.wrong("augment", "true, false or a dict of options", a[4])
+            }
             return .object(DatasetObject(try SlideDataset(root: try r.string(a[0], "root"), labels: a[1].isNil ? nil : try r.string(a[1], "labels"),
                                                           tilesPerSlide: try r.int(a[2], "tiles_per_slide"), tileSize: try r.optionalInt(a[3], "tile_size"),
                                                           augmentation: aug)))
@@ -116,6 +137,13 @@ extension Interpreter {
             guard case .object(let d as DatasetObject) = a[0] else { throw r.wrong("dataset", "a SlideDataset", a[0]) }
             let fractions = try r.list(a[1], "fractions").map { try r.double($0, "fractions") }
             return .list(ListBox(d.dataset.split(fractions, stratify: try r.bool(a[2], "stratify")).map { .object(DatasetObject($0)) }))
+        }
+        def("folds", [("dataset", nil), ("k", nil)], doc: "k stratified, seeded folds: a list of [train, validation] dataset pairs.") { a, _, _ in
+            let r = ArgumentReader(function: "folds")
+            guard case .object(let d as DatasetObject) = a[0] else { throw r.wrong("dataset", "a SlideDataset", a[0]) }
+            let k = try r.int(a[1], "k")
+            guard k >= 2, k <= d.dataset.count else { throw ScriptError(.runtime, "folds(): k must be between 2 and the number of slides (\(d.dataset.count)), got \(k)") }
+            return .list(ListBox(d.dataset.folds(k).map { .list(ListBox([.object(DatasetObject($0.train)), .object(DatasetObject($0.validation))])) }))
         }
         def("read_image", [("path", nil)], doc: "An image as a [3, H, W] tensor in [0, 1] (PNG, JPEG, BMP).") { a, _, _ in
             .from(try ImageIO.read(try ArgumentReader(function: "read_image").string(a[0], "path")))
