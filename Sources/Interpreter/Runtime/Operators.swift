@@ -51,13 +51,7 @@ extension Interpreter {
                     if e > 0 { let (m, o) = base.multipliedReportingOverflow(by: base); if o { return .float(Foundation.pow(Double(a), Double(b))) }; base = m }
                 }
                 return .int(result)
-            case "==": return .bool(a == b)
-            case "!=": return .bool(a != b)
-            case "<": return .bool(a < b)
-            case "<=": return .bool(a <= b)
-            case ">": return .bool(a > b)
-            case ">=": return .bool(a >= b)
-            default: break
+            default: if let c = comparison(op, a, b) { return c }
             }
         case (.int, .float), (.float, .int), (.float, .float), (.bool, .int), (.int, .bool), (.bool, .float), (.float, .bool), (.bool, .bool):
             if let a = number(l), let b = number(r) {
@@ -74,26 +68,14 @@ extension Interpreter {
                     let m = Foundation.fmod(a, b)
                     return .float(m != 0 && (m < 0) != (b < 0) ? m + b : m)
                 case "**": return .float(Foundation.pow(a, b))
-                case "==": return .bool(a == b)
-                case "!=": return .bool(a != b)
-                case "<": return .bool(a < b)
-                case "<=": return .bool(a <= b)
-                case ">": return .bool(a > b)
-                case ">=": return .bool(a >= b)
-                default: break
+                default: if let c = comparison(op, a, b) { return c }
                 }
             }
         case (.string(let a), .string(let b)):
             switch op {
             case "+": return .string(a + b)
-            case "==": return .bool(a == b)
-            case "!=": return .bool(a != b)
-            case "<": return .bool(a < b)
-            case "<=": return .bool(a <= b)
-            case ">": return .bool(a > b)
-            case ">=": return .bool(a >= b)
             case "in": return .bool(b.contains(a))
-            default: break
+            default: if let c = comparison(op, a, b) { return c }
             }
         case (.string(let s), .int(let n)) where op == "*": return .string(String(repeating: s, count: max(0, n)))
         case (.list(let a), .list(let b)) where op == "+": return .list(ListBox(a.items + b.items))
@@ -128,6 +110,19 @@ extension Interpreter {
             }
         }
         throw fail("unsupported operand types for '\(op)': \(l.typeName) and \(r.typeName)", file, loc)
+    }
+
+    /// `a op b` for the six comparison operators, nil for any other operator.
+    @inline(__always) func comparison<T: Comparable>(_ op: String, _ a: T, _ b: T) -> Value? {
+        switch op {
+        case "==": return .bool(a == b)
+        case "!=": return .bool(a != b)
+        case "<": return .bool(a < b)
+        case "<=": return .bool(a <= b)
+        case ">": return .bool(a > b)
+        case ">=": return .bool(a >= b)
+        default: return nil
+        }
     }
 
     func isIntLike(_ v: Value) -> Bool {
