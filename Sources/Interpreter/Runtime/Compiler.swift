@@ -70,41 +70,55 @@ struct Compiler {
         // Functions declared in a block can call each other whatever their order.
         var hoisted: [(Int, FunctionDecl)] = []
         for s in stmts { if case .function(let f) = s { hoisted.append((context.declare(f.name, constant: true), f)) } }
-        var inits: [(Int, Eval)] = []
-        for (slot, f) in hoisted { inits.append((slot, try function(f))) }
-        var compiled: [Exec] = []
+        var inits: [(slot: Int, make: EvalCode)] = []
+        for (slot, f) in hoisted { inits.append((slot, EvalCode(run: try function(f)))) }
+        var compiled: [ExecCode] = []
         for s in stmts {
             if case .function = s { continue }
-            compiled.append(try statement(s))
+            compiled.append(ExecCode(run: try statement(s)))
         }
         let interp = self.interp
         let body = compiled
-        // Small blocks unrolled: iterating an array of closures costs a metadata lookup per step.
-        if inits.isEmpty {
+        // The interrupt flag is checked between top-level statements, on entry to every function
+        // and on every loop iteration (the loops check it themselves): that reaches every long
+        // computation without a check per statement in a function body.
+        let checks = functionDepth == 0 && loopDepth == 0
+        if inits.isEmpty && !checks {
             switch body.count {
             case 0: return { _ in .normal }
-            case 1:
-                let s0 = body[0]
-                return { frame in
-                    if interp.interruptRequested { throw interp.interruption() }
-                    return try s0(frame)
-                }
+            case 1: return body[0].run
             case 2:
-                let s0 = body[0], s1 = body[1]
+                let s0 = body[0].run, s1 = body[1].run
                 return { frame in
-                    if interp.interruptRequested { throw interp.interruption() }
                     let flow = try s0(frame)
                     if case .normal = flow { return try s1(frame) }
                     return flow
                 }
-            default: break
+            case 3:
+                let s0 = body[0].run, s1 = body[1].run, s2 = body[2].run
+                return { frame in
+                    var flow = try s0(frame)
+                    guard case .normal = flow else { return flow }
+                    flow = try s1(frame)
+                    guard case .normal = flow else { return flow }
+                    return try s2(frame)
+                }
+            default:
+                return { frame in
+                    for s in body {
+                        let flow = try s.run(frame)
+                        if case .normal = flow { continue }
+                        return flow
+                    }
+                    return .normal
+                }
             }
         }
         return { frame in
-            for (slot, make) in inits { frame.slots[slot] = try make(frame) }
+            for i in inits { frame.slots[i.slot] = try i.make.run(frame) }
             for s in body {
-                if interp.interruptRequested { throw interp.interruption() }
-                let flow = try s(frame)
+                if checks && interp.interruptRequested { throw interp.interruption() }
+                let flow = try s.run(frame)
                 if case .normal = flow { continue }
                 return flow
             }
@@ -145,26 +159,30 @@ struct Compiler {
             let make = try function(f)
             return { frame in frame.slots[slot] = try make(frame); return .normal }
         case .ifElse(let branches, let otherwise, _):
-            var compiled: [(Eval, Exec)] = []
-            for (c, b) in branches { compiled.append((try expression(c), try block(b))) }
-            let other = try otherwise.map { try block($0) }
-            if compiled.count == 1 {
-                let (c, b) = compiled[0]
-                if let o = other { return { frame in try c(frame).isTruthy ? try b(frame) : try o(frame) } }
-                return { frame in try c(frame).isTruthy ? try b(frame) : .normal }
+            if branches.count == 1 {
+                let c = try condition(branches[0].0), b = try block(branches[0].1)
+                if let otherwise = otherwise {
+                    let o = try block(otherwise)
+                    return { frame in try c(frame) ? try b(frame) : try o(frame) }
+                }
+                return { frame in try c(frame) ? try b(frame) : .normal }
             }
+            struct Branch { let cond: Cond; let body: Exec }
+            var arms: [Branch] = []
+            for (c, b) in branches { arms.append(Branch(cond: try condition(c), body: try block(b))) }
+            let otherwiseArm: Exec = try otherwise.map { try block($0) } ?? { _ in .normal }
             return { frame in
-                for (c, b) in compiled where try c(frame).isTruthy { return try b(frame) }
-                return try other?(frame) ?? .normal
+                for arm in arms where try arm.cond(frame) { return try arm.body(frame) }
+                return try otherwiseArm(frame)
             }
         case .whileLoop(let cond, let body, _):
-            let c = try expression(cond)
+            let c = try condition(cond)
             loopDepth += 1
             let b = try block(body)
             loopDepth -= 1
             let interp = self.interp
             return { frame in
-                while try c(frame).isTruthy {
+                while try c(frame) {
                     if interp.interruptRequested { throw interp.interruption() }
                     switch try b(frame) {
                     case .breakLoop: return .normal
@@ -188,11 +206,11 @@ struct Compiler {
             let ev = try expression(e)
             return { frame in .returnValue(try ev(frame)) }
         case .assertion(let cond, let message, let loc):
-            let c = try expression(cond), m = try message.map { try expression($0) }
+            let c = try condition(cond), m = try message.map { EvalCode(run: try expression($0)) }
             let file = self.file
             return { frame in
-                if try c(frame).isTruthy { return .normal }
-                let text = try m.map { render(try $0(frame), quoted: false) } ?? "assertion failed"
+                if try c(frame) { return .normal }
+                let text = try m.map { render(try $0.run(frame), quoted: false) } ?? "assertion failed"
                 throw ScriptError(.runtime, text, file: file, at: loc, length: 6)
             }
         case .importFile(let path, let alias, let loc):
@@ -229,7 +247,7 @@ struct Compiler {
             context = saved
             return { frame in
                 try interp.iterate(try sequence(frame), file: file, at: loc) { v in
-                    let f = Frame(size: inner.size, parent: frame)
+                    let f = Frame.make(size: inner.size, parent: frame)
                     f.slots[slot] = v
                     return try b(f)
                 }
@@ -330,12 +348,12 @@ struct Compiler {
             }
         case .index(let obj, let items, let iloc):
             let o = try expression(obj)
-            let idx = try items.map { try indexItem($0) }
+            let idx = try items.map { EvalCode(run: try indexItem($0)) }
             let current = try expression(target)
             return { frame in
                 var v = try rhs(frame)
                 if let op = binop { v = try interp.binary(op, try current(frame), v, file: file, at: loc) }
-                try interp.setIndex(try o(frame), try idx.map { try $0(frame) }, v, file: file, at: iloc)
+                try interp.setIndex(try o(frame), try idx.map { try $0.run(frame) }, v, file: file, at: iloc)
                 return .normal
             }
         default:
@@ -354,18 +372,19 @@ struct Compiler {
         case .nilLiteral: return { _ in .nilValue }
         case .string(let parts, _):
             if parts.count == 1, case .text(let s) = parts[0] { let val = Value.string(s); return { _ in val } }
-            var compiled: [(String?, Eval?, String?, SourceLocation)] = []
+            struct Piece { let text: String?; let value: Eval; let format: String?; let location: SourceLocation }
+            var compiled: [Piece] = []
             for p in parts {
                 switch p {
-                case .text(let s): compiled.append((s, nil, nil, e.location))
-                case .expression(let x, let format): compiled.append((nil, try expression(x), format, x.location))
+                case .text(let s): compiled.append(Piece(text: s, value: { _ in .nilValue }, format: nil, location: e.location))
+                case .expression(let x, let format): compiled.append(Piece(text: nil, value: try expression(x), format: format, location: x.location))
                 }
             }
             return { frame in
                 var out = ""
-                for (text, ev, format, loc) in compiled {
-                    if let t = text { out += t; continue }
-                    let v = try ev!(frame)
+                for piece in compiled {
+                    if let t = piece.text { out += t; continue }
+                    let v = try piece.value(frame), format = piece.format, loc = piece.location
                     if let f = format {
                         do { out += try formatValue(v, spec: f) } catch let err as ScriptError {
                             throw ScriptError(.runtime, err.message, file: file, at: loc)
@@ -377,15 +396,16 @@ struct Compiler {
                 return .string(out)
             }
         case .list(let items, _):
-            let cs = try items.map { try expression($0) }
-            return { frame in .list(ListBox(try cs.map { try $0(frame) })) }
+            let cs = try items.map { EvalCode(run: try expression($0)) }
+            return { frame in .list(ListBox(try cs.map { try $0.run(frame) })) }
         case .dict(let pairs, let loc):
-            let cs = try pairs.map { (try expression($0.0), try expression($0.1)) }
+            struct Pair { let key: Eval; let value: Eval }
+            let cs = try pairs.map { Pair(key: try expression($0.0), value: try expression($0.1)) }
             return { frame in
                 let d = DictBox()
-                for (k, v) in cs {
-                    let key = try k(frame)
-                    if !d.set(key, try v(frame)) {
+                for pair in cs {
+                    let key = try pair.key(frame)
+                    if !d.set(key, try pair.value(frame)) {
                         throw ScriptError(.runtime, "\(an(key.typeName)) cannot be a dict key", file: file, at: loc)
                     }
                 }
@@ -415,30 +435,9 @@ struct Compiler {
             if op == "and" { return { frame in let l = try x(frame); return l.isTruthy ? try y(frame) : l } }
             return { frame in let l = try x(frame); return l.isTruthy ? l : try y(frame) }
         case .binary(let op, let a, let b, let loc):
+            if let fast = IntOp(op) { return try intBinary(fast, op, a, b, loc) }
             let x = try expression(a), y = try expression(b)
-            // Fast paths for integer arithmetic and comparison, the interpreter's inner loops.
-            switch op {
-            case "+":
-                return { frame in
-                    let l = try x(frame), r = try y(frame)
-                    if case .int(let i) = l, case .int(let j) = r { let (s, o) = i.addingReportingOverflow(j); if !o { return .int(s) } }
-                    return try interp.binary(op, l, r, file: file, at: loc)
-                }
-            case "-":
-                return { frame in
-                    let l = try x(frame), r = try y(frame)
-                    if case .int(let i) = l, case .int(let j) = r { let (s, o) = i.subtractingReportingOverflow(j); if !o { return .int(s) } }
-                    return try interp.binary(op, l, r, file: file, at: loc)
-                }
-            case "<":
-                return { frame in
-                    let l = try x(frame), r = try y(frame)
-                    if case .int(let i) = l, case .int(let j) = r { return .bool(i < j) }
-                    return try interp.binary(op, l, r, file: file, at: loc)
-                }
-            default:
-                return { frame in try interp.binary(op, try x(frame), try y(frame), file: file, at: loc) }
-            }
+            return { frame in try interp.binary(op, try x(frame), try y(frame), file: file, at: loc) }
         case .range(let a, let b, let inclusive, let loc):
             let x = try expression(a), y = try expression(b)
             return { frame in
@@ -451,8 +450,12 @@ struct Compiler {
             return try call(callee, args, loc)
         case .index(let obj, let items, let loc):
             let o = try expression(obj)
-            let idx = try items.map { try indexItem($0) }
-            return { frame in try interp.index(try o(frame), try idx.map { try $0(frame) }, file: file, at: loc) }
+            if items.count == 1 {
+                let i0 = try indexItem(items[0])
+                return { frame in try interp.index(try o(frame), [try i0(frame)], file: file, at: loc) }
+            }
+            let idx = try items.map { EvalCode(run: try indexItem($0)) }
+            return { frame in try interp.index(try o(frame), try idx.map { try $0.run(frame) }, file: file, at: loc) }
         case .member(let obj, let name, let loc, let length):
             let o = try expression(obj)
             return { frame in try interp.member(try o(frame), name, file: file, at: loc, length: length) }
@@ -475,49 +478,69 @@ struct Compiler {
 
     mutating func call(_ callee: Expr, _ args: [Argument], _ loc: SourceLocation) throws -> Eval {
         let interp = self.interp, file = self.file
-        let positional = try args.filter { $0.label == nil }.map { try expression($0.value) }
-        let labelled = try args.filter { $0.label != nil }.map { ($0.label!, try expression($0.value)) }
+        let positional = try args.filter { $0.label == nil }.map { EvalCode(run: try expression($0.value)) }
+        struct Labelled { let label: String; let value: Eval }
+        let labelled = try args.filter { $0.label != nil }.map { Labelled(label: $0.label!, value: try expression($0.value)) }
+        func arguments(_ frame: Frame) throws -> Arguments {
+            Arguments(try positional.map { try $0.run(frame) }, try labelled.map { ($0.label, try $0.value(frame)) }, at: loc)
+        }
         // `x.method(...)`: evaluate the receiver once and call the method on it.
         if case .member(let obj, let name, let mloc, let length) = callee {
             let o = try expression(obj)
             return { frame in
                 let receiver = try o(frame)
-                let a = Arguments(try positional.map { try $0(frame) }, try labelled.map { ($0.0, try $0.1(frame)) }, at: loc)
+                let a = try arguments(frame)
                 let f = try interp.member(receiver, name, file: file, at: mloc, length: length)
                 return try interp.call(f, a, file: file, at: loc)
             }
         }
         let f = try expression(callee)
         let count = positional.count
-        if labelled.isEmpty {
-            // Fast path: a user function called with exactly its parameters, positionally —
-            // arguments go straight into the new frame.
-            // Arguments are held in separate constants, not an array of closures: indexing an
-            // array of function values costs a runtime metadata lookup on every call.
-            let none: Eval = { _ in .nilValue }
-            let p0 = count > 0 ? positional[0] : none, p1 = count > 1 ? positional[1] : none, p2 = count > 2 ? positional[2] : none
+        guard labelled.isEmpty else {
+            return { frame in try interp.call(try f(frame), try arguments(frame), file: file, at: loc) }
+        }
+        // Fast path: a user function called with exactly its parameters, positionally —
+        // arguments go straight into a frame, reused from the function's spare frames when it has one.
+        switch count {
+        case 1:
+            let p0 = positional[0].run
             return { frame in
                 let fn = try f(frame)
-                if case .function(let function) = fn, case .user(let compiled, let captured) = function.kind,
-                   compiled.decl.parameters.count == count {
-                    let callee = Frame(size: compiled.frameSize, parent: captured)
-                    switch count {
-                    case 0: break
-                    case 1: callee.slots[0] = try p0(frame)
-                    case 2: callee.slots[0] = try p0(frame); callee.slots[1] = try p1(frame)
-                    case 3: callee.slots[0] = try p0(frame); callee.slots[1] = try p1(frame); callee.slots[2] = try p2(frame)
-                    default: for i in 0..<count { callee.slots[i] = try positional[i](frame) }
-                    }
-                    return try interp.enter(compiled, callee, file: file, at: loc)
+                guard case .function(let function) = fn, function.parameterCount == 1 else {
+                    return try interp.call(fn, try arguments(frame), file: file, at: loc)
                 }
-                let a = Arguments(try positional.map { try $0(frame) }, [], at: loc)
-                return try interp.call(fn, a, file: file, at: loc)
+                let callee = function.takeFrame()
+                callee.slots[0] = try p0(frame)
+                let result = try interp.enter(function, callee, file: file, at: loc)
+                function.giveBack(callee)
+                return result
             }
-        }
-        return { frame in
-            let fn = try f(frame)
-            let a = Arguments(try positional.map { try $0(frame) }, try labelled.map { ($0.0, try $0.1(frame)) }, at: loc)
-            return try interp.call(fn, a, file: file, at: loc)
+        case 2:
+            let p0 = positional[0].run, p1 = positional[1].run
+            return { frame in
+                let fn = try f(frame)
+                guard case .function(let function) = fn, function.parameterCount == 2 else {
+                    return try interp.call(fn, try arguments(frame), file: file, at: loc)
+                }
+                let callee = function.takeFrame()
+                callee.slots[0] = try p0(frame)
+                callee.slots[1] = try p1(frame)
+                let result = try interp.enter(function, callee, file: file, at: loc)
+                function.giveBack(callee)
+                return result
+            }
+        default:
+            return { frame in
+                let fn = try f(frame)
+                guard case .function(let function) = fn, function.parameterCount == count else {
+                    return try interp.call(fn, try arguments(frame), file: file, at: loc)
+                }
+                let callee = function.takeFrame()
+                for i in 0..<count { callee.slots[i] = try positional[i].run(frame) }
+                let result = try interp.enter(function, callee, file: file, at: loc)
+                function.giveBack(callee)
+                return result
+            }
         }
     }
 
@@ -526,7 +549,7 @@ struct Compiler {
         let compiled = CompiledFunction(decl: decl, file: file)
         let saved = context, savedLoop = loopDepth
         // Defaults are evaluated in the defining frame, at call time.
-        compiled.defaults = try decl.parameters.map { p in try p.defaultValue.map { try expression($0) } }
+        compiled.defaults = try decl.parameters.map { p in try p.defaultValue.map { EvalCode(run: try expression($0)) } }
         let inner = FrameContext(parent: context, isFunction: true)
         context = inner
         loopDepth = 0
@@ -538,6 +561,7 @@ struct Compiler {
         loopDepth = savedLoop
         compiled.body = body
         compiled.frameSize = inner.size
+        compiled.reusesFrames = !containsFunction(decl.body)
         return { frame in .function(Function(.user(compiled, frame))) }
     }
 }

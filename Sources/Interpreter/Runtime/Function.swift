@@ -5,35 +5,54 @@
 import Core
 
 /// Activation record: the slots of one function call (or one loop iteration that closures capture).
-/// The slots are a raw buffer rather than an array: creating an array of values costs a runtime
-/// metadata lookup, and a frame is made on every call.
-public final class Frame {
-    private(set) var slots: UnsafeMutablePointer<Value>
-    private(set) var capacity: Int
-    let parent: Frame?
-
-    init(size: Int, parent: Frame?) {
-        slots = .allocate(capacity: max(size, 1))
-        slots.initialize(repeating: .nilValue, count: size)
-        capacity = size
-        self.parent = parent
+/// The slots live in the same allocation as the object (one malloc per call, not two); only the
+/// global frame, which grows as a session declares names, moves them to a separate buffer.
+final class Frame: ManagedBuffer<FrameHeader, Value> {
+    /// A frame of `size` slots, all nil.
+    static func make(size: Int, parent: Frame?) -> Frame {
+        let buffer = Frame.create(minimumCapacity: max(size, 1)) { buffer in
+            let slots = buffer.withUnsafeMutablePointerToElements { $0 }
+            slots.initialize(repeating: .nilValue, count: size)
+            return FrameHeader(slots: slots, count: size, separate: false, parent: parent)
+        }
+        return unsafeDowncast(buffer, to: Frame.self)
     }
+
+    @inline(__always) var slots: UnsafeMutablePointer<Value> { header.slots }
+    @inline(__always) var parent: Frame? { header.parent }
 
     /// Makes room for `size` slots (the global frame grows as a session declares names).
     func grow(to size: Int) {
-        guard size > capacity else { return }
+        guard size > header.count else { return }
         let bigger = UnsafeMutablePointer<Value>.allocate(capacity: size)
-        bigger.moveInitialize(from: slots, count: capacity)
-        (bigger + capacity).initialize(repeating: .nilValue, count: size - capacity)
-        slots.deallocate()
-        slots = bigger
-        capacity = size
+        bigger.moveInitialize(from: header.slots, count: header.count)
+        (bigger + header.count).initialize(repeating: .nilValue, count: size - header.count)
+        if header.separate { header.slots.deallocate() }
+        header.slots = bigger
+        header.count = size
+        header.separate = true
+    }
+
+    /// Sets every slot back to nil (a frame returned to its function's spare list).
+    @inline(__always) func clear() {
+        let slots = header.slots
+        for i in 0..<header.count { slots[i] = .nilValue }
     }
 
     deinit {
-        slots.deinitialize(count: capacity)
-        slots.deallocate()
+        let slots = header.slots
+        // One value at a time: deinitialize(count:) goes through the generic array destroyer.
+        for i in 0..<header.count { _ = (slots + i).move() }
+        if header.separate { slots.deallocate() }
     }
+}
+
+struct FrameHeader {
+    var slots: UnsafeMutablePointer<Value>
+    var count: Int
+    /// Whether `slots` is a separate allocation (a grown frame) rather than the tail elements.
+    var separate: Bool
+    let parent: Frame?
 }
 
 /// Arguments of a call: positional first, then labelled.
@@ -116,11 +135,19 @@ public struct Builtin {
 final class CompiledFunction {
     let decl: FunctionDecl
     let file: SourceFile
+    let parameterCount: Int
+    /// Whether a call's frame can be reused by the next call: true when nothing in the body makes
+    /// a closure, the only thing that could keep a frame alive after its call returns.
+    var reusesFrames = false
     var frameSize = 0
-    var body: ((Frame) throws -> Flow)!
+    var body: Exec = { _ in .normal }
     /// Compiled default values (evaluated at call time in the defining frame).
-    var defaults: [((Frame) throws -> Value)?] = []
-    init(decl: FunctionDecl, file: SourceFile) { self.decl = decl; self.file = file }
+    var defaults: [EvalCode?] = []
+    init(decl: FunctionDecl, file: SourceFile) {
+        self.decl = decl
+        self.file = file
+        parameterCount = decl.parameters.count
+    }
 }
 
 /// A callable value.
@@ -131,8 +158,71 @@ public final class Function {
         case method(Value, Builtin)
     }
     let kind: Kind
+    // A user function's code, parameter count and the frame it closes over, outside the enum
+    // for the call path (parameterCount is -1 for builtins, so the fast path never takes them).
+    let compiled: CompiledFunction?
+    let captured: Frame?
+    let parameterCount: Int
+    let frameSize: Int
+    let reusesFrames: Bool
+    let body: Exec
+    /// Frames of finished calls kept for the next call (see `CompiledFunction.reusesFrames`):
+    /// recursion takes one per level, so the stack is as deep as the deepest recursion so far.
+    /// Each entry owns one reference, moved in and out without reference counting.
+    private var spares: UnsafeMutablePointer<Unmanaged<Frame>>? = nil
+    private var spareCount = 0
+    private var spareCapacity = 0
 
-    init(_ kind: Kind) { self.kind = kind }
+    init(_ kind: Kind) {
+        self.kind = kind
+        if case .user(let f, let frame) = kind {
+            compiled = f
+            captured = frame
+            parameterCount = f.parameterCount
+            frameSize = f.frameSize
+            reusesFrames = f.reusesFrames
+            body = f.body
+        } else {
+            compiled = nil
+            captured = nil
+            parameterCount = -1
+            frameSize = 0
+            reusesFrames = false
+            body = { _ in .normal }
+        }
+    }
+
+    /// A frame for a call of this user function: a spare one, or a new one.
+    @inline(__always) func takeFrame() -> Frame {
+        guard spareCount > 0 else { return Frame.make(size: frameSize, parent: captured) }
+        spareCount -= 1
+        return spares.unsafelyUnwrapped[spareCount].takeRetainedValue()
+    }
+
+    /// Keeps a finished call's frame for the next call, its slots cleared.
+    @inline(__always) func giveBack(_ frame: __owned Frame) {
+        guard reusesFrames else { return }
+        frame.clear()
+        if spareCount == spareCapacity { growSpares() }
+        spares.unsafelyUnwrapped[spareCount] = Unmanaged.passRetained(frame)
+        spareCount += 1
+    }
+
+    private func growSpares() {
+        let capacity = max(8, spareCapacity * 2)
+        let bigger = UnsafeMutablePointer<Unmanaged<Frame>>.allocate(capacity: capacity)
+        if let old = spares {
+            bigger.moveInitialize(from: old, count: spareCount)
+            old.deallocate()
+        }
+        spares = bigger
+        spareCapacity = capacity
+    }
+
+    deinit {
+        for i in 0..<spareCount { spares.unsafelyUnwrapped[i].release() }
+        spares?.deallocate()
+    }
 
     public var name: String {
         switch kind {

@@ -25,7 +25,7 @@ public final class Interpreter {
     public var maxCallDepth = 800
 
     let globals = FrameContext(parent: nil, isFunction: false)
-    public internal(set) var globalFrame = Frame(size: 0, parent: nil)
+    var globalFrame = Frame.make(size: 0, parent: nil)
     var builtins: [String: Builtin] = [:]
     /// Tensor methods, called with the tensor first.
     var tensorMethods: [String: Builtin] = [:]
@@ -101,7 +101,7 @@ public final class Interpreter {
     public func reset() {
         globals.scopes = [[:]]
         globals.size = 0
-        globalFrame = Frame(size: 0, parent: nil)
+        globalFrame = Frame.make(size: 0, parent: nil)
         imports = [:]
     }
 
@@ -206,8 +206,8 @@ public final class Interpreter {
         switch callee {
         case .function(let f):
             switch f.kind {
-            case .user(let compiled, let captured):
-                return try callUser(compiled, captured, args, file: file, at: loc)
+            case .user:
+                return try callUser(f, args, file: file, at: loc)
             case .builtin(let b):
                 return try callBuiltin(b, receiver: nil, args, file: file, at: loc)
             case .method(let receiver, let b):
@@ -248,9 +248,10 @@ public final class Interpreter {
         }
     }
 
-    func callUser(_ f: CompiledFunction, _ captured: Frame?, _ args: Arguments, file: SourceFile, at loc: SourceLocation) throws -> Value {
+    func callUser(_ function: Function, _ args: Arguments, file: SourceFile, at loc: SourceLocation) throws -> Value {
+        let f = function.compiled!, captured = function.captured
         let params = f.decl.parameters
-        let frame = Frame(size: f.frameSize, parent: captured)
+        let frame = function.takeFrame()
         if args.positional.count > params.count {
             throw ScriptError(.runtime, "\(f.decl.name)() takes \(params.count) argument\(params.count == 1 ? "" : "s") but \(args.positional.count) were given", file: file, at: loc)
         }
@@ -270,29 +271,40 @@ public final class Interpreter {
             guard let d = f.defaults[i], let c = captured ?? Optional(globalFrame) else {
                 throw ScriptError(.runtime, "\(f.decl.name)() is missing the argument '\(params[i].name)'", file: file, at: loc)
             }
-            frame.slots[i] = try d(c)
+            frame.slots[i] = try d.run(c)
         }
-        return try enter(f, frame, file: file, at: loc)
+        let result = try enter(function, frame, file: file, at: loc)
+        function.giveBack(frame)
+        return result
     }
 
     /// Runs a user function's body in its prepared frame, keeping the call depth and the stack
     /// trace of errors.
     @inline(__always)
-    func enter(_ f: CompiledFunction, _ frame: Frame, file: SourceFile, at loc: SourceLocation) throws -> Value {
+    func enter(_ f: Function, _ frame: Frame, file: SourceFile, at loc: SourceLocation) throws -> Value {
         callDepth += 1
         defer { callDepth -= 1 }
-        if callDepth > maxCallDepth {
-            throw ScriptError(.runtime, "recursion depth exceeded (more than \(maxCallDepth) nested calls)", file: file, at: loc)
-        }
+        if callDepth > maxCallDepth || interruptRequested { throw cannotEnter(file: file, at: loc) }
         do {
             if case .returnValue(let v) = try f.body(frame) { return v }
             return .nilValue
-        } catch var e as ScriptError {
-            if e.kind == .runtime && e.stack.count < 50 {
-                e.stack.insert(StackFrame(function: f.decl.name, file: file.name, location: loc), at: 0)
-            }
-            throw e
+        } catch {
+            throw withStackEntry(error, f, file: file, at: loc)
         }
+    }
+
+    @inline(never)
+    func cannotEnter(file: SourceFile, at loc: SourceLocation) -> ScriptError {
+        if interruptRequested { return interruption() }
+        return ScriptError(.runtime, "recursion depth exceeded (more than \(maxCallDepth) nested calls)", file: file, at: loc)
+    }
+
+    /// A runtime error leaving a function, with the call added to its stack trace.
+    @inline(never)
+    func withStackEntry(_ error: Error, _ f: Function, file: SourceFile, at loc: SourceLocation) -> Error {
+        guard var e = error as? ScriptError, e.kind == .runtime, e.stack.count < 50 else { return error }
+        e.stack.insert(StackFrame(function: f.name, file: file.name, location: loc), at: 0)
+        return e
     }
 
     /// Calls a script value from host code (map, filter, sorted keys, no_grad...).
@@ -338,7 +350,7 @@ public final class Interpreter {
             }
         case .object(let o):
             guard let it = o as? IterableObject else { fallthrough }
-            var iterator = try it.makeIterator(self)
+            let iterator = try it.makeIterator(self)
             while let v = try iterator() { if let f = try run(v) { return f } }
         default:
             throw ScriptError(.runtime, "\(an(seq.typeName)) is not iterable", file: file, at: loc)
