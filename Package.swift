@@ -19,7 +19,9 @@ let package = Package(
 
         // libjpeg reports errors by longjmp: the jump stays inside this small C target.
         .target(name: "CJPEGCodec", dependencies: ["CJPEG"], path: "Sources/CJPEGCodec", linkerSettings: [.linkedLibrary("jpeg")]),
-        .target(name: "Core", dependencies: ["COpenBLAS", "CPNG", "CJPEG", "CJPEGCodec"], swiftSettings: optimize),
+        .target(name: "CKernels", path: "Sources/CKernels",
+                cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off", "-fno-math-errno"])]),
+        .target(name: "Core", dependencies: ["COpenBLAS", "CPNG", "CJPEG", "CJPEGCodec", "CKernels"], swiftSettings: optimize),
         .target(name: "Interpreter", dependencies: ["Core"], swiftSettings: optimize),
         .executableTarget(name: "SMILScript", dependencies: ["Core", "Interpreter", "CReadline"],
                           swiftSettings: optimize),

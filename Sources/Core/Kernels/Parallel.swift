@@ -12,6 +12,13 @@ public enum Parallel {
     nonisolated(unsafe) public static var threads: Int = {
         // OpenBLAS runs single-threaded inside each piece; smil does the splitting itself.
         openblas_set_num_threads(1)
+        // The pthread build of OpenBLAS starts a pool when it is loaded, and setting one thread
+        // does not stop it: its idle threads spin on sched_yield for the whole run, taking a core
+        // from smil's own threads. Shut the pool down when the library has one (the serial and
+        // OpenMP builds do not export the function).
+        if let shutdown = dlsym(nil, "blas_thread_shutdown_") {
+            _ = unsafeBitCast(shutdown, to: (@convention(c) () -> Int32).self)()
+        }
         if let s = ProcessInfo.processInfo.environment["SMIL_THREADS"], let n = Int(s), n > 0 { return n }
         return max(1, ProcessInfo.processInfo.activeProcessorCount)
     }()

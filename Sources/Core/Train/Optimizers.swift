@@ -1,6 +1,7 @@
 // Optimizers.swift: Adam, AdamW and SGD with torch.optim's exact update rules.
 
 import Foundation
+import CKernels
 
 /// Something that updates parameters from their gradients.
 public protocol Optimizer: AnyObject {
@@ -51,25 +52,18 @@ public final class Adam: Optimizer {
             let t = Double(steps[i])
             let bc1 = 1 - Foundation.pow(Double(beta1), t), bc2 = 1 - Foundation.pow(Double(beta2), t)
             let stepSize = Float(Double(learningRate) / bc1), bc2Sqrt = Float(bc2.squareRoot())
+            // Moved out of the arrays so that the updates below write in place, without a
+            // copy-on-write copy of both moments at every step.
             var mi = m[i] ?? Tensor.zeros(p.shape), vi = v[i] ?? Tensor.zeros(p.shape)
+            m[i] = nil
+            v[i] = nil
             let (b1, b2, e, wd, lr, dec) = (beta1, beta2, eps, weightDecay, learningRate, decoupled)
             let g = grad.storage.pointer
             mi.withUnsafeMutableBufferPointer { mp in
                 vi.withUnsafeMutableBufferPointer { vp in
                     p.value.withUnsafeMutableBufferPointer { w in
-                        let n = w.count
-                        // Branch-free loops per variant, so each vectorises.
-                        if dec {
-                            let keep = 1 - lr * wd
-                            for j in 0..<n { w[j] *= keep }
-                        }
-                        let l2 = dec ? 0 : wd
-                        for j in 0..<n {
-                            let gj = g[j] + l2 * w[j]
-                            mp[j] = b1 * mp[j] + (1 - b1) * gj
-                            vp[j] = b2 * vp[j] + (1 - b2) * gj * gj
-                            w[j] -= stepSize * (mp[j] / (vp[j].squareRoot() / bc2Sqrt + e))
-                        }
+                        smil_adam_update(w.count, w.baseAddress!, g, mp.baseAddress!, vp.baseAddress!, b1, b2, e,
+                                         dec ? 0 : wd, dec ? 1 - lr * wd : 1, stepSize, bc2Sqrt)
                     }
                 }
             }
@@ -136,6 +130,7 @@ public final class SGD: Optimizer {
             guard let grad = p.grad else { continue }
             let first = buffers[i] == nil
             var buf = buffers[i] ?? Tensor.zeros(p.shape)
+            buffers[i] = nil  // so that buf is written in place (see Adam.step)
             let (mom, damp, wd, lr, nest) = (momentum, dampening, weightDecay, learningRate, nesterov)
             let g = grad.storage.pointer
             buf.withUnsafeMutableBufferPointer { b in
