@@ -75,7 +75,10 @@ do {
         // ResNet-18 layers at a 512 x 512 tile, batch 2: (in, out, kernel, stride, size).
         let layers = [(3, 64, 7, 2, 512), (64, 64, 3, 1, 128), (128, 128, 3, 1, 64), (256, 256, 3, 1, 32),
                       (512, 512, 3, 1, 16), (64, 128, 1, 2, 128)]
+        // `--only TEXT` keeps the layers whose name contains TEXT (e.g. `--only k7`).
+        let only = args.firstIndex(of: "--only").flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil }
         for (cin, cout, k, s, size) in layers {
+            if let only = only, !"conv_\(cin)x\(cout)_k\(k)s\(s)_\(size)".contains(only) { continue }
             let conv = Conv2d(cin, cout, kernelSize: k, stride: s, padding: k / 2, bias: false)
             let x = Tensor.randn([2, cin, size, size])
             let geometry = ConvGeometry(batch: 2, inChannels: cin, height: size, width: size, outChannels: cout,

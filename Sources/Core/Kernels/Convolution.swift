@@ -1,5 +1,9 @@
-// Convolution.swift: 2-D convolution (cross-correlation) forward and backward over NCHW buffers,
-// by im2col + GEMM, with a direct GEMM for 1x1 stride-1 convolutions and a plain loop as oracle.
+// Convolution.swift: 2-D convolution (cross-correlation) forward and backward over NCHW buffers:
+// a direct GEMM for 1x1 stride-1 convolutions, Winograd for 3x3 stride-1 (Winograd.swift), and
+// otherwise im2col + GEMM over bands of output rows whose columns stay in cache; a plain loop as
+// the oracle.
+
+import COpenBLAS
 
 /// Geometry of one 2-D convolution: sizes, kernel, stride, padding, dilation.
 public struct ConvGeometry: Equatable {
@@ -22,80 +26,245 @@ public struct ConvGeometry: Equatable {
     var patch: Int { inChannels * kernelH * kernelW }
     /// A 1x1, stride-1, unpadded convolution is a plain GEMM over each image.
     var isPointwise: Bool { kernelH == 1 && kernelW == 1 && stride == 1 && padding == 0 }
+    /// A 1x1 strided unpadded convolution (ResNet's downsample) is a GEMM over the subsampled image.
+    var isStridedPointwise: Bool { kernelH == 1 && kernelW == 1 && stride > 1 && padding == 0 }
+    /// The same convolution over the subsampled input: 1x1, stride 1.
+    var subsampled: ConvGeometry {
+        ConvGeometry(batch: batch, inChannels: inChannels, height: outHeight, width: outWidth, outChannels: outChannels,
+                     kernelH: 1, kernelW: 1)
+    }
     /// FLOPs of the forward pass (2 per multiply-add).
     public var flops: Double { 2 * Double(batch) * Double(outChannels) * Double(outPlane) * Double(patch) }
 
-    /// Images per im2col chunk: enough to make GEMMs wide, few enough to bound the buffer (64 MB).
-    var imagesPerChunk: Int {
-        let perImage = max(1, patch * outPlane)
-        return max(1, min(batch, (1 << 24) / perImage))
+    /// Output rows per im2col tile: about 128 K floats of columns, so that a tile's columns stay
+    /// in the L2 cache between im2col writing them and the GEMM reading them (a whole image's
+    /// columns, 38 MB for ResNet's stem at 512 x 512, went to memory and back), and at least 256
+    /// output pixels so that the GEMM stays wide.
+    var tileRows: Int { rowsFor(columns: max(256, (1 << 17) / max(1, patch))) }
+
+    func rowsFor(columns: Int) -> Int { max(1, min(outHeight, columns / max(1, outWidth))) }
+    func tileCount(rows: Int) -> Int { batch * ((outHeight + rows - 1) / rows) }
+    /// The image and output rows of tile `t` when tiles are `rows` output rows.
+    func tile(_ t: Int, rows: Int) -> (image: Int, rows: Range<Int>) {
+        let perImage = (outHeight + rows - 1) / rows
+        let image = t / perImage, y0 = (t % perImage) * rows
+        return (image, y0..<min(outHeight, y0 + rows))
     }
 }
 
-/// Writes the im2col matrix of images `n0..<n0+count` into `col`, laid out
-/// `[patch, count * outPlane]` (row = channel/kernel offset, column = image then output pixel).
-func im2col(_ input: UnsafePointer<Float>, _ col: UnsafeMutablePointer<Float>, _ g: ConvGeometry, n0: Int, count: Int) {
-    let oh = g.outHeight, ow = g.outWidth, plane = g.outPlane
-    let kk = g.kernelH * g.kernelW
-    let rowLength = count * plane
-    Parallel.forEach(g.patch) { row in
-        let c = row / kk, ki = (row % kk) / g.kernelW, kj = row % g.kernelW
-        for img in 0..<count {
-            let src = input + ((n0 + img) * g.inChannels + c) * g.inPlane
-            let dst = col + row * rowLength + img * plane
-            for y in 0..<oh {
-                let iy = y * g.stride - g.padding + ki * g.dilation
-                let d = dst + y * ow
-                if iy < 0 || iy >= g.height {
-                    d.update(repeating: 0, count: ow)
-                    continue
+/// What one im2col row reads: a plane of `rows x cols` floats, in which output pixel (y, x) reads
+/// row `y * yStep + yOffset`, column `x * xStep + xOffset`, or zero outside the plane.
+struct ConvWindow {
+    var plane: UnsafeMutablePointer<Float>
+    var rows, cols, yStep, yOffset, xStep, xOffset: Int
+
+    /// Output columns `lo..<hi` of a row of `width` read inside the plane; the rest are zero.
+    @inline(__always) func columns(_ width: Int) -> (lo: Int, hi: Int) {
+        let lo = min(width, xOffset >= 0 ? 0 : (-xOffset + xStep - 1) / xStep)
+        let hi = max(lo, min(width, cols - xOffset <= 0 ? 0 : (cols - 1 - xOffset) / xStep + 1))
+        return (lo, hi)
+    }
+}
+
+/// Where im2col reads: the input itself, or — for a strided convolution without dilation — the
+/// input split into stride x stride phase planes (rows and columns of the same parity), where
+/// every kernel offset reads a contiguous window: im2col becomes row copies instead of strided
+/// gathers (49 gathers of every input pixel for ResNet's 7x7 stem), and col2im row additions.
+struct ConvSource {
+    let g: ConvGeometry
+    let data: UnsafeMutablePointer<Float>
+    let phased: Bool
+    /// Rows and columns of each phase plane (rows past the image are zero).
+    let phaseRows, phaseCols: Int
+
+    static func usesPhases(_ g: ConvGeometry) -> Bool { g.stride > 1 && g.dilation == 1 }
+
+    init(_ g: ConvGeometry, data: UnsafeMutablePointer<Float>, phased: Bool) {
+        self.g = g
+        self.data = data
+        self.phased = phased
+        phaseRows = (g.height + g.stride - 1) / g.stride
+        phaseCols = (g.width + g.stride - 1) / g.stride
+    }
+
+    /// Floats of a phase-split batch.
+    static func phasedCount(_ g: ConvGeometry) -> Int {
+        let s = g.stride
+        return g.batch * g.inChannels * s * s * ((g.height + s - 1) / s) * ((g.width + s - 1) / s)
+    }
+
+    /// The window of input channel `c`, kernel offset (ki, kj), in image `n`.
+    @inline(__always) func window(image n: Int, channel c: Int, ki: Int, kj: Int) -> ConvWindow {
+        let s = g.stride
+        if !phased {
+            return ConvWindow(plane: data + (n * g.inChannels + c) * g.inPlane, rows: g.height, cols: g.width,
+                              yStep: s, yOffset: ki * g.dilation - g.padding, xStep: s, xOffset: kj * g.dilation - g.padding)
+        }
+        // Input row y * s + ki - padding = s * (y + qy) + ry with 0 <= ry < s.
+        let dy = ki - g.padding, dx = kj - g.padding
+        let qy = dy >= 0 ? dy / s : -((-dy + s - 1) / s), qx = dx >= 0 ? dx / s : -((-dx + s - 1) / s)
+        let ry = dy - s * qy, rx = dx - s * qx
+        let size = phaseRows * phaseCols
+        let plane = data + ((n * g.inChannels + c) * s * s + ry * s + rx) * size
+        return ConvWindow(plane: plane, rows: phaseRows, cols: phaseCols, yStep: 1, yOffset: qy, xStep: 1, xOffset: qx)
+    }
+
+    /// Splits `input` into phase planes in `data`.
+    func split(_ input: UnsafePointer<Float>) {
+        let s = g.stride, size = phaseRows * phaseCols
+        Parallel.forEach(g.batch * g.inChannels) { plane in
+            let src = input + plane * g.inPlane
+            for ry in 0..<s {
+                for rx in 0..<s {
+                    let dst = data + (plane * s * s + ry * s + rx) * size
+                    for j in 0..<phaseRows {
+                        let iy = j * s + ry, d = dst + j * phaseCols
+                        if iy >= g.height { d.update(repeating: 0, count: phaseCols); continue }
+                        let row = src + iy * g.width
+                        for i in 0..<phaseCols {
+                            let ix = i * s + rx
+                            d[i] = ix < g.width ? row[ix] : 0
+                        }
+                    }
                 }
-                let srow = src + iy * g.width
-                let x0 = -g.padding + kj * g.dilation
-                if g.stride == 1 {
-                    // Contiguous run: zero the borders, copy the middle.
-                    let lo = max(0, -x0), hi = min(ow, g.width - x0)
-                    if lo > 0 { d.update(repeating: 0, count: min(lo, ow)) }
-                    if hi > lo { (d + lo).update(from: srow + x0 + lo, count: hi - lo) }
-                    if hi < ow { (d + max(hi, 0)).update(repeating: 0, count: ow - max(hi, 0)) }
-                } else {
-                    // Output columns whose input column x0 + x * stride lies inside the row.
-                    let s = g.stride
-                    let lo = min(ow, x0 >= 0 ? 0 : (-x0 + s - 1) / s)
-                    let hi = max(lo, min(ow, g.width - x0 <= 0 ? 0 : (g.width - 1 - x0) / s + 1))
-                    for x in 0..<lo { d[x] = 0 }
-                    var ix = x0 + lo * s
-                    for x in lo..<hi { d[x] = srow[ix]; ix += s }
-                    for x in hi..<ow { d[x] = 0 }
+            }
+        }
+    }
+
+    /// Writes the phase planes in `data` back to image layout in `output` (each input pixel is in
+    /// exactly one phase plane).
+    func merge(into output: UnsafeMutablePointer<Float>) {
+        let s = g.stride, size = phaseRows * phaseCols
+        Parallel.forEach(g.batch * g.inChannels) { plane in
+            let dst = output + plane * g.inPlane
+            for ry in 0..<s {
+                for rx in 0..<s {
+                    let src = data + (plane * s * s + ry * s + rx) * size
+                    for j in 0..<phaseRows {
+                        let iy = j * s + ry
+                        if iy >= g.height { break }
+                        let row = dst + iy * g.width, sr = src + j * phaseCols
+                        var ix = rx, i = 0
+                        while ix < g.width { row[ix] = sr[i]; ix += s; i += 1 }
+                    }
                 }
             }
         }
     }
 }
 
-/// Adds the columns of `col` (laid out as im2col writes it) back into the input-gradient images.
-/// Split by input channel, so no two threads write the same element.
-func col2im(_ col: UnsafePointer<Float>, _ gradInput: UnsafeMutablePointer<Float>, _ g: ConvGeometry, n0: Int, count: Int) {
-    let oh = g.outHeight, ow = g.outWidth, plane = g.outPlane
+/// Writes the im2col columns of output rows `rows` of image `n` into `col`, laid out
+/// `[patch, rows.count * outWidth]` (row = input channel and kernel offset, column = output pixel),
+/// or with rows `ld` apart, for the patch rows `patchRows` only.
+func im2colTile(_ source: ConvSource, _ col: UnsafeMutablePointer<Float>, image n: Int, rows: Range<Int>,
+                ld: Int? = nil, patchRows: Range<Int>? = nil) {
+    let g = source.g
+    let ow = g.outWidth, width = ld ?? rows.count * ow
     let kk = g.kernelH * g.kernelW
-    let rowLength = count * plane
-    Parallel.forEach(g.inChannels) { c in
-        for img in 0..<count {
-            let dst = gradInput + ((n0 + img) * g.inChannels + c) * g.inPlane
-            for r in 0..<kk {
-                let ki = r / g.kernelW, kj = r % g.kernelW
-                let src = col + (c * kk + r) * rowLength + img * plane
-                for y in 0..<oh {
-                    let iy = y * g.stride - g.padding + ki * g.dilation
-                    if iy < 0 || iy >= g.height { continue }
-                    let drow = dst + iy * g.width, s = src + y * ow
-                    let x0 = -g.padding + kj * g.dilation
-                    for x in 0..<ow {
-                        let ix = x0 + x * g.stride
-                        if ix >= 0 && ix < g.width { drow[ix] += s[x] }
-                    }
-                }
+    for row in patchRows ?? 0..<g.patch {
+        let c = row / kk, ki = (row % kk) / g.kernelW, kj = row % g.kernelW
+        let w = source.window(image: n, channel: c, ki: ki, kj: kj)
+        let dst = col + row * width
+        let (lo, hi) = w.columns(ow)
+        for y in rows {
+            let iy = y * w.yStep + w.yOffset
+            let d = dst + (y - rows.lowerBound) * ow
+            if iy < 0 || iy >= w.rows {
+                d.update(repeating: 0, count: ow)
+                continue
             }
+            let srow = w.plane + iy * w.cols
+            if lo > 0 { d.update(repeating: 0, count: lo) }
+            if w.xStep == 1 {
+                if hi > lo { (d + lo).update(from: srow + w.xOffset + lo, count: hi - lo) }
+            } else {
+                var ix = w.xOffset + lo * w.xStep
+                for x in lo..<hi { d[x] = srow[ix]; ix += w.xStep }
+            }
+            if hi < ow { (d + hi).update(repeating: 0, count: ow - hi) }
+        }
+    }
+}
+
+/// Adds a tile's columns (laid out as `im2colTile` writes them) back into the gradient laid out
+/// as `target` (the input gradient, or its phase planes), for input channel `c` only.
+func col2imTile(_ col: UnsafePointer<Float>, _ target: ConvSource, image n: Int, rows: Range<Int>, channel c: Int) {
+    let g = target.g
+    let ow = g.outWidth, width = rows.count * ow
+    let kk = g.kernelH * g.kernelW
+    for r in 0..<kk {
+        let w = target.window(image: n, channel: c, ki: r / g.kernelW, kj: r % g.kernelW)
+        let src = col + (c * kk + r) * width
+        let (lo, hi) = w.columns(ow)
+        guard hi > lo else { continue }
+        for y in rows {
+            let iy = y * w.yStep + w.yOffset
+            if iy < 0 || iy >= w.rows { continue }
+            let drow = w.plane + iy * w.cols, srow = src + (y - rows.lowerBound) * ow
+            if w.xStep == 1 {
+                let d = drow + w.xOffset
+                for x in lo..<hi { d[x] += srow[x] }
+            } else {
+                var ix = w.xOffset + lo * w.xStep
+                for x in lo..<hi { drow[ix] += srow[x]; ix += w.xStep }
+            }
+        }
+    }
+}
+
+/// Input pixels (y * stride, x * stride) of every plane, as `[N, C, outHeight, outWidth]`.
+func subsample(_ input: UnsafePointer<Float>, into sub: UnsafeMutablePointer<Float>, _ g: ConvGeometry) {
+    let oh = g.outHeight, ow = g.outWidth, s = g.stride
+    Parallel.forEach(g.batch * g.inChannels) { plane in
+        let src = input + plane * g.inPlane, dst = sub + plane * oh * ow
+        for y in 0..<oh {
+            let row = src + y * s * g.width, d = dst + y * ow
+            for x in 0..<ow { d[x] = row[x * s] }
+        }
+    }
+}
+
+/// The inverse of `subsample` for gradients: the sampled pixels get `sub`, the others zero.
+func unsubsample(_ sub: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, _ g: ConvGeometry) {
+    let oh = g.outHeight, ow = g.outWidth, s = g.stride
+    Parallel.forEach(g.batch * g.inChannels) { plane in
+        let dst = output + plane * g.inPlane, src = sub + plane * oh * ow
+        dst.update(repeating: 0, count: g.inPlane)
+        for y in 0..<oh {
+            let row = dst + y * s * g.width, sr = src + y * ow
+            for x in 0..<ow { row[x * s] = sr[x] }
+        }
+    }
+}
+
+/// The input as im2col reads it: split into phase planes when that applies (the caller frees them).
+func makeSource(_ input: UnsafePointer<Float>, _ g: ConvGeometry) -> ConvSource {
+    guard ConvSource.usesPhases(g) else { return ConvSource(g, data: UnsafeMutablePointer(mutating: input), phased: false) }
+    let source = ConvSource(g, data: .allocate(capacity: ConvSource.phasedCount(g)), phased: true)
+    source.split(input)
+    return source
+}
+
+/// Single-threaded row-major sgemm (each tile's product runs on one thread).
+@inline(__always)
+func sgemm1(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+            b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// Runs `body(tile, scratch)` for every tile, spread over the threads, each thread with its own
+/// scratch buffer of `scratch` floats. Each tile's result is the same whichever thread runs it.
+func forEachTile(_ g: ConvGeometry, scratch: Int, _ body: (Int, UnsafeMutablePointer<Float>) -> Void) {
+    let tiles = g.tileCount(rows: g.tileRows)
+    let workers = max(1, min(Parallel.threads, tiles))
+    Parallel.forEach(workers) { w in
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: scratch)
+        defer { buffer.deallocate() }
+        var t = w
+        while t < tiles {
+            body(t, buffer)
+            t += workers
         }
     }
 }
@@ -110,39 +279,30 @@ public func conv2dForward(input: UnsafePointer<Float>, output: UnsafeMutablePoin
         winogradConvolution(input: input, output: output, u: u.pointer, bias: bias, g)
         return
     }
-    let plane = g.outPlane
-    let chunk = g.imagesPerChunk
-    var colBuffer: UnsafeMutablePointer<Float>? = nil
-    var gemmBuffer: UnsafeMutablePointer<Float>? = nil
-    defer { colBuffer?.deallocate(); gemmBuffer?.deallocate() }
-    var n0 = 0
-    while n0 < g.batch {
-        let count = min(chunk, g.batch - n0)
-        if g.isPointwise {
-            for img in n0..<(n0 + count) {
-                gemm(transA: false, transB: false, m: g.outChannels, n: plane, k: g.inChannels, a: weight, lda: g.inChannels,
-                     b: input + img * g.inChannels * g.inPlane, ldb: plane, c: output + img * g.outChannels * plane, ldc: plane)
-            }
-        } else {
-            if colBuffer == nil { colBuffer = .allocate(capacity: g.patch * chunk * plane) }
-            im2col(input, colBuffer!, g, n0: n0, count: count)
-            if count == 1 {
-                gemm(transA: false, transB: false, m: g.outChannels, n: plane, k: g.patch, a: weight, lda: g.patch,
-                     b: colBuffer!, ldb: plane, c: output + n0 * g.outChannels * plane, ldc: plane)
-            } else {
-                // One wide GEMM over the chunk's images, then reorder [O, img, pixel] -> [img, O, pixel].
-                if gemmBuffer == nil { gemmBuffer = .allocate(capacity: g.outChannels * chunk * plane) }
-                let tmp = gemmBuffer!
-                gemm(transA: false, transB: false, m: g.outChannels, n: count * plane, k: g.patch, a: weight, lda: g.patch,
-                     b: colBuffer!, ldb: count * plane, c: tmp, ldc: count * plane)
-                Parallel.forEach(count) { img in
-                    for o in 0..<g.outChannels {
-                        (output + ((n0 + img) * g.outChannels + o) * plane).update(from: tmp + (o * count + img) * plane, count: plane)
-                    }
-                }
-            }
+    let plane = g.outPlane, ow = g.outWidth
+    if g.isStridedPointwise {
+        let sub = UnsafeMutablePointer<Float>.allocate(capacity: g.batch * g.inChannels * plane)
+        defer { sub.deallocate() }
+        subsample(input, into: sub, g)
+        conv2dForward(input: sub, output: output, weight: weight, bias: bias, g.subsampled)
+        return
+    }
+    if g.isPointwise {
+        for img in 0..<g.batch {
+            gemm(transA: false, transB: false, m: g.outChannels, n: plane, k: g.inChannels, a: weight, lda: g.inChannels,
+                 b: input + img * g.inChannels * g.inPlane, ldb: plane, c: output + img * g.outChannels * plane, ldc: plane)
         }
-        n0 += count
+    } else {
+        // Per tile: its columns, then [O, patch] x [patch, pixels] straight into the output rows.
+        let source = makeSource(input, g)
+        defer { if source.phased { source.data.deallocate() } }
+        forEachTile(g, scratch: g.patch * g.tileRows * ow) { t, col in
+            let (n, rows) = g.tile(t, rows: g.tileRows)
+            im2colTile(source, col, image: n, rows: rows)
+            let width = rows.count * ow
+            sgemm1(transA: false, transB: false, m: g.outChannels, n: width, k: g.patch, a: weight, lda: g.patch,
+                   b: col, ldb: width, beta: 0, c: output + n * g.outChannels * plane + rows.lowerBound * ow, ldc: plane)
+        }
     }
     if let bias = bias {
         Parallel.forEach(g.batch) { n in
@@ -171,6 +331,20 @@ public func conv2dBackward(input: UnsafePointer<Float>, gradOutput: UnsafePointe
             gb[o] = Float(s)
         }
     }
+    if g.isStridedPointwise {
+        // As a pointwise convolution of the subsampled input, whose gradient is then spread back
+        // to the sampled pixels (the others get zero).
+        let count = g.batch * g.inChannels * plane
+        let sub = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        defer { sub.deallocate() }
+        if gradWeight != nil { subsample(input, into: sub, g) }
+        let subGrad: UnsafeMutablePointer<Float>? = gradInput == nil ? nil : .allocate(capacity: count)
+        defer { subGrad?.deallocate() }
+        conv2dBackward(input: sub, gradOutput: gradOutput, weight: weight, gradInput: subGrad, gradWeight: gradWeight,
+                       gradBias: nil, g.subsampled)
+        if let gi = gradInput, let sg = subGrad { unsubsample(sg, into: gi, g) }
+        return
+    }
     if g.isPointwise {
         for n in 0..<g.batch {
             let x = input + n * g.inChannels * g.inPlane, go = gradOutput + n * g.outChannels * plane
@@ -195,18 +369,28 @@ public func conv2dBackward(input: UnsafePointer<Float>, gradOutput: UnsafePointe
         winogradConvolution(input: gradOutput, output: gi, u: u.pointer, bias: nil, transposed, transposedFlipped: true)
         gradInput = nil
     }
-    if gradWeight == nil && gradInput == nil { return }
-    let chunk = g.imagesPerChunk
+    if let gw = gradWeight { convWeightGradient(input: input, gradOutput: gradOutput, gradWeight: gw, g) }
+    if let gi = gradInput { convInputGradient(gradOutput: gradOutput, weight: weight, gradInput: gi, g) }
+}
+
+/// The weight gradient of an im2col convolution: gradOutput[O, pixels] x columns[patch, pixels]^T
+/// over chunks of whole images, the GEMM's long sum split over the threads by `gemm`. (Tiles
+/// small enough for the cache were slower here: the sums get short and the partial products many.)
+func convWeightGradient(input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
+                        gradWeight gw: UnsafeMutablePointer<Float>, _ g: ConvGeometry) {
+    let plane = g.outPlane
+    let source = makeSource(input, g)
+    defer { if source.phased { source.data.deallocate() } }
+    let chunk = max(1, min(g.batch, (1 << 24) / max(1, g.patch * plane)))
     let col = UnsafeMutablePointer<Float>.allocate(capacity: g.patch * chunk * plane)
     defer { col.deallocate() }
     let goChunk: UnsafeMutablePointer<Float>? = chunk > 1 ? .allocate(capacity: g.outChannels * chunk * plane) : nil
     defer { goChunk?.deallocate() }
-    if let gi = gradInput { gi.update(repeating: 0, count: g.batch * g.inChannels * g.inPlane) }
     var n0 = 0
     while n0 < g.batch {
         let count = min(chunk, g.batch - n0)
         let width = count * plane
-        // The chunk's output gradient as [O, img * pixel], matching the im2col column order.
+        // The chunk's output gradient as [O, img * pixel], matching the columns' order.
         let go: UnsafePointer<Float>
         if count == 1 {
             go = gradOutput + n0 * g.outChannels * plane
@@ -219,18 +403,61 @@ public func conv2dBackward(input: UnsafePointer<Float>, gradOutput: UnsafePointe
             }
             go = UnsafePointer(buf)
         }
-        if let gw = gradWeight {
-            im2col(input, col, g, n0: n0, count: count)
-            gemm(transA: false, transB: true, m: g.outChannels, n: g.patch, k: width, a: go, lda: width,
-                 b: col, ldb: width, beta: n0 == 0 ? 0 : 1, c: gw, ldc: g.patch)
+        Parallel.forRanges(g.patch, grain: 8) { r in
+            for img in 0..<count {
+                im2colTile(source, col + img * plane, image: n0 + img, rows: 0..<g.outHeight, ld: width, patchRows: r)
+            }
         }
-        if let gi = gradInput {
-            gemm(transA: true, transB: false, m: g.patch, n: width, k: g.outChannels, a: weight, lda: g.patch,
-                 b: go, ldb: width, c: col, ldc: width)
-            col2im(col, gi, g, n0: n0, count: count)
-        }
+        gemm(transA: false, transB: true, m: g.outChannels, n: g.patch, k: width, a: go, lda: width,
+             b: col, ldb: width, beta: n0 == 0 ? 0 : 1, c: gw, ldc: g.patch)
         n0 += count
     }
+}
+
+/// The input gradient of an im2col convolution: per tile, columns = weight^T x gradOutput, added
+/// back into the input gradient.
+func convInputGradient(gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                       gradInput gi: UnsafeMutablePointer<Float>, _ g: ConvGeometry) {
+    let plane = g.outPlane, ow = g.outWidth
+    // Tiles overlap in the input, so the products of a few tiles are computed side by side and
+    // then added in tile order, split by input channel.
+    let tileRows = g.tileRows, tiles = g.tileCount(rows: tileRows), maxWidth = tileRows * ow
+    let phased = ConvSource.usesPhases(g)
+    let target = ConvSource(g, data: phased ? .allocate(capacity: ConvSource.phasedCount(g)) : gi, phased: phased)
+    defer { if phased { target.data.deallocate() } }
+    target.data.update(repeating: 0, count: phased ? ConvSource.phasedCount(g) : g.batch * g.inChannels * g.inPlane)
+    // With few tiles each tile's GEMM is split over the threads instead; the choice depends on
+    // the shape only, so the bits do not depend on the thread count.
+    let splitEach = tiles < 4
+    let side = splitEach ? 1 : max(1, min(Parallel.threads, tiles)), span = g.patch * maxWidth
+    let cols = UnsafeMutablePointer<Float>.allocate(capacity: side * span)
+    defer { cols.deallocate() }
+    var t0 = 0
+    while t0 < tiles {
+        let count = min(side, tiles - t0)
+        if splitEach {
+            let (n, rows) = g.tile(t0, rows: tileRows)
+            let width = rows.count * ow
+            gemm(transA: true, transB: false, m: g.patch, n: width, k: g.outChannels, a: weight, lda: g.patch,
+                 b: gradOutput + n * g.outChannels * plane + rows.lowerBound * ow, ldb: plane, c: cols, ldc: width)
+        } else {
+            Parallel.forEach(count) { i in
+                let (n, rows) = g.tile(t0 + i, rows: tileRows)
+                let width = rows.count * ow
+                sgemm1(transA: true, transB: false, m: g.patch, n: width, k: g.outChannels, a: weight, lda: g.patch,
+                       b: gradOutput + n * g.outChannels * plane + rows.lowerBound * ow, ldb: plane,
+                       beta: 0, c: cols + i * span, ldc: width)
+            }
+        }
+        Parallel.forEach(g.inChannels) { c in
+            for i in 0..<count {
+                let (n, rows) = g.tile(t0 + i, rows: tileRows)
+                col2imTile(cols + i * span, target, image: n, rows: rows, channel: c)
+            }
+        }
+        t0 += count
+    }
+    if phased { target.merge(into: gi) }
 }
 
 /// The direct seven-loop convolution; the oracle for tests.
