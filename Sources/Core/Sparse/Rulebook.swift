@@ -46,7 +46,12 @@ extension SiteSet {
         if let r = rulebooks[key] { return r }
         let half = filter / 2, k2 = filter * filter, n = count
         let (h, w) = spatialSize
-        // Output-major neighbour table, filled in parallel (each site writes its own row).
+        // Output-major neighbour table, filled in parallel. The neighbour relation is symmetric
+        // (site j at offset k of site i means i is at offset k2 - 1 - k of j), so only the offsets
+        // after the centre are looked up and each hit fills both entries: half the hash probes,
+        // which are memory-latency bound. No slot is written twice: a hit writes slot (i, k) with
+        // k after the centre, and slot (j, k2 - 1 - k), whose site j and mirrored offset determine i.
+        let centre = k2 / 2
         var table = [Int32](repeating: -1, count: n * k2)
         rows.withUnsafeBufferPointer { rp in cols.withUnsafeBufferPointer { cp in batches.withUnsafeBufferPointer { bp in
             table.withUnsafeMutableBufferPointer { tp in
@@ -54,38 +59,40 @@ extension SiteSet {
                 Parallel.forRanges(n, grain: 2048) { range in
                     for i in range {
                         let r = Int(rp[i]), c = Int(cp[i]), b = Int(bp[i])
-                        var k = 0
-                        for dr in -half...half {
-                            let rr = r + dr
-                            for dc in -half...half {
-                                let cc = c + dc
-                                if dr == 0 && dc == 0 {
-                                    t[i * k2 + k] = Int32(i)
-                                } else if rr >= 0 && rr < h && cc >= 0 && cc < w {
-                                    t[i * k2 + k] = hash.find(siteKey(rr, cc, b))
-                                }
-                                k += 1
+                        t[i * k2 + centre] = Int32(i)
+                        for k in (centre + 1)..<k2 {
+                            let rr = r + k / filter - half, cc = c + k % filter - half
+                            guard rr >= 0 && rr < h && cc >= 0 && cc < w else { continue }
+                            let j = hash.find(siteKey(rr, cc, b))
+                            if j >= 0 {
+                                t[i * k2 + k] = j
+                                t[Int(j) * k2 + (k2 - 1 - k)] = Int32(i)
                             }
                         }
                     }
                 }
             }
         } } }
-        // Offset-major pair lists (for the sparse path only), in site order.
-        let centre = k2 / 2
+        // Offset-major pair lists (for the sparse path only), in site order, one offset per task.
         var inputs = [[Int32]](repeating: [], count: k2), outputs = inputs
         let pairs = table.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) }
-        if !Rulebook.isDense(pairs: pairs, slots: table.count) { table.withUnsafeBufferPointer { t in
-            for k in 0..<k2 where k != centre {
-                var ins: [Int32] = [], outs: [Int32] = []
-                for i in 0..<n where t[i * k2 + k] >= 0 {
-                    ins.append(t[i * k2 + k])
-                    outs.append(Int32(i))
+        if !Rulebook.isDense(pairs: pairs, slots: table.count) {
+            let lists = UnsafeMutablePointer<(ins: [Int32], outs: [Int32])>.allocate(capacity: k2)
+            lists.initialize(repeating: ([], []), count: k2)
+            defer { lists.deinitialize(count: k2); lists.deallocate() }
+            table.withUnsafeBufferPointer { t in
+                Parallel.forEach(k2) { k in
+                    guard k != centre else { return }
+                    var ins: [Int32] = [], outs: [Int32] = []
+                    for i in 0..<n where t[i * k2 + k] >= 0 {
+                        ins.append(t[i * k2 + k])
+                        outs.append(Int32(i))
+                    }
+                    lists[k] = (ins, outs)
                 }
-                inputs[k] = ins
-                outputs[k] = outs
             }
-        } }
+            for k in 0..<k2 { (inputs[k], outputs[k]) = lists[k] }
+        }
         let book = Rulebook(offsets: k2, inputs: inputs, outputs: outputs, centre: centre, neighbours: table, pairCount: pairs)
         rulebooks[key] = book
         return book
