@@ -40,7 +40,7 @@ struct REPL {
             h.write(line.data(using: .utf8)!)
             h.closeFile()
         } else {
-            FileManager.default.createFile(atPath: historyPath, contents: line.data(using: .utf8))
+            _ = FileManager.default.createFile(atPath: historyPath, contents: line.data(using: .utf8))
         }
     }
 

@@ -4,7 +4,12 @@
 import Core
 
 struct ArgumentReader {
-    let function: String
+    /// The function's name, for messages: computed only when one is written (a module's type
+    /// name is a demangled type, too slow to build on every call).
+    private let name: () -> String
+    var function: String { name() }
+
+    init(function: @escaping @autoclosure () -> String) { name = function }
 
     func wrong(_ param: String, _ expected: String, _ v: Value) -> ScriptError {
         ScriptError(.runtime, "\(function)(): '\(param)' must be \(expected), got \(v.typeName) \(render(v, quoted: true).prefix(40))")

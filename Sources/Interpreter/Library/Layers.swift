@@ -98,13 +98,25 @@ final class ModuleObject: HostObject, IndexableObject, IterableObject, LengthObj
         }
     }
 
+    /// What calling the module takes, worked out once (protocol casts cost a lookup per call).
+    private enum Kind { case plain, mil(MILModel), input(InputLayer) }
+    private lazy var kind: Kind = {
+        if let mil = module as? MILModel { return .mil(mil) }
+        if let input = module as? InputLayer { return .input(input) }
+        return .plain
+    }()
+
     func callModule(_ args: Arguments, _ interp: Interpreter) throws -> Value? {
+        let module = self.module
         let r = ArgumentReader(function: module.typeName)
-        if let mil = module as? MILModel {
+        if case .plain = kind, args.positional.count == 1, args.labelled.isEmpty, case .tensor(let box) = args.positional[0] {
+            return .from(try module(box.value))
+        }
+        if case .mil(let mil) = kind {
             guard args.positional.count == 2 else { throw ScriptError(.runtime, "\(module.typeName)(tiles, coords) takes 2 arguments") }
             return .from(try mil.forward(tiles: try r.tensor(args.positional[0], "tiles"), coords: try r.tensor(args.positional[1], "coords")))
         }
-        if let input = module as? InputLayer {
+        if case .input(let input) = kind {
             guard args.positional.count == 2 else { throw ScriptError(.runtime, "InputLayer(coords, features, spatial_size: nil) takes 2 positional arguments") }
             var size: (Int, Int)? = nil
             if let s = args.labelled.first(where: { $0.0 == "spatial_size" })?.1, !s.isNil {

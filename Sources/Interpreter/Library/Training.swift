@@ -21,6 +21,15 @@ final class OptimizerObject: HostObject {
         }
     }
 
+    override func callMethod(_ name: String, _ args: Arguments, _ interp: Interpreter) throws -> Value? {
+        guard args.positional.isEmpty && args.labelled.isEmpty else { return nil }
+        switch name {
+        case "step": try optimizer.step(); return .nilValue
+        case "zero_grad": optimizer.zeroGrad(); return .nilValue
+        default: return nil
+        }
+    }
+
     override func setMember(_ name: String, _ value: Value, _ interp: Interpreter) throws -> Bool {
         guard name == "lr" else { return false }
         optimizer.learningRate = try ArgumentReader(function: "lr").float(value, "lr")

@@ -487,9 +487,25 @@ struct Compiler {
         // `x.method(...)`: evaluate the receiver once and call the method on it.
         if case .member(let obj, let name, let mloc, let length) = callee {
             let o = try expression(obj)
+            // A tensor method is known when the script is compiled: called straight away, without
+            // a bound method in between. Host objects may answer their hot methods directly too.
+            let tensorMethod = interp.tensorMethods[name]
             return { frame in
                 let receiver = try o(frame)
                 let a = try arguments(frame)
+                switch receiver {
+                case .tensor, .intTensor:
+                    if let m = tensorMethod { return try interp.callBuiltin(m, receiver: receiver, a, file: file, at: loc) }
+                case .object(let host):
+                    do {
+                        if let v = try host.callMethod(name, a, interp) { return v }
+                    } catch let e as ScriptError {
+                        throw interp.located(e, file: file, at: loc)
+                    } catch let e as CoreError {
+                        throw ScriptError(.runtime, e.description, file: file, at: loc)
+                    }
+                default: break
+                }
                 let f = try interp.member(receiver, name, file: file, at: mloc, length: length)
                 return try interp.call(f, a, file: file, at: loc)
             }

@@ -90,6 +90,19 @@ public struct Signature {
     /// Binds `args` to the parameters: one value per parameter (defaults filled in), plus extra
     /// positional values when variadic.
     public func bind(_ args: Arguments) throws -> (values: [Value], extra: [Value]) {
+        // The common case — positional arguments only, no more than the parameters — without the
+        // bookkeeping of labels.
+        if args.labelled.isEmpty && args.positional.count <= parameters.count {
+            var out = args.positional
+            if out.count < parameters.count {
+                out.reserveCapacity(parameters.count)
+                for p in parameters[out.count...] {
+                    guard let d = p.defaultValue else { throw ScriptError(.runtime, "\(name)() is missing the argument '\(p.name)'") }
+                    out.append(d)
+                }
+            }
+            return (out, [])
+        }
         var values = [Value?](repeating: nil, count: parameters.count)
         var extra: [Value] = []
         for (i, v) in args.positional.enumerated() {

@@ -138,6 +138,9 @@ open class HostObject {
     open var memberNames: [String] { [] }
     /// Calling the object (modules are callable).
     open func call(_ args: Arguments, _ interp: Interpreter) throws -> Value? { nil }
+    /// `x.name(args)` without building a bound method first, for the methods an inner loop calls;
+    /// nil means "look the member up and call it".
+    open func callMethod(_ name: String, _ args: Arguments, _ interp: Interpreter) throws -> Value? { nil }
     open var description: String { "<\(typeName)>" }
 }
 
