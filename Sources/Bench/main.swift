@@ -9,6 +9,8 @@ import COpenBLAS
 
 // Settles the compute threads before anything is timed (this also shuts down OpenBLAS's own pool).
 _ = Parallel.threads
+// SMIL_SPARSE_FUSED=0 times the sparse convolution on its BLAS path instead of the fused kernels.
+if ProcessInfo.processInfo.environment["SMIL_SPARSE_FUSED"] == "0" { SparseKernels.fused = false }
 
 func now() -> Double {
     var ts = timespec()

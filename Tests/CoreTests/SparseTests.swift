@@ -189,6 +189,42 @@ final class SparsePropertyTests: XCTestCase {
         XCTAssertEqual(zip(results[0], results[2]).filter { $0 != $1 }.count, 0)
     }
 
+    /// The fused AVX2 kernels (channels multiples of 16) against the BLAS path: outputs and every
+    /// gradient, for sparse and nearly full maps, submanifold and strided convolutions.
+    func testFusedKernelsMatchBLASPath() throws {
+        guard SparseKernels.available else {
+            print("skipped: this processor has no AVX2 + FMA, so the fused sparse kernels never run")
+            return
+        }
+        defer { SparseKernels.fused = true }
+        for (n, size, cin, cout) in [(400, 60, 16, 32), (700, 30, 32, 16), (880, 30, 16, 16)] {
+            RandomGenerator.seed(UInt64(n))
+            let coords = randomSites(n, h: size, w: size, batch: 1, duplicates: false, seed: UInt64(n))
+            let feats = Tensor.randn([n, cin])
+            let subm = try SubmanifoldConv2d(cin, cout, filter: 3)
+            subm.bias!.value.assign(Tensor.randn([cout]))
+            let strided = try SparseConv2d(cin, cout, filter: 3, stride: 2)
+            XCTAssertTrue(SparseKernels.apply(cin: cin, cout: cout), "the fused kernels take \(cin) -> \(cout)")
+            var results: [[Tensor]] = []
+            for fused in [true, false] {
+                SparseKernels.fused = fused
+                for layer in [subm, strided] as [SparseModule] {
+                    for p in layer.allParameters() { p.grad = nil }
+                    var f = feats
+                    f.requiresGrad = true
+                    let y = try layer.forward(InputLayer()(coords, f, spatialSize: (size, size)))
+                    let count = Float(y.features.count)
+                    let ramp = try Tensor.arange(0, count).div(Tensor(scalar: count)).reshaped(y.features.shape)
+                    try y.features.mul(ramp).sum().backward()
+                    results.append([y.features, f.grad!] + layer.allParameters().map { $0.grad! })
+                }
+            }
+            for (a, b) in zip(results[0..<2], results[2..<4]) {
+                for (x, y) in zip(a, b) { assertClose(x, y, tolerance: 1e-5, "fused vs BLAS, \(n) sites, \(cin) -> \(cout)") }
+            }
+        }
+    }
+
     func testHugeMapNeedsNoDenseGrid() throws {
         // 10,000 sites on a 100,000 x 100,000 map: nothing the size of the grid is allocated.
         RandomGenerator.seed(10)

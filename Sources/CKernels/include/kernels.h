@@ -1,5 +1,7 @@
-// kernels.h: small elementwise kernels written in C, where `restrict` lets the compiler vectorise
-// loops over several buffers that Swift cannot prove apart.
+// kernels.h: small kernels written in C: elementwise loops where `restrict` lets the compiler
+// vectorise over several buffers that Swift cannot prove apart, and the register-blocked AVX2
+// products of the sparse convolution (gathered rows times a weight, sums of outer products),
+// which fuse the gather and scatter that a BLAS call needs around it.
 #ifndef SMIL_KERNELS_H
 #define SMIL_KERNELS_H
 
@@ -14,5 +16,24 @@
 void smil_adam_update(size_t n, float *restrict w, const float *restrict g, float *restrict m,
                       float *restrict v, float b1, float b2, float eps, float l2, float decay_keep,
                       float step_size, float bc2_sqrt);
+
+/// Whether the AVX2 + FMA kernels below can run on this processor.
+int smil_has_avx2_fma(void);
+
+/// Products of rows with one matrix, the rows gathered and scattered through optional indices:
+/// for i < m, C[ci] = (accumulate ? C[ci] : 0) + A[ai] x B, where A[ai] is the row of k floats at
+/// a + ai * lda with ai = arows ? arows[i] : i, C[ci] the row of n floats at c + ci * ldc with
+/// ci = crows ? crows[i] : i, and B is k x n row-major with rows ldb apart. Each row of C is
+/// computed on its own, so the result does not depend on how rows are split between calls.
+/// Needs AVX2 + FMA and n a multiple of 16; returns 0 (and does nothing) otherwise.
+int smil_rows_gemm(int m, int n, int k, const float *a, const int *arows, int lda, const float *b, int ldb,
+                   float *c, const int *crows, int ldc, int accumulate);
+
+/// A sum of outer products over pairs of rows: C = (accumulate ? C : 0) + sum over p < pairs of
+/// A[ap]^T B[bp], with A[ap] the row of k floats at a + ap * lda (ap = arows ? arows[p] : p),
+/// B[bp] the row of n floats at b + bp * ldb (likewise), and C k x n with rows ldc apart. Each
+/// element is summed over p in order. Needs AVX2 + FMA and n a multiple of 16; returns 0 otherwise.
+int smil_outer_gemm(int pairs, int k, int n, const float *a, const int *arows, int lda, const float *b,
+                    const int *brows, int ldb, float *c, int ldc, int accumulate);
 
 #endif

@@ -5,6 +5,45 @@
 // offsets are applied in order: the same bits whatever the thread count.
 
 import COpenBLAS
+import CKernels
+
+/// Whether the sparse convolution uses the fused AVX2 kernels (gather, product and scatter in one
+/// pass; CKernels/gemm_avx2.c) where the processor has them and the channels are multiples of 16.
+/// Settable so that tests can compare them with the BLAS path.
+public enum SparseKernels {
+    nonisolated(unsafe) public static var fused = true
+    /// Whether this processor can run them (AVX2 and FMA).
+    public static var available: Bool { smil_has_avx2_fma() != 0 }
+
+    static func apply(cin: Int, cout: Int) -> Bool {
+        fused && cin % 16 == 0 && cout % 16 == 0 && smil_has_avx2_fma() != 0
+    }
+}
+
+/// Rows per task of the fused kernels (a multiple of their 6-row block).
+let fusedRows = 240
+
+/// `C[crows[i]] (+)= A[arows[i]] x B` on the fused kernel, rows split over the threads.
+func fusedRowsGemm(_ m: Int, n: Int, k: Int, a: UnsafePointer<Float>, arows: UnsafePointer<Int32>?, lda: Int,
+                   b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, crows: UnsafePointer<Int32>?,
+                   ldc: Int, accumulate: Bool) {
+    Parallel.forRanges(m, grain: fusedRows) { r in
+        let lo = r.lowerBound
+        _ = smil_rows_gemm(Int32(r.count), Int32(n), Int32(k), arows == nil ? a + lo * lda : a, arows.map { $0 + lo }, Int32(lda),
+                           b, Int32(ldb), crows == nil ? c + lo * ldc : c, crows.map { $0 + lo }, Int32(ldc), accumulate ? 1 : 0)
+    }
+}
+
+/// `C = sum_p A[arows[p]]^T B[brows[p]]` (C `k x n`) on the fused kernel, C's rows split over the
+/// threads (each element is summed over every pair in order, whatever the split).
+func fusedOuterGemm(_ pairs: Int, k: Int, n: Int, a: UnsafePointer<Float>, arows: UnsafePointer<Int32>?, lda: Int,
+                    b: UnsafePointer<Float>, brows: UnsafePointer<Int32>?, ldb: Int, c: UnsafeMutablePointer<Float>,
+                    ldc: Int, accumulate: Bool) {
+    Parallel.forRanges(k, grain: 12) { r in
+        _ = smil_outer_gemm(Int32(pairs), Int32(r.count), Int32(n), a + r.lowerBound, arows, Int32(lda), b, brows, Int32(ldb),
+                            c + r.lowerBound * ldc, Int32(ldc), accumulate ? 1 : 0)
+    }
+}
 
 /// Copies rows `index[p]` of `src` (`width` wide) into consecutive rows of `dst`.
 func gatherRows(_ src: UnsafePointer<Float>, _ index: [Int32], width: Int, _ dst: UnsafeMutablePointer<Float>) {
@@ -73,6 +112,28 @@ func offsetSegments(_ rulebook: Rulebook) -> (offsets: [Int], starts: [Int], tot
 func sparseConvolutionForward(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                               weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                               rulebook: Rulebook, nOut: Int, cin: Int, cout: Int) {
+    if SparseKernels.apply(cin: cin, cout: cout) {
+        // The centre straight into the output, then each offset in order, its rows gathered,
+        // multiplied and added into their outputs in one pass (an offset repeats no output row).
+        if let c = rulebook.centre {
+            fusedRowsGemm(nOut, n: cout, k: cin, a: input, arows: nil, lda: cin, b: weight + c * cin * cout, ldb: cout,
+                          c: output, crows: nil, ldc: cout, accumulate: false)
+        } else {
+            output.update(repeating: 0, count: nOut * cout)
+        }
+        for k in 0..<rulebook.offsets where k != rulebook.centre && !rulebook.inputs[k].isEmpty {
+            rulebook.inputs[k].withUnsafeBufferPointer { ins in rulebook.outputs[k].withUnsafeBufferPointer { outs in
+                fusedRowsGemm(ins.count, n: cout, k: cin, a: input, arows: ins.baseAddress, lda: cin, b: weight + k * cin * cout,
+                              ldb: cout, c: output, crows: outs.baseAddress, ldc: cout, accumulate: true)
+            } }
+        }
+        if let bias = bias {
+            Parallel.forRanges(nOut, grain: 1024) { r in
+                for i in r { for j in 0..<cout { output[i * cout + j] += bias[j] } }
+            }
+        }
+        return
+    }
     if let c = rulebook.centre {
         gemm(transA: false, transB: false, m: nOut, n: cout, k: cin, a: input, lda: cin,
              b: weight + c * cin * cout, ldb: cout, c: output, ldc: cout)
@@ -106,6 +167,41 @@ func sparseConvolutionBackward(input: UnsafePointer<Float>, gradOutput: UnsafePo
                                gradBias: UnsafeMutablePointer<Float>?, rulebook: Rulebook,
                                nIn: Int, nOut: Int, cin: Int, cout: Int) {
     if let gb = gradBias { columnSums(gradOutput, rows: nOut, cols: cout, into: gb) }
+    if SparseKernels.apply(cin: cin, cout: cout) {
+        if let gi = gradInput {
+            // gradInput[in] += gradOutput[out] x weight[k]^T, offset by offset in order.
+            let wt = transposedOffsets(weight, offsets: rulebook.offsets, cin: cin, cout: cout)
+            defer { wt.deallocate() }
+            if let c = rulebook.centre {
+                fusedRowsGemm(nIn, n: cin, k: cout, a: gradOutput, arows: nil, lda: cout, b: wt + c * cin * cout, ldb: cin,
+                              c: gi, crows: nil, ldc: cin, accumulate: false)
+            } else {
+                gi.update(repeating: 0, count: nIn * cin)
+            }
+            for k in 0..<rulebook.offsets where k != rulebook.centre && !rulebook.inputs[k].isEmpty {
+                rulebook.inputs[k].withUnsafeBufferPointer { ins in rulebook.outputs[k].withUnsafeBufferPointer { outs in
+                    fusedRowsGemm(ins.count, n: cin, k: cout, a: gradOutput, arows: outs.baseAddress, lda: cout,
+                                  b: wt + k * cin * cout, ldb: cin, c: gi, crows: ins.baseAddress, ldc: cin, accumulate: true)
+                } }
+            }
+        }
+        if let gw = gradWeight {
+            // gradWeight[k] = sum over the offset's pairs of input[in]^T gradOutput[out].
+            for k in 0..<rulebook.offsets {
+                let w = gw + k * cin * cout
+                if k == rulebook.centre {
+                    fusedOuterGemm(nIn, k: cin, n: cout, a: input, arows: nil, lda: cin, b: gradOutput, brows: nil, ldb: cout,
+                                   c: w, ldc: cout, accumulate: false)
+                    continue
+                }
+                rulebook.inputs[k].withUnsafeBufferPointer { ins in rulebook.outputs[k].withUnsafeBufferPointer { outs in
+                    fusedOuterGemm(ins.count, k: cin, n: cout, a: input, arows: ins.baseAddress, lda: cin, b: gradOutput,
+                                   brows: outs.baseAddress, ldb: cout, c: w, ldc: cout, accumulate: false)
+                } }
+            }
+        }
+        return
+    }
     if let c = rulebook.centre {
         if let gi = gradInput {
             gemm(transA: false, transB: true, m: nIn, n: cin, k: cout, a: gradOutput, lda: cout,
@@ -142,6 +238,16 @@ func sparseConvolutionBackward(input: UnsafePointer<Float>, gradOutput: UnsafePo
     if let gi = gradInput {
         for (s, k) in offsets.enumerated() { scatterAddRows(gIn + starts[s] * cin, rulebook.inputs[k], width: cin, gi) }
     }
+}
+
+/// The weight with each offset's matrix transposed: `[offsets, cout, cin]` (the caller frees it).
+func transposedOffsets(_ weight: UnsafePointer<Float>, offsets: Int, cin: Int, cout: Int) -> UnsafeMutablePointer<Float> {
+    let wt = UnsafeMutablePointer<Float>.allocate(capacity: offsets * cin * cout)
+    for k in 0..<offsets {
+        let src = weight + k * cin * cout, dst = wt + k * cin * cout
+        for c in 0..<cin { for o in 0..<cout { dst[o * cin + c] = src[c * cout + o] } }
+    }
+    return wt
 }
 
 /// Sparse max pooling: each output row is the channel-wise max over its rulebook inputs; `argmax`
@@ -190,6 +296,7 @@ func submanifoldForwardImplicit(input: UnsafePointer<Float>, output: UnsafeMutab
                                 weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                                 neighbours: [Int32], n: Int, offsets: Int, cin: Int, cout: Int) {
     let width = offsets * cin
+    let fused = SparseKernels.apply(cin: cin, cout: cout)
     neighbours.withUnsafeBufferPointer { nb in
         let nbp = nb.baseAddress!
         Parallel.forRanges(n, grain: implicitBlock) { range in
@@ -197,8 +304,13 @@ func submanifoldForwardImplicit(input: UnsafePointer<Float>, output: UnsafeMutab
             defer { col.deallocate() }
             gatherNeighbourhoods(input, nbp, offsets: offsets, width: cin, range: range, col)
             let out = output + range.lowerBound * cout
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(range.count), Int32(cout), Int32(width), 1,
-                        col, Int32(width), weight, Int32(cout), 0, out, Int32(cout))
+            if fused {
+                _ = smil_rows_gemm(Int32(range.count), Int32(cout), Int32(width), col, nil, Int32(width), weight, Int32(cout),
+                                   out, nil, Int32(cout), 0)
+            } else {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(range.count), Int32(cout), Int32(width), 1,
+                            col, Int32(width), weight, Int32(cout), 0, out, Int32(cout))
+            }
             if let bias = bias {
                 for i in 0..<range.count { for j in 0..<cout { out[i * cout + j] += bias[j] } }
             }
@@ -215,6 +327,7 @@ func submanifoldBackwardImplicit(input: UnsafePointer<Float>, gradOutput: Unsafe
                                  gradBias: UnsafeMutablePointer<Float>?, neighbours: [Int32], n: Int, offsets: Int,
                                  cin: Int, cout: Int) {
     if let gb = gradBias { columnSums(gradOutput, rows: n, cols: cout, into: gb) }
+    let fused = SparseKernels.apply(cin: cin, cout: cout)
     neighbours.withUnsafeBufferPointer { nb in
         let nbp = nb.baseAddress!
         if let gi = gradInput {
@@ -229,8 +342,13 @@ func submanifoldBackwardImplicit(input: UnsafePointer<Float>, gradOutput: Unsafe
                 let col = UnsafeMutablePointer<Float>.allocate(capacity: range.count * width)
                 defer { col.deallocate() }
                 gatherNeighbourhoods(gradOutput, nbp, offsets: offsets, width: cout, range: range, col)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(range.count), Int32(cin), Int32(width), 1,
-                            col, Int32(width), wm, Int32(cin), 0, gi + range.lowerBound * cin, Int32(cin))
+                if fused {
+                    _ = smil_rows_gemm(Int32(range.count), Int32(cin), Int32(width), col, nil, Int32(width), wm, Int32(cin),
+                                       gi + range.lowerBound * cin, nil, Int32(cin), 0)
+                } else {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(range.count), Int32(cin), Int32(width), 1,
+                                col, Int32(width), wm, Int32(cin), 0, gi + range.lowerBound * cin, Int32(cin))
+                }
             }
         }
         if let gw = gradWeight {
@@ -244,6 +362,8 @@ func submanifoldBackwardImplicit(input: UnsafePointer<Float>, gradOutput: Unsafe
                     let r = (range.lowerBound + sub.lowerBound)..<(range.lowerBound + sub.upperBound)
                     gatherNeighbourhoods(input, nbp, offsets: offsets, width: cin, range: r, col + sub.lowerBound * width)
                 }
+                // (BLAS here even with the fused kernels: over gathered neighbourhoods 576 wide, the
+                // outer-product kernel's strided reads of them cost more than BLAS's packing.)
                 gemm(transA: true, transB: false, m: width, n: cout, k: range.count, a: col, lda: width,
                      b: gradOutput + start * cout, ldb: cout, beta: start == 0 ? 0 : 1, c: gw, ldc: cout)
                 start += block
