@@ -25,7 +25,7 @@ let package = Package(
         .target(name: "Interpreter", dependencies: ["Core"], swiftSettings: optimize),
         .executableTarget(name: "SMILScript", dependencies: ["Core", "Interpreter", "CReadline"],
                           swiftSettings: optimize),
-        .executableTarget(name: "smil-bench", dependencies: ["Core"], path: "Sources/Bench",
+        .executableTarget(name: "smil-bench", dependencies: ["Core", "Interpreter"], path: "Sources/Bench",
                           swiftSettings: optimize),
 
         .target(name: "TestSupport", dependencies: ["Core"], path: "Tests/TestSupport"),

@@ -5,6 +5,7 @@
 
 import Foundation
 import Core
+import Interpreter
 import COpenBLAS
 
 // Settles the compute threads before anything is timed (this also shuts down OpenBLAS's own pool).
@@ -15,6 +16,13 @@ if ProcessInfo.processInfo.environment["SMIL_SPARSE_FUSED"] == "0" { SparseKerne
 func now() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// CPU seconds used by this process, all threads.
+func processCPUTime() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
@@ -120,14 +128,27 @@ do {
             let to = try timeMedian(iters: iters, warmup: 0) { try opt.step() }
             print(String(format: "W2b split: forward %.3f s, backward %.3f s, optimizer %.3f s", tf, tb - tf, to))
         }
-    case "train_swift":
-        // The same loop as scripts/bench-programs/train.smil, in Swift against Core.
+    case "train":
+        // A training loop in SMILScript against the same loop in Swift, in one process: rounds
+        // of 300 steps alternate between the two, and each round's pair gives a ratio. (Between
+        // processes this machine's speed varies by more than the few percent being measured.)
+        let script = "scripts/bench-programs/train.smil"
+        guard let source = try? String(contentsOfFile: script, encoding: .utf8) else {
+            print("smil-bench train: run it from the repository root (cannot read \(script))")
+            exit(1)
+        }
+        let interp = Interpreter()
+        interp.scriptArguments = ["--define-only"]
+        try interp.run(source, name: script)
+        guard let scriptTrain = interp.workspace.first(where: { $0.0 == "train" })?.1 else {
+            print("smil-bench train: \(script) defines no train(n)")
+            exit(1)
+        }
         let model = Sequential([Linear(64, 128), ReLU(), Linear(128, 10)])
         let opt = Adam(model.allParameters(), lr: 1e-3)
         let x = Tensor.randn([32, 64])
         let y = IntTensor.randint(0, 10, shape: [32])
-        let steps = 300
-        func train(_ n: Int) throws {
+        func swiftTrain(_ n: Int) throws {
             for _ in 0..<n {
                 opt.zeroGrad()
                 let loss = try Loss.crossEntropy(model(x), y)
@@ -135,10 +156,31 @@ do {
                 try opt.step()
             }
         }
-        // As the script: 100 steps of warm-up, then the median of 7 rounds of 300 steps.
-        try train(100)
-        let t = try timeMedian(iters: 7, warmup: 0) { try train(steps) }
-        report("train_loop", t / Double(steps) * 1000, "ms/step")
+        let steps = 300
+        try swiftTrain(100)
+        _ = try interp.callValue(scriptTrain, [.int(100)])
+        var smilTimes: [Double] = [], swiftTimes: [Double] = [], ratios: [Double] = []
+        // Which loop goes first alternates too, so neither always runs on the other's leftovers.
+        for round in 0..<max(iters, 10) {
+            var tScript = 0.0, tSwift = 0.0
+            for turn in 0..<2 {
+                let t0 = now()
+                if (turn == 0) == (round % 2 == 0) {
+                    _ = try interp.callValue(scriptTrain, [.int(steps)])
+                    tScript = now() - t0
+                } else {
+                    try swiftTrain(steps)
+                    tSwift = now() - t0
+                }
+            }
+            smilTimes.append(tScript / Double(steps) * 1000)
+            swiftTimes.append(tSwift / Double(steps) * 1000)
+            ratios.append(tSwift / tScript)
+        }
+        func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
+        report("train_loop_smil", median(smilTimes), "ms/step")
+        report("train_loop_swift", median(swiftTimes), "ms/step")
+        report("train_loop_swift_over_smil", median(ratios), "x")
     case "w1":
         // W1: a SparseConvMIL training step at the reference defaults on 2 slides x 5 tiles of 3x512x512.
         let model = try sparseConvMIL(classes: 2)

@@ -88,6 +88,19 @@ extension Interpreter {
         def("help", [("x", nil)], doc: "Documentation of a function, or the members of a value.") { a, _, interp in
             .string(interp.describeHelp(a[0]))
         }
+        def("round", [("x", nil), ("ndigits", .nilValue)],
+            doc: "Rounds half to even, as Python: round(x) is an int, round(x, n) a float with n decimals.") { a, _, _ in
+            let r = ArgumentReader(function: "round")
+            if a[1].isNil {
+                if case .int = a[0] { return a[0] }
+                let d = try r.double(a[0], "x")
+                guard d.isFinite, Swift.abs(d) < 9.2e18 else { throw ScriptError(.runtime, "round(): cannot convert \(formatFloat(d)) to an integer") }
+                return .int(Int(d.rounded(.toNearestOrEven)))
+            }
+            let n = try r.int(a[1], "ndigits"), d = try r.double(a[0], "x")
+            let scale = Foundation.pow(10.0, Double(n))
+            return .float((d * scale).rounded(.toNearestOrEven) / scale)
+        }
         def("abs", [("x", nil)], doc: "Absolute value of a number or, elementwise, a tensor.") { a, _, _ in
             switch a[0] {
             case .int(let i): return .int(Swift.abs(i))
@@ -149,6 +162,11 @@ extension Interpreter {
         def("seed", [("n", nil)], doc: "Seeds every random stream: weights, sampling, augmentation, shuffling.") { a, _, _ in
             RandomGenerator.seed(UInt64(bitPattern: Int64(try ArgumentReader(function: "seed").int(a[0], "n"))))
             return .nilValue
+        }
+        def("process_time", doc: "CPU seconds used by this process, all threads (Python's time.process_time()).") { _, _, _ in
+            var ts = timespec()
+            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+            return .float(Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9)
         }
         def("time", doc: "Seconds from a monotonic clock, fractional.") { _, _, _ in
             var ts = timespec()

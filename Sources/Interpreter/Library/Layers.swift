@@ -108,10 +108,10 @@ final class ModuleObject: HostObject, IndexableObject, IterableObject, LengthObj
 
     func callModule(_ args: Arguments, _ interp: Interpreter) throws -> Value? {
         let module = self.module
-        let r = ArgumentReader(function: module.typeName)
         if case .plain = kind, args.positional.count == 1, args.labelled.isEmpty, case .tensor(let box) = args.positional[0] {
             return .from(try module(box.value))
         }
+        let r = ArgumentReader(function: module.typeName)
         if case .mil(let mil) = kind {
             guard args.positional.count == 2 else { throw ScriptError(.runtime, "\(module.typeName)(tiles, coords) takes 2 arguments") }
             return .from(try mil.forward(tiles: try r.tensor(args.positional[0], "tiles"), coords: try r.tensor(args.positional[1], "coords")))

@@ -482,7 +482,11 @@ struct Compiler {
         struct Labelled { let label: String; let value: Eval }
         let labelled = try args.filter { $0.label != nil }.map { Labelled(label: $0.label!, value: try expression($0.value)) }
         func arguments(_ frame: Frame) throws -> Arguments {
-            Arguments(try positional.map { try $0.run(frame) }, try labelled.map { ($0.label, try $0.value(frame)) }, at: loc)
+            var values: [Value] = []
+            values.reserveCapacity(positional.count)
+            for p in positional { values.append(try p.run(frame)) }
+            if labelled.isEmpty { return Arguments(values, [], at: loc) }
+            return Arguments(values, try labelled.map { ($0.label, try $0.value(frame)) }, at: loc)
         }
         // `x.method(...)`: evaluate the receiver once and call the method on it.
         if case .member(let obj, let name, let mloc, let length) = callee {
@@ -509,6 +513,11 @@ struct Compiler {
                 let f = try interp.member(receiver, name, file: file, at: mloc, length: length)
                 return try interp.call(f, a, file: file, at: loc)
             }
+        }
+        // A builtin named directly (not shadowed by a script name): called without a function
+        // value in between.
+        if case .name(let name, _, _) = callee, case .lateGlobal = resolve(name), let b = interp.builtins[name] {
+            return { frame in try interp.callBuiltin(b, receiver: nil, try arguments(frame), file: file, at: loc) }
         }
         let f = try expression(callee)
         let count = positional.count

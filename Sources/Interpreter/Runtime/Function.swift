@@ -131,11 +131,12 @@ public struct Signature {
     }
 }
 
-/// A host function.
-public struct Builtin {
-    public var signature: Signature
-    public var doc: String
-    public var body: ([Value], [Value], Interpreter) throws -> Value
+/// A host function. A class, so that passing one around costs one reference count, not one per
+/// field.
+public final class Builtin {
+    public let signature: Signature
+    public let doc: String
+    public let body: ([Value], [Value], Interpreter) throws -> Value
 
     public init(_ signature: Signature, doc: String, _ body: @escaping ([Value], [Value], Interpreter) throws -> Value) {
         self.signature = signature

@@ -239,8 +239,12 @@ public final class Interpreter {
 
     func callBuiltin(_ b: Builtin, receiver: Value?, _ args: Arguments, file: SourceFile, at loc: SourceLocation) throws -> Value {
         do {
+            if let receiver = receiver {
+                let (values, extra) = try b.signature.bind(args)
+                return try b.body([receiver] + values, extra, self)
+            }
             let (values, extra) = try b.signature.bind(args)
-            return try b.body(receiver.map { [$0] + values } ?? values, extra, self)
+            return try b.body(values, extra, self)
         } catch let e as ScriptError {
             throw located(e, file: file, at: loc)
         } catch let e as CoreError {
