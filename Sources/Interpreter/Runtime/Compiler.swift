@@ -481,6 +481,24 @@ struct Compiler {
         let positional = try args.filter { $0.label == nil }.map { EvalCode(run: try expression($0.value)) }
         struct Labelled { let label: String; let value: Eval }
         let labelled = try args.filter { $0.label != nil }.map { Labelled(label: $0.label!, value: try expression($0.value)) }
+        /// For a builtin taking these arguments positionally (no labels, not variadic, no more
+        /// arguments than parameters, every missing one with a default): its values in one array,
+        /// bound here instead of through `Arguments` and `Signature.bind`.
+        func directBinding(_ b: Builtin, receiver: Bool) -> ((Frame, Value?) throws -> [Value])? {
+            let params = b.signature.parameters
+            guard labelled.isEmpty, !b.signature.variadic, positional.count <= params.count,
+                  params[positional.count...].allSatisfy({ $0.defaultValue != nil }) else { return nil }
+            let defaults = params[positional.count...].map { $0.defaultValue! }
+            let capacity = params.count + (receiver ? 1 : 0)
+            return { frame, r in
+                var values: [Value] = []
+                values.reserveCapacity(capacity)
+                if let r = r { values.append(r) }
+                for p in positional { values.append(try p.run(frame)) }
+                values.append(contentsOf: defaults)
+                return values
+            }
+        }
         func arguments(_ frame: Frame) throws -> Arguments {
             var values: [Value] = []
             values.reserveCapacity(positional.count)
@@ -494,8 +512,15 @@ struct Compiler {
             // A tensor method is known when the script is compiled: called straight away, without
             // a bound method in between. Host objects may answer their hot methods directly too.
             let tensorMethod = interp.tensorMethods[name]
+            let methodBinding = tensorMethod.flatMap { directBinding($0, receiver: true) }
             return { frame in
                 let receiver = try o(frame)
+                if let m = tensorMethod, let bind = methodBinding {
+                    switch receiver {
+                    case .tensor, .intTensor: return try interp.runBuiltin(m, try bind(frame, receiver), file: file, at: loc)
+                    default: break
+                    }
+                }
                 let a = try arguments(frame)
                 switch receiver {
                 case .tensor, .intTensor:
@@ -517,6 +542,9 @@ struct Compiler {
         // A builtin named directly (not shadowed by a script name): called without a function
         // value in between.
         if case .name(let name, _, _) = callee, case .lateGlobal = resolve(name), let b = interp.builtins[name] {
+            if let bind = directBinding(b, receiver: false) {
+                return { frame in try interp.runBuiltin(b, try bind(frame, nil), file: file, at: loc) }
+            }
             return { frame in try interp.callBuiltin(b, receiver: nil, try arguments(frame), file: file, at: loc) }
         }
         let f = try expression(callee)

@@ -237,6 +237,19 @@ public final class Interpreter {
         return x
     }
 
+    /// Runs a builtin on values already bound to its parameters (the receiver first for a method),
+    /// giving its errors the call's location.
+    @inline(__always)
+    func runBuiltin(_ b: Builtin, _ values: [Value], file: SourceFile, at loc: SourceLocation) throws -> Value {
+        do {
+            return try b.body(values, [], self)
+        } catch let e as ScriptError {
+            throw located(e, file: file, at: loc)
+        } catch let e as CoreError {
+            throw ScriptError(.runtime, e.description, file: file, at: loc)
+        }
+    }
+
     func callBuiltin(_ b: Builtin, receiver: Value?, _ args: Arguments, file: SourceFile, at loc: SourceLocation) throws -> Value {
         do {
             if let receiver = receiver {
