@@ -190,8 +190,10 @@ func sparseConvolutionBackward(input: UnsafePointer<Float>, gradOutput: UnsafePo
             for k in 0..<rulebook.offsets {
                 let w = gw + k * cin * cout
                 if k == rulebook.centre {
-                    fusedOuterGemm(nIn, k: cin, n: cout, a: input, arows: nil, lda: cin, b: gradOutput, brows: nil, ldb: cout,
-                                   c: w, ldc: cout, accumulate: false)
+                    // Every site with itself: contiguous rows and a long sum, where BLAS (its sum
+                    // split in fixed pieces by `gemm`) measured faster than the outer-product kernel.
+                    gemm(transA: true, transB: false, m: cin, n: cout, k: nIn, a: input, lda: cin,
+                         b: gradOutput, ldb: cout, c: w, ldc: cout)
                     continue
                 }
                 rulebook.inputs[k].withUnsafeBufferPointer { ins in rulebook.outputs[k].withUnsafeBufferPointer { outs in
