@@ -113,20 +113,8 @@ func sparseConvolutionForward(input: UnsafePointer<Float>, output: UnsafeMutable
                               weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                               rulebook: Rulebook, nOut: Int, cin: Int, cout: Int) {
     if SparseKernels.apply(cin: cin, cout: cout) {
-        // The centre straight into the output, then each offset in order, its rows gathered,
-        // multiplied and added into their outputs in one pass (an offset repeats no output row).
-        if let c = rulebook.centre {
-            fusedRowsGemm(nOut, n: cout, k: cin, a: input, arows: nil, lda: cin, b: weight + c * cin * cout, ldb: cout,
-                          c: output, crows: nil, ldc: cout, accumulate: false)
-        } else {
-            output.update(repeating: 0, count: nOut * cout)
-        }
-        for k in 0..<rulebook.offsets where k != rulebook.centre && !rulebook.inputs[k].isEmpty {
-            rulebook.inputs[k].withUnsafeBufferPointer { ins in rulebook.outputs[k].withUnsafeBufferPointer { outs in
-                fusedRowsGemm(ins.count, n: cout, k: cin, a: input, arows: ins.baseAddress, lda: cin, b: weight + k * cin * cout,
-                              ldb: cout, c: output, crows: outs.baseAddress, ldc: cout, accumulate: true)
-            } }
-        }
+        fusedRulebookProduct(rulebook, source: input, width: cin, target: output, targetWidth: cout, targetRows: nOut,
+                             matrices: weight, backward: false)
         if let bias = bias {
             Parallel.forRanges(nOut, grain: 1024) { r in
                 for i in r { for j in 0..<cout { output[i * cout + j] += bias[j] } }
@@ -172,18 +160,8 @@ func sparseConvolutionBackward(input: UnsafePointer<Float>, gradOutput: UnsafePo
             // gradInput[in] += gradOutput[out] x weight[k]^T, offset by offset in order.
             let wt = transposedOffsets(weight, offsets: rulebook.offsets, cin: cin, cout: cout)
             defer { wt.deallocate() }
-            if let c = rulebook.centre {
-                fusedRowsGemm(nIn, n: cin, k: cout, a: gradOutput, arows: nil, lda: cout, b: wt + c * cin * cout, ldb: cin,
-                              c: gi, crows: nil, ldc: cin, accumulate: false)
-            } else {
-                gi.update(repeating: 0, count: nIn * cin)
-            }
-            for k in 0..<rulebook.offsets where k != rulebook.centre && !rulebook.inputs[k].isEmpty {
-                rulebook.inputs[k].withUnsafeBufferPointer { ins in rulebook.outputs[k].withUnsafeBufferPointer { outs in
-                    fusedRowsGemm(ins.count, n: cin, k: cout, a: gradOutput, arows: outs.baseAddress, lda: cout,
-                                  b: wt + k * cin * cout, ldb: cin, c: gi, crows: ins.baseAddress, ldc: cin, accumulate: true)
-                } }
-            }
+            fusedRulebookProduct(rulebook, source: gradOutput, width: cout, target: gi, targetWidth: cin, targetRows: nIn,
+                                 matrices: wt, backward: true)
         }
         if let gw = gradWeight {
             // gradWeight[k] = sum over the offset's pairs of input[in]^T gradOutput[out].
@@ -239,6 +217,30 @@ func sparseConvolutionBackward(input: UnsafePointer<Float>, gradOutput: UnsafePo
     }
     if let gi = gradInput {
         for (s, k) in offsets.enumerated() { scatterAddRows(gIn + starts[s] * cin, rulebook.inputs[k], width: cin, gi) }
+    }
+}
+
+/// `target = source x matrices[centre]`, then for each offset in order, its pairs' source rows
+/// times the offset's matrix added into their target rows in one pass (an offset repeats no target
+/// row, so its pairs are split over the threads without races). Forward: source rows are the
+/// pairs' inputs and targets their outputs; backward (`matrices` transposed), the other way round.
+func fusedRulebookProduct(_ rulebook: Rulebook, source: UnsafePointer<Float>, width: Int,
+                          target: UnsafeMutablePointer<Float>, targetWidth: Int, targetRows: Int,
+                          matrices: UnsafePointer<Float>, backward: Bool) {
+    let size = width * targetWidth
+    if let c = rulebook.centre {
+        fusedRowsGemm(targetRows, n: targetWidth, k: width, a: source, arows: nil, lda: width, b: matrices + c * size,
+                      ldb: targetWidth, c: target, crows: nil, ldc: targetWidth, accumulate: false)
+    } else {
+        target.update(repeating: 0, count: targetRows * targetWidth)
+    }
+    for k in 0..<rulebook.offsets where k != rulebook.centre && !rulebook.inputs[k].isEmpty {
+        rulebook.inputs[k].withUnsafeBufferPointer { ins in rulebook.outputs[k].withUnsafeBufferPointer { outs in
+            let (from, to) = backward ? (outs, ins) : (ins, outs)
+            fusedRowsGemm(from.count, n: targetWidth, k: width, a: source, arows: from.baseAddress, lda: width,
+                          b: matrices + k * size, ldb: targetWidth, c: target, crows: to.baseAddress, ldc: targetWidth,
+                          accumulate: true)
+        } }
     }
 }
 
