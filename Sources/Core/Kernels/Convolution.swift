@@ -3,7 +3,6 @@
 // otherwise im2col + GEMM over bands of output rows whose columns stay in cache; a plain loop as
 // the oracle.
 
-import COpenBLAS
 
 /// Geometry of one 2-D convolution: sizes, kernel, stride, padding, dilation.
 public struct ConvGeometry: Equatable {
@@ -245,14 +244,6 @@ func makeSource(_ input: UnsafePointer<Float>, _ g: ConvGeometry) -> ConvSource 
     return source
 }
 
-/// Single-threaded row-major sgemm (each tile's product runs on one thread).
-@inline(__always)
-func sgemm1(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
-            b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
-}
-
 /// Runs `body(tile, scratch)` for every tile, spread over the threads, each thread with its own
 /// scratch buffer of `scratch` floats. Each tile's result is the same whichever thread runs it.
 func forEachTile(_ g: ConvGeometry, scratch: Int, _ body: (Int, UnsafeMutablePointer<Float>) -> Void) {
@@ -300,7 +291,7 @@ public func conv2dForward(input: UnsafePointer<Float>, output: UnsafeMutablePoin
             let (n, rows) = g.tile(t, rows: g.tileRows)
             im2colTile(source, col, image: n, rows: rows)
             let width = rows.count * ow
-            sgemm1(transA: false, transB: false, m: g.outChannels, n: width, k: g.patch, a: weight, lda: g.patch,
+            sgemmSerial(transA: false, transB: false, m: g.outChannels, n: width, k: g.patch, a: weight, lda: g.patch,
                    b: col, ldb: width, beta: 0, c: output + n * g.outChannels * plane + rows.lowerBound * ow, ldc: plane)
         }
     }
@@ -444,7 +435,7 @@ func convInputGradient(gradOutput: UnsafePointer<Float>, weight: UnsafePointer<F
             Parallel.forEach(count) { i in
                 let (n, rows) = g.tile(t0 + i, rows: tileRows)
                 let width = rows.count * ow
-                sgemm1(transA: true, transB: false, m: g.patch, n: width, k: g.outChannels, a: weight, lda: g.patch,
+                sgemmSerial(transA: true, transB: false, m: g.patch, n: width, k: g.outChannels, a: weight, lda: g.patch,
                        b: gradOutput + n * g.outChannels * plane + rows.lowerBound * ow, ldb: plane,
                        beta: 0, c: cols + i * span, ldc: width)
             }

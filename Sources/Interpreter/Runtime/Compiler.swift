@@ -526,13 +526,7 @@ struct Compiler {
                 case .tensor, .intTensor:
                     if let m = tensorMethod { return try interp.callBuiltin(m, receiver: receiver, a, file: file, at: loc) }
                 case .object(let host):
-                    do {
-                        if let v = try host.callMethod(name, a, interp) { return v }
-                    } catch let e as ScriptError {
-                        throw interp.located(e, file: file, at: loc)
-                    } catch let e as CoreError {
-                        throw ScriptError(.runtime, e.description, file: file, at: loc)
-                    }
+                    if let v = try interp.locatingErrors(file: file, at: loc, { try host.callMethod(name, a, interp) }) { return v }
                 default: break
                 }
                 let f = try interp.member(receiver, name, file: file, at: mloc, length: length)

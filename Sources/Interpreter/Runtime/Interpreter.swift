@@ -237,12 +237,12 @@ public final class Interpreter {
         return x
     }
 
-    /// Runs a builtin on values already bound to its parameters (the receiver first for a method),
-    /// giving its errors the call's location.
+    /// Runs host code for the script expression at `loc`: errors from builtins and from Core
+    /// (which carry no place of their own) are given that place.
     @inline(__always)
-    func runBuiltin(_ b: Builtin, _ values: [Value], file: SourceFile, at loc: SourceLocation) throws -> Value {
+    func locatingErrors<T>(file: SourceFile, at loc: SourceLocation, _ body: () throws -> T) throws -> T {
         do {
-            return try b.body(values, [], self)
+            return try body()
         } catch let e as ScriptError {
             throw located(e, file: file, at: loc)
         } catch let e as CoreError {
@@ -250,19 +250,15 @@ public final class Interpreter {
         }
     }
 
+    /// Runs a builtin on values already bound to its parameters (the receiver first for a method).
+    @inline(__always)
+    func runBuiltin(_ b: Builtin, _ values: [Value], extra: [Value] = [], file: SourceFile, at loc: SourceLocation) throws -> Value {
+        try locatingErrors(file: file, at: loc) { try b.body(values, extra, self) }
+    }
+
     func callBuiltin(_ b: Builtin, receiver: Value?, _ args: Arguments, file: SourceFile, at loc: SourceLocation) throws -> Value {
-        do {
-            if let receiver = receiver {
-                let (values, extra) = try b.signature.bind(args)
-                return try b.body([receiver] + values, extra, self)
-            }
-            let (values, extra) = try b.signature.bind(args)
-            return try b.body(values, extra, self)
-        } catch let e as ScriptError {
-            throw located(e, file: file, at: loc)
-        } catch let e as CoreError {
-            throw ScriptError(.runtime, e.description, file: file, at: loc)
-        }
+        let (values, extra) = try locatingErrors(file: file, at: loc) { try b.signature.bind(args) }
+        return try runBuiltin(b, receiver.map { [$0] + values } ?? values, extra: extra, file: file, at: loc)
     }
 
     func callUser(_ function: Function, _ args: Arguments, file: SourceFile, at loc: SourceLocation) throws -> Value {
