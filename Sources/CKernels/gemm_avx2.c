@@ -4,6 +4,9 @@
 
 #include "kernels.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 
@@ -54,18 +57,54 @@ AVX2 static void rows6(int n, int k, const float *a0, const float *a1, const flo
     }
 }
 
-/// One row: the same operations in the same order as a row of rows6.
-AVX2 static void rows1(int n, int k, const float *a0, const float *b, int ldb, float *c0, int accumulate) {
-    for (int j = 0; j < n; j += 16) {
-        __m256 x00 = _mm256_setzero_ps(), x01 = x00;
+/// R rows (R < 6) of C, 8 * V columns at a time, V * R accumulators: the tail of a call to
+/// smil_rows_gemm, blocked so that enough independent sums are in flight (a single row of 16
+/// columns has only two, and waits on the latency of each multiply-add). Every element is the same
+/// chain of multiply-adds over p as in rows6, so the blocking does not change the result.
+AVX2 static inline __attribute__((always_inline)) void rows_tail(int R, int V, int n, int k, const float *const *a,
+                                                                  const float *b, int ldb, float *const *c, int accumulate) {
+    int j = 0;
+    for (; j + 8 * V <= n; j += 8 * V) {
+        __m256 x[5][8];
+        for (int r = 0; r < R; r++) for (int v = 0; v < V; v++) x[r][v] = _mm256_setzero_ps();
         const float *bp = b + j;
         for (int p = 0; p < k; p++, bp += ldb) {
-            __m256 v = _mm256_broadcast_ss(a0 + p);
-            x00 = _mm256_fmadd_ps(v, _mm256_loadu_ps(bp), x00);
-            x01 = _mm256_fmadd_ps(v, _mm256_loadu_ps(bp + 8), x01);
+            __m256 y[8];
+            for (int v = 0; v < V; v++) y[v] = _mm256_loadu_ps(bp + 8 * v);
+            for (int r = 0; r < R; r++) {
+                __m256 s = _mm256_broadcast_ss(a[r] + p);
+                for (int v = 0; v < V; v++) x[r][v] = _mm256_fmadd_ps(s, y[v], x[r][v]);
+            }
         }
-        put16(c0 + j, x00, x01, accumulate);
+        for (int r = 0; r < R; r++)
+            for (int v = 0; v < V; v += 2) put16(c[r] + j + 8 * v, x[r][v], x[r][v + 1], accumulate);
     }
+    if (j < n) {  // n is a multiple of 16: the rest two vectors at a time
+        for (; j < n; j += 16) {
+            __m256 x[5][2];
+            for (int r = 0; r < R; r++) { x[r][0] = _mm256_setzero_ps(); x[r][1] = x[r][0]; }
+            const float *bp = b + j;
+            for (int p = 0; p < k; p++, bp += ldb) {
+                __m256 y0 = _mm256_loadu_ps(bp), y1 = _mm256_loadu_ps(bp + 8);
+                for (int r = 0; r < R; r++) {
+                    __m256 s = _mm256_broadcast_ss(a[r] + p);
+                    x[r][0] = _mm256_fmadd_ps(s, y0, x[r][0]);
+                    x[r][1] = _mm256_fmadd_ps(s, y1, x[r][1]);
+                }
+            }
+            for (int r = 0; r < R; r++) put16(c[r] + j, x[r][0], x[r][1], accumulate);
+        }
+    }
+}
+
+AVX2 static void rows4(int n, int k, const float *const *a, const float *b, int ldb, float *const *c, int acc) {
+    rows_tail(4, 2, n, k, a, b, ldb, c, acc);
+}
+AVX2 static void rows2(int n, int k, const float *const *a, const float *b, int ldb, float *const *c, int acc) {
+    rows_tail(2, 4, n, k, a, b, ldb, c, acc);
+}
+AVX2 static void rows1(int n, int k, const float *const *a, const float *b, int ldb, float *const *c, int acc) {
+    rows_tail(1, 8, n, k, a, b, ldb, c, acc);
 }
 
 int smil_rows_gemm(int m, int n, int k, const float *a, const int *arows, int lda, const float *b, int ldb,
@@ -77,7 +116,16 @@ int smil_rows_gemm(int m, int n, int k, const float *a, const int *arows, int ld
     for (; i + 6 <= m; i += 6)
         rows6(n, k, AROW(i), AROW(i + 1), AROW(i + 2), AROW(i + 3), AROW(i + 4), AROW(i + 5), b, ldb,
               CROW(i), CROW(i + 1), CROW(i + 2), CROW(i + 3), CROW(i + 4), CROW(i + 5), accumulate);
-    for (; i < m; i++) rows1(n, k, AROW(i), b, ldb, CROW(i), accumulate);
+    for (int rows = 4; rows >= 1; rows /= 2) {
+        for (; i + rows <= m; i += rows) {
+            const float *ar[4];
+            float *cr[4];
+            for (int r = 0; r < rows; r++) { ar[r] = AROW(i + r); cr[r] = CROW(i + r); }
+            if (rows == 4) rows4(n, k, ar, b, ldb, cr, accumulate);
+            else if (rows == 2) rows2(n, k, ar, b, ldb, cr, accumulate);
+            else rows1(n, k, ar, b, ldb, cr, accumulate);
+        }
+    }
 #undef AROW
 #undef CROW
     return 1;
@@ -156,6 +204,18 @@ AVX2 static void outer1(int p0, int p1, int i, int j, const float *a, const int 
     put16(c0, x00, x01, 0);
 }
 
+/// The blocks of C over pairs p0..p1 of rows a + p * lda and b + p * ldb (contiguous).
+static void outer_chunk(int p0, int p1, int k, int n, const float *a, int lda, const float *b, int ldb, float *c, int ldc,
+                        int fromZero) {
+    int i = 0;
+    for (; i + 6 <= k; i += 6)
+        for (int j = 0; j < n; j += 16) outer6(p0, p1, i, j, a, 0, lda, b, 0, ldb, c, ldc, fromZero);
+    for (; i + 4 <= k; i += 4)
+        for (int j = 0; j < n; j += 16) outer4(p0, p1, i, j, a, 0, lda, b, 0, ldb, c, ldc, fromZero);
+    for (; i < k; i++)
+        for (int j = 0; j < n; j += 16) outer1(p0, p1, i, j, a, 0, lda, b, 0, ldb, c, ldc, fromZero);
+}
+
 int smil_outer_gemm(int pairs, int k, int n, const float *a, const int *arows, int lda, const float *b,
                     const int *brows, int ldb, float *c, int ldc, int accumulate) {
     if (!smil_has_avx2_fma() || n % 16 != 0) return 0;
@@ -165,18 +225,30 @@ int smil_outer_gemm(int pairs, int k, int n, const float *a, const int *arows, i
     }
     // Pairs in chunks whose rows (48 x 2 rows of 64 floats) stay in the L1 cache while every
     // block of C passes over them (48 measured best of 24 to 256 on the W3a weight gradient).
+    // Indexed rows are first copied into contiguous buffers: the copies stream (many cache misses
+    // in flight at once) and the blocks then read plain strided rows, with no index per pair.
     const int chunk = 48;
+    float *ga = 0, *gb = 0;
+    if (arows) ga = malloc(sizeof(float) * chunk * (size_t)k);
+    if (brows) gb = malloc(sizeof(float) * chunk * (size_t)n);
+    if ((arows && !ga) || (brows && !gb)) { free(ga); free(gb); return 0; }
     for (int p0 = 0; p0 < pairs; p0 += chunk) {
         int p1 = p0 + chunk < pairs ? p0 + chunk : pairs;
         int fromZero = p0 == 0 && !accumulate;
-        int i = 0;
-        for (; i + 6 <= k; i += 6)
-            for (int j = 0; j < n; j += 16) outer6(p0, p1, i, j, a, arows, lda, b, brows, ldb, c, ldc, fromZero);
-        for (; i + 4 <= k; i += 4)
-            for (int j = 0; j < n; j += 16) outer4(p0, p1, i, j, a, arows, lda, b, brows, ldb, c, ldc, fromZero);
-        for (; i < k; i++)
-            for (int j = 0; j < n; j += 16) outer1(p0, p1, i, j, a, arows, lda, b, brows, ldb, c, ldc, fromZero);
+        const float *ca = a + (long)p0 * lda, *cb = b + (long)p0 * ldb;
+        int cla = lda, clb = ldb;
+        if (ga) {
+            for (int p = p0; p < p1; p++) memcpy(ga + (long)(p - p0) * k, a + (long)arows[p] * lda, sizeof(float) * k);
+            ca = ga; cla = k;
+        }
+        if (gb) {
+            for (int p = p0; p < p1; p++) memcpy(gb + (long)(p - p0) * n, b + (long)brows[p] * ldb, sizeof(float) * n);
+            cb = gb; clb = n;
+        }
+        outer_chunk(0, p1 - p0, k, n, ca, cla, cb, clb, c, ldc, fromZero);
     }
+    free(ga);
+    free(gb);
     return 1;
 }
 

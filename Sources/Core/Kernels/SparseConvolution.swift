@@ -376,3 +376,115 @@ func submanifoldBackwardImplicit(input: UnsafePointer<Float>, gradOutput: Unsafe
         }
     }
 }
+
+// MARK: Submanifold products from the neighbour table (sparse maps, fused kernels)
+
+/// Target rows per block of the table-driven products (a multiple of the kernels' 6-row block):
+/// a block's rows stay in cache while the centre and then every offset add into them.
+let tableBlock = 240
+
+/// A submanifold convolution's product read straight from its output-major neighbour table, in one
+/// parallel pass over blocks of target rows: per block, the centre's product (each row with
+/// itself), then for each offset in order, the block's rows that have a neighbour there, their
+/// source rows gathered by the kernel, then the bias. Each target row is summed in the same order
+/// as `fusedRulebookProduct`, so the two give the same bits.
+/// - Forward: target i, source `table[i][k]`, matrix k.
+/// - Input gradient (`mirrored`, matrices transposed): target j takes, for offset k, the output i
+///   whose offset-k neighbour is j, which is `table[j][K - 1 - k]` (the relation is symmetric).
+func submanifoldTableProduct(_ table: UnsafePointer<Int32>, rows n: Int, offsets: Int, source: UnsafePointer<Float>,
+                             width: Int, target: UnsafeMutablePointer<Float>, targetWidth: Int,
+                             matrices: UnsafePointer<Float>, bias: UnsafePointer<Float>?, mirrored: Bool) {
+    let size = width * targetWidth, centre = offsets / 2
+    Parallel.forRanges(n, grain: tableBlock) { range in
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * range.count) { buffer in
+            let from = buffer.baseAddress!, to = from + range.count
+            _ = smil_rows_gemm(Int32(range.count), Int32(targetWidth), Int32(width), source + range.lowerBound * width, nil,
+                               Int32(width), matrices + centre * size, Int32(targetWidth),
+                               target + range.lowerBound * targetWidth, nil, Int32(targetWidth), 0)
+            for k in 0..<offsets where k != centre {
+                let column = mirrored ? offsets - 1 - k : k
+                var m = 0
+                for i in range {
+                    let j = table[i * offsets + column]
+                    if j >= 0 { from[m] = j; to[m] = Int32(i); m += 1 }
+                }
+                if m > 0 {
+                    _ = smil_rows_gemm(Int32(m), Int32(targetWidth), Int32(width), source, from, Int32(width), matrices + k * size,
+                                       Int32(targetWidth), target, to, Int32(targetWidth), 1)
+                }
+            }
+            if let bias = bias {
+                for i in range { for j in 0..<targetWidth { target[i * targetWidth + j] += bias[j] } }
+            }
+        }
+    }
+}
+
+/// Output rows per segment of the table-driven weight gradient. Each (segment, offset) is one task
+/// writing its own partial sum; the partials are then added in segment order, so the result does
+/// not depend on the thread count.
+let tableSegment = 4096
+
+/// `gradWeight[k] = sum over outputs i with a neighbour j at offset k of input[j]^T gradOutput[i]`,
+/// from the neighbour table, on the outer-product kernel.
+func submanifoldTableWeightGradient(_ table: UnsafePointer<Int32>, rows n: Int, offsets: Int, input: UnsafePointer<Float>,
+                                    gradOutput: UnsafePointer<Float>, gradWeight: UnsafeMutablePointer<Float>,
+                                    cin: Int, cout: Int) {
+    let size = cin * cout, centre = offsets / 2
+    let segments = max(1, (n + tableSegment - 1) / tableSegment)
+    // One segment writes straight into the gradient; several write partials, added afterwards.
+    let partial = segments == 1 ? gradWeight : UnsafeMutablePointer<Float>.allocate(capacity: segments * offsets * size)
+    defer { if segments > 1 { partial.deallocate() } }
+    Parallel.forEach(segments * offsets) { task in
+        let s = task / offsets, k = task % offsets
+        let lo = s * tableSegment, hi = min(n, lo + tableSegment)
+        let out = partial + (s * offsets + k) * size
+        if k == centre {
+            _ = smil_outer_gemm(Int32(hi - lo), Int32(cin), Int32(cout), input + lo * cin, nil, Int32(cin),
+                                gradOutput + lo * cout, nil, Int32(cout), out, Int32(cout), 0)
+            return
+        }
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * max(1, hi - lo)) { buffer in
+            let ins = buffer.baseAddress!, outs = ins + (hi - lo)
+            var m = 0
+            for i in lo..<hi {
+                let j = table[i * offsets + k]
+                if j >= 0 { ins[m] = j; outs[m] = Int32(i); m += 1 }
+            }
+            _ = smil_outer_gemm(Int32(m), Int32(cin), Int32(cout), input, ins, Int32(cin), gradOutput, outs, Int32(cout),
+                                out, Int32(cout), 0)
+        }
+    }
+    if segments > 1 {
+        Parallel.forRanges(offsets * size, grain: 16384) { r in
+            for e in r {
+                let k = e / size, x = e % size
+                var sum = partial[k * size + x]
+                for s in 1..<segments { sum += partial[(s * offsets + k) * size + x] }
+                gradWeight[e] = sum
+            }
+        }
+    }
+}
+
+/// Backward of `submanifoldTableProduct` (forward): the input gradient is the same product over
+/// the output gradient with each offset's matrix transposed, the table read mirrored; the weight
+/// gradient sums outer products over each offset's pairs.
+func submanifoldBackwardTable(_ table: [Int32], input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
+                              weight: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
+                              gradWeight: UnsafeMutablePointer<Float>?, gradBias: UnsafeMutablePointer<Float>?,
+                              n: Int, offsets: Int, cin: Int, cout: Int) {
+    if let gb = gradBias { columnSums(gradOutput, rows: n, cols: cout, into: gb) }
+    table.withUnsafeBufferPointer { t in
+        if let gi = gradInput {
+            let wt = transposedOffsets(weight, offsets: offsets, cin: cin, cout: cout)
+            defer { wt.deallocate() }
+            submanifoldTableProduct(t.baseAddress!, rows: n, offsets: offsets, source: gradOutput, width: cout, target: gi,
+                                    targetWidth: cin, matrices: wt, bias: nil, mirrored: true)
+        }
+        if let gw = gradWeight {
+            submanifoldTableWeightGradient(t.baseAddress!, rows: n, offsets: offsets, input: input, gradOutput: gradOutput,
+                                           gradWeight: gw, cin: cin, cout: cout)
+        }
+    }
+}

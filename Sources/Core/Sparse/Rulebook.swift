@@ -6,29 +6,66 @@
 /// pairs can be processed in parallel without races.
 public final class Rulebook {
     public let offsets: Int
-    /// `inputs[k][p]` feeds `outputs[k][p]` through kernel offset k.
-    public let inputs, outputs: [[Int32]]
     /// For a submanifold rulebook, the centre offset maps every site to itself and is left out of
     /// the pair lists (it is one GEMM straight into the output).
     public let centre: Int?
-    /// For a submanifold rulebook, the same pairs output-major: `neighbours[i * offsets + k]` is the
-    /// input row at offset k of output i, or -1.
+    /// For a submanifold rulebook, the pairs output-major: `neighbours[i * offsets + k]` is the
+    /// input row at offset k of output i, or -1. The fused kernels work from this table alone.
     let neighbours: [Int32]?
     /// Total pairs, the centre included.
     public let pairCount: Int
+    private var lists: (inputs: [[Int32]], outputs: [[Int32]])?
 
-    init(offsets: Int, inputs: [[Int32]], outputs: [[Int32]], centre: Int?, neighbours: [Int32]? = nil, pairCount: Int? = nil) {
+    /// `inputs[k][p]` feeds `outputs[k][p]` through kernel offset k (outputs in ascending order for
+    /// a submanifold rulebook, where they are built from the neighbour table on first use).
+    public var inputs: [[Int32]] { pairLists.inputs }
+    public var outputs: [[Int32]] { pairLists.outputs }
+
+    init(offsets: Int, inputs: [[Int32]], outputs: [[Int32]], centre: Int?) {
         self.offsets = offsets
-        self.inputs = inputs
-        self.outputs = outputs
         self.centre = centre
-        self.neighbours = neighbours
-        self.pairCount = pairCount ?? inputs.reduce(0) { $0 + $1.count }
+        self.neighbours = nil
+        self.lists = (inputs, outputs)
+        self.pairCount = inputs.reduce(0) { $0 + $1.count }
+    }
+
+    init(submanifold table: [Int32], offsets: Int, pairCount: Int) {
+        self.offsets = offsets
+        self.centre = offsets / 2
+        self.neighbours = table
+        self.pairCount = pairCount
+    }
+
+    var pairLists: (inputs: [[Int32]], outputs: [[Int32]]) {
+        if let l = lists { return l }
+        let l = Self.pairLists(table: neighbours ?? [], offsets: offsets, centre: centre)
+        lists = l
+        return l
+    }
+
+    /// Offset-major pair lists from an output-major table, in output order, one offset per task;
+    /// the centre's list is left empty.
+    static func pairLists(table: [Int32], offsets k2: Int, centre: Int?) -> (inputs: [[Int32]], outputs: [[Int32]]) {
+        let n = table.count / max(k2, 1)
+        let lists = UnsafeMutablePointer<(ins: [Int32], outs: [Int32])>.allocate(capacity: k2)
+        lists.initialize(repeating: ([], []), count: k2)
+        defer { lists.deinitialize(count: k2); lists.deallocate() }
+        table.withUnsafeBufferPointer { t in
+            Parallel.forEach(k2) { k in
+                guard k != centre else { return }
+                var ins: [Int32] = [], outs: [Int32] = []
+                for i in 0..<n where t[i * k2 + k] >= 0 {
+                    ins.append(t[i * k2 + k])
+                    outs.append(Int32(i))
+                }
+                lists[k] = (ins, outs)
+            }
+        }
+        return ((0..<k2).map { lists[$0].ins }, (0..<k2).map { lists[$0].outs })
     }
 
     /// Whether most (site, offset) slots hold a pair: then one implicit GEMM over gathered
-    /// neighbourhoods beats a GEMM per offset with its gather and scatter. Dense submanifold
-    /// rulebooks carry only the neighbour table (their pair lists are left empty).
+    /// neighbourhoods beats a GEMM per offset with its gather and scatter.
     var isDense: Bool {
         guard let n = neighbours, !n.isEmpty else { return false }
         return Self.isDense(pairs: pairCount, slots: n.count)
@@ -73,27 +110,9 @@ extension SiteSet {
                 }
             }
         } } }
-        // Offset-major pair lists (for the sparse path only), in site order, one offset per task.
-        var inputs = [[Int32]](repeating: [], count: k2), outputs = inputs
-        let pairs = table.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) }
-        if !Rulebook.isDense(pairs: pairs, slots: table.count) {
-            let lists = UnsafeMutablePointer<(ins: [Int32], outs: [Int32])>.allocate(capacity: k2)
-            lists.initialize(repeating: ([], []), count: k2)
-            defer { lists.deinitialize(count: k2); lists.deallocate() }
-            table.withUnsafeBufferPointer { t in
-                Parallel.forEach(k2) { k in
-                    guard k != centre else { return }
-                    var ins: [Int32] = [], outs: [Int32] = []
-                    for i in 0..<n where t[i * k2 + k] >= 0 {
-                        ins.append(t[i * k2 + k])
-                        outs.append(Int32(i))
-                    }
-                    lists[k] = (ins, outs)
-                }
-            }
-            for k in 0..<k2 { (inputs[k], outputs[k]) = lists[k] }
-        }
-        let book = Rulebook(offsets: k2, inputs: inputs, outputs: outputs, centre: centre, neighbours: table, pairCount: pairs)
+        var empty = 0  // slots without a neighbour (v >> 31 is -1 for them, 0 otherwise)
+        table.withUnsafeBufferPointer { t in for v in t { empty &-= Int(v >> 31) } }
+        let book = Rulebook(submanifold: table, offsets: k2, pairCount: table.count - empty)
         rulebooks[key] = book
         return book
     }

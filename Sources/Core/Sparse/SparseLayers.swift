@@ -154,10 +154,20 @@ open class SparseConvolutionBase: SparseModule {
         let (cin, cout) = (inChannels, outChannels)
         let input = x.features.detached(), w = weight.value.detached(), b = bias?.value.detached()
         let out = Tensor(uninitializedShape: [nOut, cout])
+        // Three routes: dense submanifold rulebooks as one implicit GEMM over gathered
+        // neighbourhoods; sparse submanifold rulebooks on the fused kernels straight from the
+        // neighbour table; everything else (strided layers, the BLAS path) offset by offset.
         let implicit = rulebook.isDense ? rulebook.neighbours : nil
+        let table = implicit == nil && SparseKernels.apply(cin: cin, cout: cout) ? rulebook.neighbours : nil
         if let nb = implicit {
             submanifoldForwardImplicit(input: input.storage.pointer, output: out.storage.pointer, weight: w.storage.pointer,
                                        bias: b?.storage.pointer, neighbours: nb, n: nOut, offsets: rulebook.offsets, cin: cin, cout: cout)
+        } else if let table = table {
+            table.withUnsafeBufferPointer { t in
+                submanifoldTableProduct(t.baseAddress!, rows: nOut, offsets: rulebook.offsets, source: input.storage.pointer,
+                                        width: cin, target: out.storage.pointer, targetWidth: cout, matrices: w.storage.pointer,
+                                        bias: b?.storage.pointer, mirrored: false)
+            }
         } else {
             sparseConvolutionForward(input: input.storage.pointer, output: out.storage.pointer, weight: w.storage.pointer,
                                      bias: b?.storage.pointer, rulebook: rulebook, nOut: nOut, cin: cin, cout: cout)
@@ -173,6 +183,11 @@ open class SparseConvolutionBase: SparseModule {
                 submanifoldBackwardImplicit(input: input.storage.pointer, gradOutput: g.storage.pointer, weight: w.storage.pointer,
                                             gradInput: gi?.storage.pointer, gradWeight: gw.storage.pointer, gradBias: gb?.storage.pointer,
                                             neighbours: nb, n: nOut, offsets: rulebook.offsets, cin: cin, cout: cout)
+            } else if let table = table {
+                submanifoldBackwardTable(table, input: input.storage.pointer, gradOutput: g.storage.pointer,
+                                         weight: w.storage.pointer, gradInput: gi?.storage.pointer,
+                                         gradWeight: gw.storage.pointer, gradBias: gb?.storage.pointer, n: nOut,
+                                         offsets: rulebook.offsets, cin: cin, cout: cout)
             } else {
                 sparseConvolutionBackward(input: input.storage.pointer, gradOutput: g.storage.pointer, weight: w.storage.pointer,
                                           gradInput: gi?.storage.pointer, gradWeight: gw.storage.pointer, gradBias: gb?.storage.pointer,
