@@ -2,7 +2,9 @@
 // by a rulebook: the centre offset is one GEMM straight into the output, every other offset is
 // gather -> GEMM -> scatter-add (SparseConvNet's CPU/Convolution.cpp scheme). An offset never
 // repeats an output (or input) row, so its scatter is split over threads without races, and the
-// offsets are applied in order: the same bits whatever the thread count.
+// offsets are applied in order: the same bits whatever the thread count. On the fused AVX2
+// kernels, a submanifold layer reads its output-major neighbour table instead (dense maps: one
+// implicit GEMM over gathered neighbourhoods; sparse maps: one pass over blocks of output rows).
 
 import COpenBLAS
 import CKernels
