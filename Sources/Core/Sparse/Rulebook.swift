@@ -36,6 +36,8 @@ public final class Rulebook {
         self.pairCount = pairCount
     }
 
+    /// Built on first use and kept; like the site set's rulebook cache, not safe to build from two
+    /// threads at once (a site set serves one layer call at a time).
     var pairLists: (inputs: [[Int32]], outputs: [[Int32]]) {
         if let l = lists { return l }
         let l = Self.pairLists(table: neighbours ?? [], offsets: offsets, centre: centre)
