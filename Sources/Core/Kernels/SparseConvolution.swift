@@ -4,7 +4,8 @@
 // repeats an output (or input) row, so its scatter is split over threads without races, and the
 // offsets are applied in order: the same bits whatever the thread count. On the fused AVX2
 // kernels, a submanifold layer reads its output-major neighbour table instead (dense maps: one
-// implicit GEMM over gathered neighbourhoods; sparse maps: one pass over blocks of output rows).
+// implicit GEMM over gathered neighbourhoods; sparse maps: one pass over blocks of output rows,
+// and a backward that computes the input and weight gradients in the same parallel pass).
 
 import COpenBLAS
 import CKernels
@@ -386,107 +387,148 @@ func submanifoldBackwardImplicit(input: UnsafePointer<Float>, gradOutput: Unsafe
 let tableBlock = 240
 
 /// A submanifold convolution's product read straight from its output-major neighbour table, in one
-/// parallel pass over blocks of target rows: per block, the centre's product (each row with
-/// itself), then for each offset in order, the block's rows that have a neighbour there, their
-/// source rows gathered by the kernel, then the bias. Each target row is summed in the same order
-/// as `fusedRulebookProduct`, so the two give the same bits.
+/// parallel pass over blocks of target rows (`tableProductBlock`). Each target row is summed in the
+/// same order as `fusedRulebookProduct`, so the two give the same bits.
 /// - Forward: target i, source `table[i][k]`, matrix k.
 /// - Input gradient (`mirrored`, matrices transposed): target j takes, for offset k, the output i
 ///   whose offset-k neighbour is j, which is `table[j][K - 1 - k]` (the relation is symmetric).
 func submanifoldTableProduct(_ table: UnsafePointer<Int32>, rows n: Int, offsets: Int, source: UnsafePointer<Float>,
                              width: Int, target: UnsafeMutablePointer<Float>, targetWidth: Int,
                              matrices: UnsafePointer<Float>, bias: UnsafePointer<Float>?, mirrored: Bool) {
-    let size = width * targetWidth, centre = offsets / 2
     Parallel.forRanges(n, grain: tableBlock) { range in
-        withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * range.count) { buffer in
-            let from = buffer.baseAddress!, to = from + range.count
-            _ = smil_rows_gemm(Int32(range.count), Int32(targetWidth), Int32(width), source + range.lowerBound * width, nil,
-                               Int32(width), matrices + centre * size, Int32(targetWidth),
-                               target + range.lowerBound * targetWidth, nil, Int32(targetWidth), 0)
-            for k in 0..<offsets where k != centre {
-                let column = mirrored ? offsets - 1 - k : k
-                var m = 0
-                for i in range {
-                    let j = table[i * offsets + column]
-                    if j >= 0 { from[m] = j; to[m] = Int32(i); m += 1 }
-                }
-                if m > 0 {
-                    _ = smil_rows_gemm(Int32(m), Int32(targetWidth), Int32(width), source, from, Int32(width), matrices + k * size,
-                                       Int32(targetWidth), target, to, Int32(targetWidth), 1)
-                }
+        tableProductBlock(range, table, offsets: offsets, source: source, width: width, target: target,
+                          targetWidth: targetWidth, matrices: matrices, bias: bias, mirrored: mirrored)
+    }
+}
+
+/// One block of target rows of `submanifoldTableProduct`: the centre's product (each row with
+/// itself), then for each offset in order the block's rows that have a neighbour there, their
+/// source rows gathered by the kernel, then the bias.
+func tableProductBlock(_ range: Range<Int>, _ table: UnsafePointer<Int32>, offsets: Int, source: UnsafePointer<Float>,
+                       width: Int, target: UnsafeMutablePointer<Float>, targetWidth: Int,
+                       matrices: UnsafePointer<Float>, bias: UnsafePointer<Float>?, mirrored: Bool) {
+    let size = width * targetWidth, centre = offsets / 2
+    withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * range.count) { buffer in
+        let from = buffer.baseAddress!, to = from + range.count
+        _ = smil_rows_gemm(Int32(range.count), Int32(targetWidth), Int32(width), source + range.lowerBound * width, nil,
+                           Int32(width), matrices + centre * size, Int32(targetWidth),
+                           target + range.lowerBound * targetWidth, nil, Int32(targetWidth), 0)
+        for k in 0..<offsets where k != centre {
+            let column = mirrored ? offsets - 1 - k : k
+            var m = 0
+            for i in range {
+                let j = table[i * offsets + column]
+                if j >= 0 { from[m] = j; to[m] = Int32(i); m += 1 }
             }
-            if let bias = bias {
-                for i in range { for j in 0..<targetWidth { target[i * targetWidth + j] += bias[j] } }
+            if m > 0 {
+                _ = smil_rows_gemm(Int32(m), Int32(targetWidth), Int32(width), source, from, Int32(width), matrices + k * size,
+                                   Int32(targetWidth), target, to, Int32(targetWidth), 1)
             }
+        }
+        if let bias = bias {
+            for i in range { for j in 0..<targetWidth { target[i * targetWidth + j] += bias[j] } }
         }
     }
 }
 
-/// Output rows per segment of the table-driven weight gradient. Each (segment, offset) is one task
-/// writing its own partial sum; the partials are then added in segment order, so the result does
-/// not depend on the thread count.
-let tableSegment = 4096
+/// The table-driven backward works in `centreSegments` segments of rows (at least
+/// `minimumCentreSegment` each, a multiple of `tableBlock`): a count fixed by the number of rows,
+/// never by the thread count.
+let centreSegments = 8, minimumCentreSegment = 6 * tableBlock
 
-/// `gradWeight[k] = sum over outputs i with a neighbour j at offset k of input[j]^T gradOutput[i]`,
-/// from the neighbour table, on the outer-product kernel.
-func submanifoldTableWeightGradient(_ table: UnsafePointer<Int32>, rows n: Int, offsets: Int, input: UnsafePointer<Float>,
-                                    gradOutput: UnsafePointer<Float>, gradWeight: UnsafeMutablePointer<Float>,
-                                    cin: Int, cout: Int) {
-    let size = cin * cout, centre = offsets / 2
-    let segments = max(1, (n + tableSegment - 1) / tableSegment)
-    // One segment writes straight into the gradient; several write partials, added afterwards.
-    let partial = segments == 1 ? gradWeight : UnsafeMutablePointer<Float>.allocate(capacity: segments * offsets * size)
-    defer { if segments > 1 { partial.deallocate() } }
-    Parallel.forEach(segments * offsets) { task in
-        let s = task / offsets, k = task % offsets
-        let lo = s * tableSegment, hi = min(n, lo + tableSegment)
-        let out = partial + (s * offsets + k) * size
-        if k == centre {
-            _ = smil_outer_gemm(Int32(hi - lo), Int32(cin), Int32(cout), input + lo * cin, nil, Int32(cin),
-                                gradOutput + lo * cout, nil, Int32(cout), out, Int32(cout), 0)
+/// Backward of `submanifoldTableProduct` (forward) as independent tasks, run in one parallel pass.
+/// - The input gradient is the forward's product over the output gradient, each offset's matrix
+///   transposed and the table read mirrored, block by block (`tableProductBlock`).
+/// - `gradWeight[k]` sums `input[j]^T gradOutput[i]` over the outputs i with a neighbour j at
+///   offset k, on the outer-product kernel. For the centre (every row with itself) each segment
+///   writes a partial sum, block after block right after the block's input gradient, while its
+///   output-gradient rows are still in cache; `finish` adds the partials in segment order. Each
+///   other offset is one task, its pairs gathered from the whole table, its sum written straight
+///   into `gradWeight[k]`.
+/// Every result is summed in an order fixed by the problem, so the bits do not depend on the thread
+/// count.
+struct TableBackward {
+    let table: UnsafePointer<Int32>, n: Int, offsets: Int, cin: Int, cout: Int
+    let input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>
+    let gradInput: UnsafeMutablePointer<Float>?, gradWeight: UnsafeMutablePointer<Float>?
+    let segmentRows: Int, segments: Int
+    /// The weight matrices transposed, for the input gradient.
+    let transposed: UnsafeMutablePointer<Float>?
+    /// The centre's partial weight gradients, one matrix per segment (the gradient itself when
+    /// there is one segment).
+    let partial: UnsafeMutablePointer<Float>?
+
+    init(_ table: UnsafePointer<Int32>, rows n: Int, offsets: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+         gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?, gradWeight: UnsafeMutablePointer<Float>?,
+         cin: Int, cout: Int) {
+        (self.table, self.n, self.offsets, self.cin, self.cout) = (table, n, offsets, cin, cout)
+        (self.input, self.gradOutput, self.gradInput, self.gradWeight) = (input, gradOutput, gradInput, gradWeight)
+        let blocks = (n + tableBlock - 1) / tableBlock
+        segmentRows = max(minimumCentreSegment, (blocks + centreSegments - 1) / centreSegments * tableBlock)
+        segments = max(1, (n + segmentRows - 1) / segmentRows)
+        transposed = gradInput == nil ? nil : transposedOffsets(weight, offsets: offsets, cin: cin, cout: cout)
+        if let gw = gradWeight {
+            partial = segments == 1 ? gw + offsets / 2 * cin * cout : .allocate(capacity: segments * cin * cout)
+        } else {
+            partial = nil
+        }
+    }
+
+    /// The segments, then (with a weight gradient) one task per offset other than the centre.
+    var count: Int { segments + (gradWeight == nil ? 0 : offsets - 1) }
+
+    func task(_ t: Int) {
+        let size = cin * cout, centre = offsets / 2
+        if t < segments {
+            let end = min(n, (t + 1) * segmentRows)
+            for lo in stride(from: t * segmentRows, to: end, by: tableBlock) {
+                let hi = min(end, lo + tableBlock)
+                if let gi = gradInput {
+                    tableProductBlock(lo..<hi, table, offsets: offsets, source: gradOutput, width: cout, target: gi,
+                                      targetWidth: cin, matrices: transposed!, bias: nil, mirrored: true)
+                }
+                if let p = partial {
+                    _ = smil_outer_gemm(Int32(hi - lo), Int32(cin), Int32(cout), input + lo * cin, nil, Int32(cin),
+                                        gradOutput + lo * cout, nil, Int32(cout), p + t * size, Int32(cout),
+                                        lo == t * segmentRows ? 0 : 1)
+                }
+            }
             return
         }
-        withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * max(1, hi - lo)) { buffer in
-            let ins = buffer.baseAddress!, outs = ins + (hi - lo)
+        let k = t - segments < centre ? t - segments : t - segments + 1
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * max(1, n)) { buffer in
+            let ins = buffer.baseAddress!, outs = ins + n
             var m = 0
-            for i in lo..<hi {
+            for i in 0..<n {
                 let j = table[i * offsets + k]
                 if j >= 0 { ins[m] = j; outs[m] = Int32(i); m += 1 }
             }
             _ = smil_outer_gemm(Int32(m), Int32(cin), Int32(cout), input, ins, Int32(cin), gradOutput, outs, Int32(cout),
-                                out, Int32(cout), 0)
+                                gradWeight! + k * size, Int32(cout), 0)
         }
     }
-    if segments > 1 {
-        Parallel.forRanges(offsets * size, grain: 16384) { r in
-            for e in r {
-                let k = e / size, x = e % size
-                var sum = partial[k * size + x]
-                for s in 1..<segments { sum += partial[(s * offsets + k) * size + x] }
-                gradWeight[e] = sum
-            }
-        }
+
+    /// Adds the centre's partials in segment order and frees the scratch.
+    func finish() {
+        transposed?.deallocate()
+        guard let gw = gradWeight, let partial = partial, segments > 1 else { return }
+        let size = cin * cout, out = gw + offsets / 2 * size
+        for x in 0..<size { out[x] = partial[x] }
+        for s in 1..<segments { for x in 0..<size { out[x] += partial[s * size + x] } }
+        partial.deallocate()
     }
 }
 
-/// Backward of `submanifoldTableProduct` (forward): the input gradient is the same product over
-/// the output gradient with each offset's matrix transposed, the table read mirrored; the weight
-/// gradient sums outer products over each offset's pairs.
+/// Backward of `submanifoldTableProduct` (forward): see `TableBackward`.
 func submanifoldBackwardTable(_ table: [Int32], input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                               weight: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
                               gradWeight: UnsafeMutablePointer<Float>?, gradBias: UnsafeMutablePointer<Float>?,
                               n: Int, offsets: Int, cin: Int, cout: Int) {
     if let gb = gradBias { columnSums(gradOutput, rows: n, cols: cout, into: gb) }
     table.withUnsafeBufferPointer { t in
-        if let gi = gradInput {
-            let wt = transposedOffsets(weight, offsets: offsets, cin: cin, cout: cout)
-            defer { wt.deallocate() }
-            submanifoldTableProduct(t.baseAddress!, rows: n, offsets: offsets, source: gradOutput, width: cout, target: gi,
-                                    targetWidth: cin, matrices: wt, bias: nil, mirrored: true)
-        }
-        if let gw = gradWeight {
-            submanifoldTableWeightGradient(t.baseAddress!, rows: n, offsets: offsets, input: input, gradOutput: gradOutput,
-                                           gradWeight: gw, cin: cin, cout: cout)
-        }
+        let backward = TableBackward(t.baseAddress!, rows: n, offsets: offsets, input: input, weight: weight,
+                                     gradOutput: gradOutput, gradInput: gradInput, gradWeight: gradWeight, cin: cin, cout: cout)
+        Parallel.forEach(backward.count) { backward.task($0) }
+        backward.finish()
     }
 }
