@@ -36,4 +36,8 @@ int smil_rows_gemm(int m, int n, int k, const float *a, const int *arows, int ld
 int smil_outer_gemm(int pairs, int k, int n, const float *a, const int *arows, int lda, const float *b,
                     const int *brows, int ldb, float *c, int ldc, int accumulate);
 
+/// Asks for the cache line at p ahead of a load that would miss (hash probes: the line for a key
+/// a few iterations ahead is fetched while the current one is handled).
+static inline void smil_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+
 #endif

@@ -91,16 +91,28 @@ extension SiteSet {
         // which are memory-latency bound. No slot is written twice: a hit writes slot (i, k) with
         // k after the centre, and slot (j, k2 - 1 - k), whose site j and mirrored offset determine i.
         let centre = k2 / 2
+        // Each offset's (row, column) step, computed once rather than divided out per probe.
+        let dr = (0..<k2).map { $0 / filter - half }, dc = (0..<k2).map { $0 % filter - half }
         var table = [Int32](repeating: -1, count: n * k2)
         rows.withUnsafeBufferPointer { rp in cols.withUnsafeBufferPointer { cp in batches.withUnsafeBufferPointer { bp in
             table.withUnsafeMutableBufferPointer { tp in
                 let t = tp.baseAddress!, hash = self.hash
                 Parallel.forRanges(n, grain: 2048) { range in
                     for i in range {
+                        // The probes below miss the cache for random sites: fetch the slots of a
+                        // site a few ahead (its neighbours after the centre are on its own row and
+                        // the rows below, and the hash keeps groups of 8 columns in adjacent slots;
+                        // about 10% off the build on W3a).
+                        if i + hashLookahead < range.upperBound {
+                            let a = i + hashLookahead, r = Int(rp[a]), c = Int(cp[a]), b = Int(bp[a])
+                            hash.prefetch(siteKey(r, c + half, b))
+                            hash.prefetch(siteKey(r + half, c - half, b))
+                            hash.prefetch(siteKey(r + half, c + half, b))
+                        }
                         let r = Int(rp[i]), c = Int(cp[i]), b = Int(bp[i])
                         t[i * k2 + centre] = Int32(i)
                         for k in (centre + 1)..<k2 {
-                            let rr = r + k / filter - half, cc = c + k % filter - half
+                            let rr = r + dr[k], cc = c + dc[k]
                             guard rr >= 0 && rr < h && cc >= 0 && cc < w else { continue }
                             let j = hash.find(siteKey(rr, cc, b))
                             if j >= 0 {

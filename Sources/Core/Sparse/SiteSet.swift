@@ -1,6 +1,8 @@
 // SiteSet.swift: the active sites of a sparse map — integer (row, col, batch) coordinates with an
 // open-addressing hash from coordinate to row index, and the rulebooks built on them, cached.
 
+import CKernels
+
 /// Packs a site into one 64-bit key: 24 bits each for row and column, 16 for the batch index.
 @inline(__always) func siteKey(_ row: Int, _ col: Int, _ batch: Int) -> UInt64 {
     UInt64(truncatingIfNeeded: batch) << 48 | UInt64(truncatingIfNeeded: row) << 24 | UInt64(truncatingIfNeeded: col)
@@ -8,6 +10,9 @@
 
 /// The largest row or column a site may have (24 bits), and the most samples in a batch (16 bits).
 public let maxSiteCoordinate = (1 << 24) - 1, maxSparseBatch = 1 << 16
+
+/// How many sites ahead loops over random sites prefetch their hash slots.
+let hashLookahead = 12
 
 /// An open-addressing hash table from site keys to row indices (linear probing, power-of-two size,
 /// multiplicative hashing): several times faster than `Dictionary` for the rulebook's lookups.
@@ -34,6 +39,10 @@ final class SiteHash {
         let group = key >> 3, lane = Int(truncatingIfNeeded: key & 7)
         return (Int(truncatingIfNeeded: (group &* 0x9E37_79B9_7F4A_7C15) >> 20) &+ lane) & mask
     }
+
+    /// Starts loading the slot where a probe for `key` begins (a miss that a later `find` or
+    /// `insert` would otherwise wait on).
+    @inline(__always) func prefetch(_ key: UInt64) { smil_prefetch(slots + slot(key)) }
 
     /// The index stored for `key`, or -1.
     @inline(__always) func find(_ key: UInt64) -> Int32 {

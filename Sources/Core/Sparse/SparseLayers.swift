@@ -65,8 +65,14 @@ public final class InputLayer: Module {
         // Deduplicate: dst[i] is the output site of input row i.
         let hash = SiteHash(capacity: n)
         var rows: [Int32] = [], cols: [Int32] = [], batches: [Int32] = []
+        rows.reserveCapacity(n); cols.reserveCapacity(n); batches.reserveCapacity(n)
         var dst = [Int32](repeating: 0, count: n)
         for i in 0..<n {
+            // Random sites miss the cache on every probe: fetch the slot a few sites ahead.
+            if i + hashLookahead < n {
+                let a = 3 * (i + hashLookahead)
+                hash.prefetch(siteKey(cs[a], cs[a + 1], cs[a + 2]))
+            }
             let (r, col, b) = (cs[3 * i], cs[3 * i + 1], cs[3 * i + 2])
             let o = hash.insert(siteKey(r, col, b), Int32(rows.count))
             if Int(o) == rows.count { rows.append(Int32(r)); cols.append(Int32(col)); batches.append(Int32(b)) }

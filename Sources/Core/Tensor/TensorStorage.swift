@@ -28,9 +28,11 @@ final class TensorStorage {
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
+    /// Filled with `value`; large buffers are filled by every compute thread (a page each at least).
     @usableFromInline convenience init(repeating value: Float, count: Int) {
         self.init(uninitializedCount: count)
-        pointer.initialize(repeating: value, count: count)
+        let p = pointer
+        Parallel.forRanges(count, grain: elementwiseGrain) { r in (p + r.lowerBound).initialize(repeating: value, count: r.count) }
     }
 
     @usableFromInline func copy() -> TensorStorage {
