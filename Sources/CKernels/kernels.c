@@ -17,3 +17,22 @@ void smil_adam_update(size_t n, float *restrict w, const float *restrict g, floa
         w[j] -= step_size * (m[j] / (sqrtf(v[j]) / bc2_sqrt + eps));
     }
 }
+
+void smil_gather_strided(float *restrict dst, const float *restrict src, int n, int step) {
+    if (step == 2) {
+        for (int i = 0; i < n; i++) dst[i] = src[2 * i];
+        return;
+    }
+    for (int i = 0; i < n; i++) dst[i] = src[(long)i * step];
+}
+
+void smil_spread_strided(float *restrict dst, int width, const float *restrict src, int n, int step) {
+    int i = 0;
+    if (step == 2) {
+        for (; i < n && 2 * i + 1 < width; i++) {
+            dst[2 * i] = src[i];
+            dst[2 * i + 1] = 0;
+        }
+    }
+    for (int j = i * step; j < width; j++) dst[j] = j % step == 0 && j / step < n ? src[j / step] : 0;
+}

@@ -112,6 +112,10 @@ final class AutogradTests: XCTestCase {
         try assertGradientsMatch([x, w, b]) { try Functional.conv2d($0[0], weight: $0[1], bias: $0[2], stride: 2, padding: 1) }
         try assertGradientsMatch([x, w]) { try Functional.conv2d($0[0], weight: $0[1], bias: nil, padding: 2, dilation: 2) }
         try assertGradientsMatch([x, r([5, 3, 1, 1], seed: 4)]) { try Functional.conv2d($0[0], weight: $0[1], bias: nil) }
+        // Strided 1x1 (ResNet's downsample) runs as a subsample, then a 1x1 convolution; odd rows.
+        try assertGradientsMatch([x, r([5, 3, 1, 1], seed: 4), r([5], seed: 9)]) {
+            try Functional.conv2d($0[0], weight: $0[1], bias: $0[2], stride: 2)
+        }
         try assertGradientsMatch([x, r([3], seed: 5), r([3], seed: 6)]) {
             var rm = Tensor.zeros([3]), rv = Tensor.ones([3])
             return try Functional.batchNorm2d($0[0], weight: $0[1], bias: $0[2], runningMean: &rm, runningVar: &rv, training: true)

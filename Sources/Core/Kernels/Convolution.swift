@@ -3,6 +3,8 @@
 // otherwise im2col + GEMM over bands of output rows whose columns stay in cache; a plain loop as
 // the oracle.
 
+import CKernels
+
 
 /// Geometry of one 2-D convolution: sizes, kernel, stride, padding, dilation.
 public struct ConvGeometry: Equatable {
@@ -216,22 +218,23 @@ func subsample(_ input: UnsafePointer<Float>, into sub: UnsafeMutablePointer<Flo
     let oh = g.outHeight, ow = g.outWidth, s = g.stride
     Parallel.forEach(g.batch * g.inChannels) { plane in
         let src = input + plane * g.inPlane, dst = sub + plane * oh * ow
-        for y in 0..<oh {
-            let row = src + y * s * g.width, d = dst + y * ow
-            for x in 0..<ow { d[x] = row[x * s] }
-        }
+        for y in 0..<oh { smil_gather_strided(dst + y * ow, src + y * s * g.width, Int32(ow), Int32(s)) }
     }
 }
 
-/// The inverse of `subsample` for gradients: the sampled pixels get `sub`, the others zero.
+/// The inverse of `subsample` for gradients: the sampled pixels get `sub`, the others zero; each
+/// row written once.
 func unsubsample(_ sub: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, _ g: ConvGeometry) {
     let oh = g.outHeight, ow = g.outWidth, s = g.stride
     Parallel.forEach(g.batch * g.inChannels) { plane in
         let dst = output + plane * g.inPlane, src = sub + plane * oh * ow
-        dst.update(repeating: 0, count: g.inPlane)
-        for y in 0..<oh {
-            let row = dst + y * s * g.width, sr = src + y * ow
-            for x in 0..<ow { row[x * s] = sr[x] }
+        for iy in 0..<g.height {
+            let row = dst + iy * g.width
+            if iy % s == 0 && iy / s < oh {
+                smil_spread_strided(row, Int32(g.width), src + iy / s * ow, Int32(ow), Int32(s))
+            } else {
+                row.update(repeating: 0, count: g.width)
+            }
         }
     }
 }

@@ -2,6 +2,19 @@
 // dropout) as functions of tensors, each with its backward right under its forward.
 
 extension Tensor {
+    /// The pixels a strided 1x1 convolution with geometry `g` reads, `[N, C, outHeight, outWidth]`;
+    /// the gradient goes back to those pixels (the others get zero).
+    func subsampled(_ g: ConvGeometry) -> Tensor {
+        let out = Tensor(uninitializedShape: [g.batch, g.inChannels, g.outHeight, g.outWidth])
+        subsample(storage.pointer, into: out.storage.pointer, g)
+        let shape = self.shape
+        return out.recorded("subsample", [self]) { gout in
+            let gi = Tensor(uninitializedShape: shape)
+            unsubsample(gout.storage.pointer, into: gi.storage.pointer, g)
+            return [gi]
+        }
+    }
+
     /// Checks rank 4 (NCHW) for a layer operation.
     func requireNCHW(_ op: String) throws -> (Int, Int, Int, Int) {
         guard rank == 4 else {
@@ -30,6 +43,12 @@ public enum Functional {
                              kernelH: weight.shape[2], kernelW: weight.shape[3], stride: stride, padding: padding, dilation: dilation)
         guard g.outHeight > 0, g.outWidth > 0 else {
             throw CoreError.shapeMismatch(op: "conv2d", "calculated output size (\(g.outHeight) x \(g.outWidth)) is too small for input \(shapeString(input.shape)) and kernel \(weight.shape[2]) x \(weight.shape[3])")
+        }
+        if g.isStridedPointwise {
+            // A 1x1 convolution of the subsampled input: the graph then keeps the subsampled input
+            // (a quarter of it at stride 2) for the weight gradient, where the backward would
+            // otherwise subsample the input again.
+            return try conv2d(input.subsampled(g), weight: weight, bias: bias)
         }
         let out = Tensor(uninitializedShape: [n, g.outChannels, g.outHeight, g.outWidth])
         let x = input.detached(), wt = weight.detached(), b = bias?.detached()
