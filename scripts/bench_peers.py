@@ -36,7 +36,9 @@ def main():
     iters = int(sys.argv[sys.argv.index("--iters") + 1]) if "--iters" in sys.argv else 5
     warmup = int(sys.argv[sys.argv.index("--warmup") + 1]) if "--warmup" in sys.argv else 1
     torch.manual_seed(0)
-    if workload == "w2a":
+    if workload == "conv":
+        conv_layers(iters, warmup)
+    elif workload == "w2a":
         model = torchvision.models.resnet18(weights=None)
         model.fc = torch.nn.Identity()
         model.eval()
@@ -105,6 +107,29 @@ def w1(iters, warmup):
         loss.backward()
         opt.step()
     report("W1", median_time(step, iters, warmup), "s/iter")
+
+
+def conv_layers(iters, warmup):
+    """smil-bench conv's layers in torch.nn.Conv2d: ResNet-18 shapes at a 512 x 512 tile, batch 2."""
+    layers = [(3, 64, 7, 2, 512), (64, 64, 3, 1, 128), (128, 128, 3, 1, 64), (256, 256, 3, 1, 32),
+              (512, 512, 3, 1, 16), (64, 128, 1, 2, 128)]
+    for cin, cout, k, s, size in layers:
+        conv = torch.nn.Conv2d(cin, cout, k, stride=s, padding=k // 2, bias=False)
+        x = torch.randn(2, cin, size, size)
+        out = (size + 2 * (k // 2) - k) // s + 1
+        flops = 2 * 2 * cout * out * out * cin * k * k
+
+        def fwd():
+            with torch.no_grad():
+                conv(x)
+        xg = x.clone().requires_grad_(True)
+
+        def both():
+            y = conv(xg)
+            y.backward(torch.ones_like(y))
+        name = f"conv_{cin}x{cout}_k{k}s{s}_{size}"
+        report(name + "_fwd", flops / median_time(fwd, iters, warmup) / 1e9, "GFLOP/s")
+        report(name + "_fwdbwd", 3 * flops / median_time(both, iters, warmup) / 1e9, "GFLOP/s")
 
 
 def w3_sites(workload):
