@@ -230,6 +230,23 @@ final class SparsePropertyTests: XCTestCase {
         }
     }
 
+    func testEmptyMapGivesZeroGradients() throws {
+        // No site at all: an empty output, and weight and bias gradients of zero (not whatever
+        // memory the gradient tensors were given), on every route.
+        defer { SparseKernels.fused = true }
+        for fused in [true, false] {
+            SparseKernels.fused = fused
+            let subm = try SubmanifoldConv2d(16, 16, filter: 3)
+            var f = Tensor.zeros([0, 16])
+            f.requiresGrad = true
+            let y = try subm.forward(InputLayer()(try IntTensor([], shape: [0, 3]), f, spatialSize: (10, 10)))
+            XCTAssertEqual(y.features.shape, [0, 16])
+            try y.features.sum().backward()
+            XCTAssertTrue(subm.weight.grad!.scalars.allSatisfy { $0 == 0 }, "fused \(fused): weight gradient")
+            XCTAssertTrue(subm.bias!.grad!.scalars.allSatisfy { $0 == 0 }, "fused \(fused): bias gradient")
+        }
+    }
+
     func testHugeMapNeedsNoDenseGrid() throws {
         // 10,000 sites on a 100,000 x 100,000 map: nothing the size of the grid is allocated.
         RandomGenerator.seed(10)

@@ -481,6 +481,7 @@ struct TableBackward {
         let size = cin * cout, centre = offsets / 2
         if t < segments {
             let end = min(n, (t + 1) * segmentRows)
+            if end == 0, let p = partial { p.update(repeating: 0, count: size) }  // no rows at all
             for lo in stride(from: t * segmentRows, to: end, by: tableBlock) {
                 let hi = min(end, lo + tableBlock)
                 if let gi = gradInput {
