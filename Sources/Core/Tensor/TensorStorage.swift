@@ -28,7 +28,7 @@ final class TensorStorage {
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
-    /// Filled with `value`; large buffers are filled by every compute thread (a page each at least).
+    /// Filled with `value`; large buffers are filled by the compute threads, 64 K elements a piece.
     @usableFromInline convenience init(repeating value: Float, count: Int) {
         self.init(uninitializedCount: count)
         let p = pointer
