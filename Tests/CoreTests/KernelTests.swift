@@ -27,6 +27,29 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The convolution tiles' product: row-kernel chunks, the sgemm tail of `n % 16` columns, and
+    /// the sgemm fallback above `smallKLimit`, on operands with rows wider than the product.
+    func testSmallKProductMatchesReferenceLoop() {
+        RandomGenerator.seed(5)
+        for (m, n, k) in [(1, 16, 1), (7, 45, 3), (64, 300, 147), (13, 1000, 64), (5, 9, 40), (6, 48, smallKLimit + 1)] {
+            let lda = k + 3, ldb = n + 5, ldc = n + 7
+            let a = Tensor.randn([m * lda]), b = Tensor.randn([k * ldb])
+            var c1 = Tensor.full([m * ldc], 7), c2 = c1
+            a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in
+                c1.withUnsafeMutableBufferPointer { cp in
+                    smallKProduct(m: m, n: n, k: k, a: ap.baseAddress!, lda: lda, b: bp.baseAddress!, ldb: ldb,
+                                  c: cp.baseAddress!, ldc: ldc)
+                }
+                c2.withUnsafeMutableBufferPointer { cp in
+                    referenceGemm(transA: false, transB: false, m: m, n: n, k: k, a: ap.baseAddress!, lda: lda,
+                                  b: bp.baseAddress!, ldb: ldb, c: cp.baseAddress!, ldc: ldc)
+                }
+            } }
+            // Columns past n in each row of C stay as they were.
+            assertClose(c1, c2, tolerance: 1e-5, "smallKProduct \(m)x\(n)x\(k)")
+        }
+    }
+
     func testConvolutionMatchesReferenceLoop() throws {
         RandomGenerator.seed(4)
         let cases: [ConvGeometry] = [

@@ -281,7 +281,16 @@ public func conv2dForward(input: UnsafePointer<Float>, output: UnsafeMutablePoin
         conv2dForward(input: sub, output: output, weight: weight, bias: bias, g.subsampled)
         return
     }
-    if g.isPointwise {
+    if g.isPointwise && g.inChannels <= smallKLimit {
+        // Few input channels: blocks of pixels, each [O, C] x [C, pixels] on the row kernel.
+        let block = 512, blocks = (plane + block - 1) / block
+        Parallel.forEach(g.batch * blocks) { t in
+            let img = t / blocks, p0 = (t % blocks) * block
+            smallKProduct(m: g.outChannels, n: min(block, plane - p0), k: g.inChannels, a: weight, lda: g.inChannels,
+                          b: input + img * g.inChannels * g.inPlane + p0, ldb: plane,
+                          c: output + img * g.outChannels * plane + p0, ldc: plane)
+        }
+    } else if g.isPointwise {
         for img in 0..<g.batch {
             gemm(transA: false, transB: false, m: g.outChannels, n: plane, k: g.inChannels, a: weight, lda: g.inChannels,
                  b: input + img * g.inChannels * g.inPlane, ldb: plane, c: output + img * g.outChannels * plane, ldc: plane)
@@ -294,8 +303,12 @@ public func conv2dForward(input: UnsafePointer<Float>, output: UnsafeMutablePoin
             let (n, rows) = g.tile(t, rows: g.tileRows)
             im2colTile(source, col, image: n, rows: rows)
             let width = rows.count * ow
-            sgemmSerial(transA: false, transB: false, m: g.outChannels, n: width, k: g.patch, a: weight, lda: g.patch,
-                   b: col, ldb: width, beta: 0, c: output + n * g.outChannels * plane + rows.lowerBound * ow, ldc: plane)
+            let out = output + n * g.outChannels * plane + rows.lowerBound * ow
+            if g.patch <= smallKLimit {
+                smallKProduct(m: g.outChannels, n: width, k: g.patch, a: weight, lda: g.patch, b: col, ldb: width, c: out, ldc: plane)
+            } else {
+                sgemmSerial(m: g.outChannels, n: width, k: g.patch, a: weight, lda: g.patch, b: col, ldb: width, c: out, ldc: plane)
+            }
         }
     }
     if let bias = bias {

@@ -2,6 +2,7 @@
 // beside it as the test oracle.
 
 import COpenBLAS
+import CKernels
 
 /// Row-major single-precision GEMM: `C = alpha * op(A) * op(B) + beta * C`, with `op(A)` M x K and
 /// `op(B)` K x N. Large products are split into column (or row) blocks whose bounds depend only on
@@ -60,6 +61,49 @@ public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Floa
             cblas_sgemm(CblasRowMajor, ta, tb, Int32(r.count), Int32(n), Int32(k), alpha, ap, Int32(lda),
                         b, Int32(ldb), beta, c + r.lowerBound * ldc, Int32(ldc))
         }
+    }
+}
+
+/// Single-threaded row-major sgemm for work that is already split over threads.
+@inline(__always) func sgemmSerial(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                                   a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                                   beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    guard m > 0, n > 0 else { return }
+    if k == 0 { for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } }; return }
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// Inner sizes up to which `smallKProduct` uses the AVX2 row kernel.
+let smallKLimit = 320
+
+/// `C = A x B` on one thread, no transposes, C overwritten: for the products of convolution tiles,
+/// whose inner size `k` (input channels times kernel area) is small. There, sgemm spends much of
+/// each call around its kernel: it packs both operands and first zeroes C in a pass of its own.
+/// The AVX2 row kernel reads A and B where they lie and writes C once; it runs over column chunks
+/// whose slice of B (k rows) stays in the L1 cache while every row of A passes over it. Each
+/// element is one chain of multiply-adds over k in order, so the result does not depend on the
+/// chunking. Falls back to sgemm for a large `k`, without AVX2, and for the last `n % 16` columns.
+func smallKProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                   c: UnsafeMutablePointer<Float>, ldc: Int) {
+    let vectorColumns = k <= smallKLimit && smil_has_avx2_fma() != 0 ? n / 16 * 16 : 0
+    if vectorColumns > 0 {
+        // About 24 KB of B per chunk: 32 columns at the stem's k = 147, 96 at k = 64.
+        let chunk = max(16, min(256, 6144 / max(k, 1) / 16 * 16))
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: k * chunk) { packed in
+            let panel = packed.baseAddress!
+            var j = 0
+            while j < vectorColumns {
+                let w = min(chunk, vectorColumns - j)
+                for p in 0..<k { (panel + p * w).update(from: b + p * ldb + j, count: w) }
+                _ = smil_rows_gemm(Int32(m), Int32(w), Int32(k), a, nil, Int32(lda), panel, Int32(w), c + j, nil, Int32(ldc), 0)
+                j += w
+            }
+        }
+    }
+    if vectorColumns < n {
+        sgemmSerial(m: m, n: n - vectorColumns, k: k, a: a, lda: lda, b: b + vectorColumns, ldb: ldb,
+                    c: c + vectorColumns, ldc: ldc)
     }
 }
 

@@ -87,16 +87,6 @@ func scatterAddRows(_ src: UnsafePointer<Float>, _ index: [Int32], width: Int, _
     }
 }
 
-/// Single-threaded row-major sgemm for work that is already split over threads.
-@inline(__always) func sgemmSerial(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
-                                   a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                                   beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
-    guard m > 0, n > 0 else { return }
-    if k == 0 { for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } }; return }
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
-}
-
 /// The non-centre offsets that have pairs, and where each one's pairs start in a buffer holding
 /// all of them.
 func offsetSegments(_ rulebook: Rulebook) -> (offsets: [Int], starts: [Int], total: Int) {
