@@ -73,7 +73,8 @@ final class SparseGoldenTests: XCTestCase {
 
 final class SparsePropertyTests: XCTestCase {
     func testSubmanifoldEqualsDenseConvolutionAtActiveSites() throws {
-        // Sparse maps take the gather-GEMM-scatter path, nearly full ones the implicit GEMM.
+        // 4 and 6 channels run on the BLAS path: sparse maps offset by offset, nearly full ones as
+        // the implicit GEMM.
         for (filter, seed, n, dense) in [(1, 1, 60, false), (3, 2, 60, false), (5, 3, 60, false),
                                          (3, 4, 270, true), (5, 5, 280, true)] as [(Int, UInt64, Int, Bool)] {
             RandomGenerator.seed(seed)
@@ -200,7 +201,8 @@ final class SparsePropertyTests: XCTestCase {
         }
         defer { SparseKernels.fused = true }
         // Sparse maps take the neighbour-table route (5,000 sites: several weight-gradient segments;
-        // 48 channels: the kernels' 16-column tails), nearly full ones the implicit GEMM.
+        // 48 channels: the kernels' 16-column tails), and nearly full ones (on the BLAS path, the
+        // implicit GEMM).
         for (n, size, cin, cout) in [(400, 60, 16, 32), (5000, 300, 48, 16), (600, 80, 16, 48), (700, 30, 32, 16), (880, 30, 16, 16)] {
             RandomGenerator.seed(UInt64(n))
             let coords = randomSites(n, h: size, w: size, batch: 1, duplicates: false, seed: UInt64(n))

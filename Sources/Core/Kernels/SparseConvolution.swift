@@ -3,9 +3,10 @@
 // gather -> GEMM -> scatter-add (SparseConvNet's CPU/Convolution.cpp scheme). An offset never
 // repeats an output (or input) row, so its scatter is split over threads without races, and the
 // offsets are applied in order: the same bits whatever the thread count. On the fused AVX2
-// kernels, a submanifold layer reads its output-major neighbour table instead (dense maps: one
-// implicit GEMM over gathered neighbourhoods; sparse maps: one pass over blocks of output rows,
-// and a backward that computes the input and weight gradients in the same parallel pass).
+// kernels, a submanifold layer reads its output-major neighbour table instead: one pass over
+// blocks of output rows, and a backward that computes the input and weight gradients in the same
+// parallel pass. Without them, a dense submanifold map is one implicit GEMM (BLAS) over gathered
+// neighbourhoods.
 
 import COpenBLAS
 import CKernels
@@ -267,7 +268,7 @@ func sparseMaxPoolForward(input: UnsafePointer<Float>, output: UnsafeMutablePoin
     }
 }
 
-// MARK: Implicit GEMM for dense submanifold rulebooks
+// MARK: Implicit GEMM for dense submanifold rulebooks (without the fused kernels)
 
 /// Rows per block of the implicit GEMM: the gathered block (rows x offsets x channels) stays in cache.
 let implicitBlock = 128
@@ -293,7 +294,6 @@ func submanifoldForwardImplicit(input: UnsafePointer<Float>, output: UnsafeMutab
                                 weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                                 neighbours: [Int32], n: Int, offsets: Int, cin: Int, cout: Int) {
     let width = offsets * cin
-    let fused = SparseKernels.apply(cin: cin, cout: cout)
     neighbours.withUnsafeBufferPointer { nb in
         let nbp = nb.baseAddress!
         Parallel.forRanges(n, grain: implicitBlock) { range in
@@ -301,13 +301,7 @@ func submanifoldForwardImplicit(input: UnsafePointer<Float>, output: UnsafeMutab
             defer { col.deallocate() }
             gatherNeighbourhoods(input, nbp, offsets: offsets, width: cin, range: range, col)
             let out = output + range.lowerBound * cout
-            if fused {
-                _ = smil_rows_gemm(Int32(range.count), Int32(cout), Int32(width), col, nil, Int32(width), weight, Int32(cout),
-                                   out, nil, Int32(cout), 0)
-            } else {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(range.count), Int32(cout), Int32(width), 1,
-                            col, Int32(width), weight, Int32(cout), 0, out, Int32(cout))
-            }
+            sgemmSerial(m: range.count, n: cout, k: width, a: col, lda: width, b: weight, ldb: cout, c: out, ldc: cout)
             if let bias = bias {
                 for i in 0..<range.count { for j in 0..<cout { out[i * cout + j] += bias[j] } }
             }
@@ -324,7 +318,6 @@ func submanifoldBackwardImplicit(input: UnsafePointer<Float>, gradOutput: Unsafe
                                  gradBias: UnsafeMutablePointer<Float>?, neighbours: [Int32], n: Int, offsets: Int,
                                  cin: Int, cout: Int) {
     if let gb = gradBias { columnSums(gradOutput, rows: n, cols: cout, into: gb) }
-    let fused = SparseKernels.apply(cin: cin, cout: cout)
     neighbours.withUnsafeBufferPointer { nb in
         let nbp = nb.baseAddress!
         if let gi = gradInput {
@@ -339,13 +332,8 @@ func submanifoldBackwardImplicit(input: UnsafePointer<Float>, gradOutput: Unsafe
                 let col = UnsafeMutablePointer<Float>.allocate(capacity: range.count * width)
                 defer { col.deallocate() }
                 gatherNeighbourhoods(gradOutput, nbp, offsets: offsets, width: cout, range: range, col)
-                if fused {
-                    _ = smil_rows_gemm(Int32(range.count), Int32(cin), Int32(width), col, nil, Int32(width), wm, Int32(cin),
-                                       gi + range.lowerBound * cin, nil, Int32(cin), 0)
-                } else {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(range.count), Int32(cin), Int32(width), 1,
-                                col, Int32(width), wm, Int32(cin), 0, gi + range.lowerBound * cin, Int32(cin))
-                }
+                sgemmSerial(m: range.count, n: cin, k: width, a: col, lda: width, b: wm, ldb: cin,
+                            c: gi + range.lowerBound * cin, ldc: cin)
             }
         }
         if let gw = gradWeight {
@@ -359,8 +347,6 @@ func submanifoldBackwardImplicit(input: UnsafePointer<Float>, gradOutput: Unsafe
                     let r = (range.lowerBound + sub.lowerBound)..<(range.lowerBound + sub.upperBound)
                     gatherNeighbourhoods(input, nbp, offsets: offsets, width: cin, range: r, col + sub.lowerBound * width)
                 }
-                // (BLAS here even with the fused kernels: over gathered neighbourhoods 576 wide, the
-                // outer-product kernel's strided reads of them cost more than BLAS's packing.)
                 gemm(transA: true, transB: false, m: width, n: cout, k: range.count, a: col, lda: width,
                      b: gradOutput + start * cout, ldb: cout, beta: start == 0 ? 0 : 1, c: gw, ldc: cout)
                 start += block

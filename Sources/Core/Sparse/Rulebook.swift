@@ -67,7 +67,8 @@ public final class Rulebook {
     }
 
     /// Whether most (site, offset) slots hold a pair: then one implicit GEMM over gathered
-    /// neighbourhoods beats a GEMM per offset with its gather and scatter.
+    /// neighbourhoods beats a GEMM per offset with its gather and scatter (on the BLAS path; the
+    /// fused kernels read the neighbour table for sparse and dense maps alike).
     var isDense: Bool {
         guard let n = neighbours, !n.isEmpty else { return false }
         return Self.isDense(pairs: pairCount, slots: n.count)

@@ -160,11 +160,12 @@ open class SparseConvolutionBase: SparseModule {
         let (cin, cout) = (inChannels, outChannels)
         let input = x.features.detached(), w = weight.value.detached(), b = bias?.value.detached()
         let out = Tensor(uninitializedShape: [nOut, cout])
-        // Three routes: dense submanifold rulebooks as one implicit GEMM over gathered
-        // neighbourhoods; sparse submanifold rulebooks on the fused kernels straight from the
-        // neighbour table; everything else (strided layers, the BLAS path) offset by offset.
-        let implicit = rulebook.isDense ? rulebook.neighbours : nil
-        let table = implicit == nil && SparseKernels.apply(cin: cin, cout: cout) ? rulebook.neighbours : nil
+        // Three routes: submanifold rulebooks on the fused kernels straight from the neighbour
+        // table, sparse or dense map alike; without the fused kernels, dense submanifold
+        // rulebooks as one implicit GEMM (BLAS) over gathered neighbourhoods; everything else
+        // (strided layers, sparse maps on the BLAS path) offset by offset.
+        let table = SparseKernels.apply(cin: cin, cout: cout) ? rulebook.neighbours : nil
+        let implicit = table == nil && rulebook.isDense ? rulebook.neighbours : nil
         if let nb = implicit {
             submanifoldForwardImplicit(input: input.storage.pointer, output: out.storage.pointer, weight: w.storage.pointer,
                                        bias: b?.storage.pointer, neighbours: nb, n: nOut, offsets: rulebook.offsets, cin: cin, cout: cout)
