@@ -202,8 +202,10 @@ final class SparsePropertyTests: XCTestCase {
         defer { SparseKernels.fused = true }
         // Sparse maps take the neighbour-table route (5,000 sites: several weight-gradient segments;
         // 48 channels: the kernels' 16-column tails), and nearly full ones (on the BLAS path, the
-        // implicit GEMM).
-        for (n, size, cin, cout) in [(400, 60, 16, 32), (5000, 300, 48, 16), (600, 80, 16, 48), (700, 30, 32, 16), (880, 30, 16, 16)] {
+        // implicit GEMM; fused, the segments sum every offset's weight gradient: 3,000 sites
+        // make several segments).
+        for (n, size, cin, cout) in [(400, 60, 16, 32), (5000, 300, 48, 16), (600, 80, 16, 48), (700, 30, 32, 16),
+                                     (880, 30, 16, 16), (3000, 56, 16, 32)] {
             RandomGenerator.seed(UInt64(n))
             let coords = randomSites(n, h: size, w: size, batch: 1, duplicates: false, seed: UInt64(n))
             let feats = Tensor.randn([n, cin])

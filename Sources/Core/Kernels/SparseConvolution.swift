@@ -416,11 +416,15 @@ let centreSegments = 8, minimumCentreSegment = 6 * tableBlock
 /// - The input gradient is the forward's product over the output gradient, each offset's matrix
 ///   transposed and the table read mirrored, block by block (`tableProductBlock`).
 /// - `gradWeight[k]` sums `input[j]^T gradOutput[i]` over the outputs i with a neighbour j at
-///   offset k, on the outer-product kernel. For the centre (every row with itself) each segment
-///   writes a partial sum, block after block right after the block's input gradient, while its
-///   output-gradient rows are still in cache; `finish` adds the partials in segment order. Each
-///   other offset is one task, its pairs gathered from the whole table, its sum written straight
-///   into `gradWeight[k]`.
+///   offset k, on the outer-product kernel. Each segment writes partial sums, block after block
+///   right after the block's input gradient, while the block's rows are still in cache; `finish`
+///   adds the partials in segment order. On a sparse map a segment does so for the centre only
+///   (every row with itself), and each other offset is one task, its few pairs gathered from the
+///   whole table, its sum written straight into `gradWeight[k]`: per block they would be too few
+///   to pay for the kernel's passes over the weight gradient. On a dense map (`dense`, most slots
+///   of the table hold a neighbour) a segment does every offset: its blocks' neighbours are rows
+///   near the block, still in cache, where a task per offset streams both whole matrices through
+///   the kernel once for each offset.
 /// Every result is summed in an order fixed by the problem, so the bits do not depend on the thread
 /// count.
 struct TableBackward {
@@ -428,50 +432,70 @@ struct TableBackward {
     let input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>
     let gradInput: UnsafeMutablePointer<Float>?, gradWeight: UnsafeMutablePointer<Float>?
     let segmentRows: Int, segments: Int
+    /// The offsets whose weight gradient the segments compute: the centre, or all of them (dense).
+    let segmentOffsets: Range<Int>
     /// The weight matrices transposed, for the input gradient.
     let transposed: UnsafeMutablePointer<Float>?
-    /// The centre's partial weight gradients, one matrix per segment (the gradient itself when
-    /// there is one segment).
+    /// The segments' partial weight gradients, `segmentOffsets.count` matrices per segment (the
+    /// gradient itself when there is one segment).
     let partial: UnsafeMutablePointer<Float>?
 
-    init(_ table: UnsafePointer<Int32>, rows n: Int, offsets: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-         gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?, gradWeight: UnsafeMutablePointer<Float>?,
-         cin: Int, cout: Int) {
+    init(_ table: UnsafePointer<Int32>, rows n: Int, offsets: Int, dense: Bool, input: UnsafePointer<Float>,
+         weight: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
+         gradWeight: UnsafeMutablePointer<Float>?, cin: Int, cout: Int) {
         (self.table, self.n, self.offsets, self.cin, self.cout) = (table, n, offsets, cin, cout)
         (self.input, self.gradOutput, self.gradInput, self.gradWeight) = (input, gradOutput, gradInput, gradWeight)
         let blocks = (n + tableBlock - 1) / tableBlock
         segmentRows = max(minimumCentreSegment, (blocks + centreSegments - 1) / centreSegments * tableBlock)
         segments = max(1, (n + segmentRows - 1) / segmentRows)
+        segmentOffsets = dense ? 0..<offsets : offsets / 2..<offsets / 2 + 1
         transposed = gradInput == nil ? nil : transposedOffsets(weight, offsets: offsets, cin: cin, cout: cout)
         if let gw = gradWeight {
-            partial = segments == 1 ? gw + offsets / 2 * cin * cout : .allocate(capacity: segments * cin * cout)
+            let matrices = segmentOffsets.count * cin * cout
+            partial = segments == 1 ? gw + segmentOffsets.lowerBound * cin * cout : .allocate(capacity: segments * matrices)
         } else {
             partial = nil
         }
     }
 
-    /// The segments, then (with a weight gradient) one task per offset other than the centre.
-    var count: Int { segments + (gradWeight == nil ? 0 : offsets - 1) }
+    /// The segments, then (with a weight gradient) one task per offset the segments leave.
+    var count: Int { segments + (gradWeight == nil ? 0 : offsets - segmentOffsets.count) }
 
     func task(_ t: Int) {
         let size = cin * cout, centre = offsets / 2
         if t < segments {
-            let end = min(n, (t + 1) * segmentRows)
-            if end == 0, let p = partial { p.update(repeating: 0, count: size) }  // no rows at all
-            for lo in stride(from: t * segmentRows, to: end, by: tableBlock) {
-                let hi = min(end, lo + tableBlock)
-                if let gi = gradInput {
-                    tableProductBlock(lo..<hi, table, offsets: offsets, source: gradOutput, width: cout, target: gi,
-                                      targetWidth: cin, matrices: transposed!, bias: nil, mirrored: true)
-                }
-                if let p = partial {
-                    _ = smil_outer_gemm(Int32(hi - lo), Int32(cin), Int32(cout), input + lo * cin, nil, Int32(cin),
-                                        gradOutput + lo * cout, nil, Int32(cout), p + t * size, Int32(cout),
-                                        lo == t * segmentRows ? 0 : 1)
+            let start = t * segmentRows, end = min(n, start + segmentRows)
+            let sums = partial.map { $0 + t * segmentOffsets.count * size }
+            if end <= start, let p = sums { p.update(repeating: 0, count: segmentOffsets.count * size) }  // no rows
+            withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * tableBlock) { buffer in
+                let ins = buffer.baseAddress!, outs = ins + tableBlock
+                for lo in stride(from: start, to: end, by: tableBlock) {
+                    let hi = min(end, lo + tableBlock), accumulate: Int32 = lo == start ? 0 : 1
+                    if let gi = gradInput {
+                        tableProductBlock(lo..<hi, table, offsets: offsets, source: gradOutput, width: cout, target: gi,
+                                          targetWidth: cin, matrices: transposed!, bias: nil, mirrored: true)
+                    }
+                    guard let sums = sums else { continue }
+                    for k in segmentOffsets {
+                        let target = sums + (k - segmentOffsets.lowerBound) * size
+                        if k == centre {
+                            _ = smil_outer_gemm(Int32(hi - lo), Int32(cin), Int32(cout), input + lo * cin, nil, Int32(cin),
+                                                gradOutput + lo * cout, nil, Int32(cout), target, Int32(cout), accumulate)
+                            continue
+                        }
+                        var m = 0
+                        for i in lo..<hi {
+                            let j = table[i * offsets + k]
+                            if j >= 0 { ins[m] = j; outs[m] = Int32(i); m += 1 }
+                        }
+                        _ = smil_outer_gemm(Int32(m), Int32(cin), Int32(cout), input, ins, Int32(cin), gradOutput, outs,
+                                            Int32(cout), target, Int32(cout), accumulate)
+                    }
                 }
             }
             return
         }
+        // One of the offsets the segments leave: every offset but the centre.
         let k = t - segments < centre ? t - segments : t - segments + 1
         withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * max(1, n)) { buffer in
             let ins = buffer.baseAddress!, outs = ins + n
@@ -485,13 +509,19 @@ struct TableBackward {
         }
     }
 
-    /// Adds the centre's partials in segment order and frees the scratch.
+    /// Adds the segments' partials in segment order and frees the scratch.
     func finish() {
         transposed?.deallocate()
         guard let gw = gradWeight, let partial = partial, segments > 1 else { return }
-        let size = cin * cout, out = gw + offsets / 2 * size
-        for x in 0..<size { out[x] = partial[x] }
-        for s in 1..<segments { for x in 0..<size { out[x] += partial[s * size + x] } }
+        let size = cin * cout, matrices = segmentOffsets.count
+        for (m, k) in segmentOffsets.enumerated() {
+            let out = gw + k * size
+            for x in 0..<size { out[x] = partial[m * size + x] }
+            for s in 1..<segments {
+                let p = partial + (s * matrices + m) * size
+                for x in 0..<size { out[x] += p[x] }
+            }
+        }
         partial.deallocate()
     }
 }
@@ -500,10 +530,10 @@ struct TableBackward {
 func submanifoldBackwardTable(_ table: [Int32], input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                               weight: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
                               gradWeight: UnsafeMutablePointer<Float>?, gradBias: UnsafeMutablePointer<Float>?,
-                              n: Int, offsets: Int, cin: Int, cout: Int) {
+                              n: Int, offsets: Int, dense: Bool, cin: Int, cout: Int) {
     if let gb = gradBias { columnSums(gradOutput, rows: n, cols: cout, into: gb) }
     table.withUnsafeBufferPointer { t in
-        let backward = TableBackward(t.baseAddress!, rows: n, offsets: offsets, input: input, weight: weight,
+        let backward = TableBackward(t.baseAddress!, rows: n, offsets: offsets, dense: dense, input: input, weight: weight,
                                      gradOutput: gradOutput, gradInput: gradInput, gradWeight: gradWeight, cin: cin, cout: cout)
         Parallel.forEach(backward.count) { backward.task($0) }
         backward.finish()

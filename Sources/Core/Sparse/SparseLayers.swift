@@ -194,7 +194,7 @@ open class SparseConvolutionBase: SparseModule {
                 submanifoldBackwardTable(table, input: input.storage.pointer, gradOutput: g.storage.pointer,
                                          weight: w.storage.pointer, gradInput: gi?.storage.pointer,
                                          gradWeight: gw.storage.pointer, gradBias: gb?.storage.pointer, n: nOut,
-                                         offsets: rulebook.offsets, cin: cin, cout: cout)
+                                         offsets: rulebook.offsets, dense: rulebook.isDense, cin: cin, cout: cout)
             } else {
                 sparseConvolutionBackward(input: input.storage.pointer, gradOutput: g.storage.pointer, weight: w.storage.pointer,
                                           gradInput: gi?.storage.pointer, gradWeight: gw.storage.pointer, gradBias: gb?.storage.pointer,
