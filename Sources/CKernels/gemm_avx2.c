@@ -252,10 +252,92 @@ int smil_outer_gemm(int pairs, int k, int n, const float *a, const int *arows, i
     return 1;
 }
 
+/// The most offsets smil_table_gemm takes (a 7 x 7 filter).
+#define TABLE_MAX_OFFSETS 49
+
+/// Zeros standing in for a missing neighbour's row, so that six rows keep one code path.
+static const float zero_row[1024] __attribute__((aligned(64)));
+
+/// The offset visited at step s of a table product: the centre first, then the others in order.
+static inline int table_offset(int s, int offsets) {
+    int centre = offsets / 2;
+    return s == 0 ? centre : (s <= centre ? s - 1 : s);
+}
+
+/// Six target rows of smil_table_gemm: per 16 columns, 6 x 16 accumulators over every offset's
+/// neighbour rows, then one store. An offset where none of the six rows has a neighbour is skipped;
+/// where some have none, those read zeros.
+AVX2 static void table6(int i0, int offsets, const int *table, int mirrored, const float *a, int kdim, const float *b,
+                        int n, float *c) {
+    const float *row[TABLE_MAX_OFFSETS * 6];
+    int live[TABLE_MAX_OFFSETS];
+    for (int s = 0; s < offsets; s++) {
+        int k = table_offset(s, offsets), col = mirrored ? offsets - 1 - k : k;
+        live[s] = 0;
+        for (int q = 0; q < 6; q++) {
+            int idx = table[(long)(i0 + q) * offsets + col];
+            row[s * 6 + q] = idx >= 0 ? a + (long)idx * kdim : zero_row;
+            live[s] |= idx >= 0;
+        }
+    }
+    for (int j = 0; j < n; j += 16) {
+        __m256 x00 = _mm256_setzero_ps(), x01 = x00, x10 = x00, x11 = x00, x20 = x00, x21 = x00;
+        __m256 x30 = x00, x31 = x00, x40 = x00, x41 = x00, x50 = x00, x51 = x00;
+        for (int s = 0; s < offsets; s++) {
+            if (!live[s]) continue;
+            const float *a0 = row[s * 6], *a1 = row[s * 6 + 1], *a2 = row[s * 6 + 2];
+            const float *a3 = row[s * 6 + 3], *a4 = row[s * 6 + 4], *a5 = row[s * 6 + 5];
+            const float *bp = b + (long)table_offset(s, offsets) * kdim * n + j;
+            for (int p = 0; p < kdim; p++, bp += n) {
+                __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8), v;
+                v = _mm256_broadcast_ss(a0 + p); x00 = _mm256_fmadd_ps(v, b0, x00); x01 = _mm256_fmadd_ps(v, b1, x01);
+                v = _mm256_broadcast_ss(a1 + p); x10 = _mm256_fmadd_ps(v, b0, x10); x11 = _mm256_fmadd_ps(v, b1, x11);
+                v = _mm256_broadcast_ss(a2 + p); x20 = _mm256_fmadd_ps(v, b0, x20); x21 = _mm256_fmadd_ps(v, b1, x21);
+                v = _mm256_broadcast_ss(a3 + p); x30 = _mm256_fmadd_ps(v, b0, x30); x31 = _mm256_fmadd_ps(v, b1, x31);
+                v = _mm256_broadcast_ss(a4 + p); x40 = _mm256_fmadd_ps(v, b0, x40); x41 = _mm256_fmadd_ps(v, b1, x41);
+                v = _mm256_broadcast_ss(a5 + p); x50 = _mm256_fmadd_ps(v, b0, x50); x51 = _mm256_fmadd_ps(v, b1, x51);
+            }
+        }
+        float *c0 = c + (long)i0 * n + j;
+        put16(c0, x00, x01, 0); put16(c0 + n, x10, x11, 0); put16(c0 + 2 * n, x20, x21, 0);
+        put16(c0 + 3 * n, x30, x31, 0); put16(c0 + 4 * n, x40, x41, 0); put16(c0 + 5 * n, x50, x51, 0);
+    }
+}
+
+/// One target row of smil_table_gemm: the same sums as a row of table6.
+AVX2 static void table1(int i, int offsets, const int *table, int mirrored, const float *a, int kdim, const float *b,
+                        int n, float *c) {
+    for (int j = 0; j < n; j += 16) {
+        __m256 x0 = _mm256_setzero_ps(), x1 = x0;
+        for (int s = 0; s < offsets; s++) {
+            int k = table_offset(s, offsets), idx = table[(long)i * offsets + (mirrored ? offsets - 1 - k : k)];
+            if (idx < 0) continue;
+            const float *ap = a + (long)idx * kdim, *bp = b + (long)k * kdim * n + j;
+            for (int p = 0; p < kdim; p++, bp += n) {
+                __m256 v = _mm256_broadcast_ss(ap + p);
+                x0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(bp), x0);
+                x1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(bp + 8), x1);
+            }
+        }
+        put16(c + (long)i * n + j, x0, x1, 0);
+    }
+}
+
+int smil_table_gemm(int lo, int hi, int offsets, const int *table, int mirrored, const float *a, int kdim, const float *b,
+                    int n, float *c) {
+    if (!smil_has_avx2_fma() || n % 16 != 0 || kdim > 1024 || offsets > TABLE_MAX_OFFSETS) return 0;
+    int i = lo;
+    for (; i + 6 <= hi; i += 6) table6(i, offsets, table, mirrored, a, kdim, b, n, c);
+    for (; i < hi; i++) table1(i, offsets, table, mirrored, a, kdim, b, n, c);
+    return 1;
+}
+
 #else
 int smil_has_avx2_fma(void) { return 0; }
 int smil_rows_gemm(int m, int n, int k, const float *a, const int *arows, int lda, const float *b, int ldb,
                    float *c, const int *crows, int ldc, int accumulate) { return 0; }
 int smil_outer_gemm(int pairs, int k, int n, const float *a, const int *arows, int lda, const float *b,
                     const int *brows, int ldb, float *c, int ldc, int accumulate) { return 0; }
+int smil_table_gemm(int lo, int hi, int offsets, const int *table, int mirrored, const float *a, int kdim, const float *b,
+                    int n, float *c) { return 0; }
 #endif

@@ -44,6 +44,16 @@ int smil_rows_gemm(int m, int n, int k, const float *a, const int *arows, int ld
 int smil_outer_gemm(int pairs, int k, int n, const float *a, const int *arows, int lda, const float *b,
                     const int *brows, int ldb, float *c, int ldc, int accumulate);
 
+/// Rows lo..hi of a submanifold convolution's product read from its output-major neighbour table
+/// (`offsets` columns per row, -1 where a neighbour is missing): for each target row i,
+/// C[i] = sum over offsets k, the centre first and then the others in order, of A[t] x B_k, where
+/// t = table[i][mirrored ? offsets - 1 - k : k], A's rows are kdim floats and B_k is the k-th
+/// kdim x n matrix after b. Each sum is one chain of multiply-adds kept in registers and C's row
+/// (n floats) is written once: for dense maps, where nearly every slot holds a neighbour. Needs
+/// AVX2 + FMA, n a multiple of 16, kdim <= 1024 and at most 49 offsets; returns 0 otherwise.
+int smil_table_gemm(int lo, int hi, int offsets, const int *table, int mirrored, const float *a, int kdim, const float *b,
+                    int n, float *c);
+
 /// Asks for the cache line at p ahead of a load that would miss (hash probes: the line for a key
 /// a few iterations ahead is fetched while the current one is handled).
 static inline void smil_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }

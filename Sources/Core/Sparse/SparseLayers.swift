@@ -171,9 +171,9 @@ open class SparseConvolutionBase: SparseModule {
                                        bias: b?.storage.pointer, neighbours: nb, n: nOut, offsets: rulebook.offsets, cin: cin, cout: cout)
         } else if let table = table {
             table.withUnsafeBufferPointer { t in
-                submanifoldTableProduct(t.baseAddress!, rows: nOut, offsets: rulebook.offsets, source: input.storage.pointer,
-                                        width: cin, target: out.storage.pointer, targetWidth: cout, matrices: w.storage.pointer,
-                                        bias: b?.storage.pointer, mirrored: false)
+                submanifoldTableProduct(t.baseAddress!, rows: nOut, offsets: rulebook.offsets, dense: rulebook.isDense,
+                                        source: input.storage.pointer, width: cin, target: out.storage.pointer,
+                                        targetWidth: cout, matrices: w.storage.pointer, bias: b?.storage.pointer, mirrored: false)
             }
         } else {
             sparseConvolutionForward(input: input.storage.pointer, output: out.storage.pointer, weight: w.storage.pointer,
