@@ -99,9 +99,7 @@ final class FuzzTests: XCTestCase {
         ]
         let tokens = ["(", ")", "[", "]", "{", "}", ",", ":", ".", "+", "-", "*", "/", "**", "@", "=", "==", "let", "var", "fn",
                       "if", "else", "while", "for", "in", "return", "x", "1", "2.5", "\"s\"", "\n", "nil", "true", "..<", "...", "not", "and"]
-        var rng = SystemRandomNumberGenerator()
         var generator = FuzzRNG(seed: 1234)
-        _ = rng
         var outcomes = 0
         for round in 0..<3000 {
             var program: String
