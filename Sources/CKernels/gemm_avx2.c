@@ -31,6 +31,19 @@ AVX2 static inline void put16(float *p, __m256 lo, __m256 hi, int accumulate) {
     _mm256_storeu_ps(p + 8, hi);
 }
 
+/// One step of a 6 x 16 block: two loads of B's row at BP, six broadcasts (A0..A5 point at the
+/// six floats), twelve multiply-adds into the accumulators x00..x51 of the enclosing scope.
+#define FMA_6x16(A0, A1, A2, A3, A4, A5, BP)                                                                \
+    do {                                                                                                   \
+        __m256 b0_ = _mm256_loadu_ps(BP), b1_ = _mm256_loadu_ps((BP) + 8), v_;                            \
+        v_ = _mm256_broadcast_ss(A0); x00 = _mm256_fmadd_ps(v_, b0_, x00); x01 = _mm256_fmadd_ps(v_, b1_, x01); \
+        v_ = _mm256_broadcast_ss(A1); x10 = _mm256_fmadd_ps(v_, b0_, x10); x11 = _mm256_fmadd_ps(v_, b1_, x11); \
+        v_ = _mm256_broadcast_ss(A2); x20 = _mm256_fmadd_ps(v_, b0_, x20); x21 = _mm256_fmadd_ps(v_, b1_, x21); \
+        v_ = _mm256_broadcast_ss(A3); x30 = _mm256_fmadd_ps(v_, b0_, x30); x31 = _mm256_fmadd_ps(v_, b1_, x31); \
+        v_ = _mm256_broadcast_ss(A4); x40 = _mm256_fmadd_ps(v_, b0_, x40); x41 = _mm256_fmadd_ps(v_, b1_, x41); \
+        v_ = _mm256_broadcast_ss(A5); x50 = _mm256_fmadd_ps(v_, b0_, x50); x51 = _mm256_fmadd_ps(v_, b1_, x51); \
+    } while (0)
+
 /// Six rows at a time: 6 x 16 accumulators, each step two loads of B and six broadcasts of A.
 AVX2 static void rows6(int n, int k, const float *a0, const float *a1, const float *a2, const float *a3,
                        const float *a4, const float *a5, const float *b, int ldb, float *c0, float *c1,
@@ -39,15 +52,7 @@ AVX2 static void rows6(int n, int k, const float *a0, const float *a1, const flo
         __m256 x00 = _mm256_setzero_ps(), x01 = x00, x10 = x00, x11 = x00, x20 = x00, x21 = x00;
         __m256 x30 = x00, x31 = x00, x40 = x00, x41 = x00, x50 = x00, x51 = x00;
         const float *bp = b + j;
-        for (int p = 0; p < k; p++, bp += ldb) {
-            __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8), v;
-            v = _mm256_broadcast_ss(a0 + p); x00 = _mm256_fmadd_ps(v, b0, x00); x01 = _mm256_fmadd_ps(v, b1, x01);
-            v = _mm256_broadcast_ss(a1 + p); x10 = _mm256_fmadd_ps(v, b0, x10); x11 = _mm256_fmadd_ps(v, b1, x11);
-            v = _mm256_broadcast_ss(a2 + p); x20 = _mm256_fmadd_ps(v, b0, x20); x21 = _mm256_fmadd_ps(v, b1, x21);
-            v = _mm256_broadcast_ss(a3 + p); x30 = _mm256_fmadd_ps(v, b0, x30); x31 = _mm256_fmadd_ps(v, b1, x31);
-            v = _mm256_broadcast_ss(a4 + p); x40 = _mm256_fmadd_ps(v, b0, x40); x41 = _mm256_fmadd_ps(v, b1, x41);
-            v = _mm256_broadcast_ss(a5 + p); x50 = _mm256_fmadd_ps(v, b0, x50); x51 = _mm256_fmadd_ps(v, b1, x51);
-        }
+        for (int p = 0; p < k; p++, bp += ldb) FMA_6x16(a0 + p, a1 + p, a2 + p, a3 + p, a4 + p, a5 + p, bp);
         put16(c0 + j, x00, x01, accumulate);
         put16(c1 + j, x10, x11, accumulate);
         put16(c2 + j, x20, x21, accumulate);
@@ -151,13 +156,7 @@ AVX2 static void outer6(int p0, int p1, int i0, int j, const float *a, const int
     for (int p = p0; p < p1; p++) {
         const float *ap = a + (long)(arows ? arows[p] : p) * lda + i0;
         const float *bp = b + (long)(brows ? brows[p] : p) * ldb + j;
-        __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8), v;
-        v = _mm256_broadcast_ss(ap); x00 = _mm256_fmadd_ps(v, b0, x00); x01 = _mm256_fmadd_ps(v, b1, x01);
-        v = _mm256_broadcast_ss(ap + 1); x10 = _mm256_fmadd_ps(v, b0, x10); x11 = _mm256_fmadd_ps(v, b1, x11);
-        v = _mm256_broadcast_ss(ap + 2); x20 = _mm256_fmadd_ps(v, b0, x20); x21 = _mm256_fmadd_ps(v, b1, x21);
-        v = _mm256_broadcast_ss(ap + 3); x30 = _mm256_fmadd_ps(v, b0, x30); x31 = _mm256_fmadd_ps(v, b1, x31);
-        v = _mm256_broadcast_ss(ap + 4); x40 = _mm256_fmadd_ps(v, b0, x40); x41 = _mm256_fmadd_ps(v, b1, x41);
-        v = _mm256_broadcast_ss(ap + 5); x50 = _mm256_fmadd_ps(v, b0, x50); x51 = _mm256_fmadd_ps(v, b1, x51);
+        FMA_6x16(ap, ap + 1, ap + 2, ap + 3, ap + 4, ap + 5, bp);
     }
     put16(c0, x00, x01, 0); put16(c0 + ldc, x10, x11, 0); put16(c0 + 2 * ldc, x20, x21, 0);
     put16(c0 + 3 * ldc, x30, x31, 0); put16(c0 + 4 * ldc, x40, x41, 0); put16(c0 + 5 * ldc, x50, x51, 0);
@@ -288,15 +287,7 @@ AVX2 static void table6(int i0, int offsets, const int *table, int mirrored, con
             const float *a0 = row[s * 6], *a1 = row[s * 6 + 1], *a2 = row[s * 6 + 2];
             const float *a3 = row[s * 6 + 3], *a4 = row[s * 6 + 4], *a5 = row[s * 6 + 5];
             const float *bp = b + (long)table_offset(s, offsets) * kdim * n + j;
-            for (int p = 0; p < kdim; p++, bp += n) {
-                __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8), v;
-                v = _mm256_broadcast_ss(a0 + p); x00 = _mm256_fmadd_ps(v, b0, x00); x01 = _mm256_fmadd_ps(v, b1, x01);
-                v = _mm256_broadcast_ss(a1 + p); x10 = _mm256_fmadd_ps(v, b0, x10); x11 = _mm256_fmadd_ps(v, b1, x11);
-                v = _mm256_broadcast_ss(a2 + p); x20 = _mm256_fmadd_ps(v, b0, x20); x21 = _mm256_fmadd_ps(v, b1, x21);
-                v = _mm256_broadcast_ss(a3 + p); x30 = _mm256_fmadd_ps(v, b0, x30); x31 = _mm256_fmadd_ps(v, b1, x31);
-                v = _mm256_broadcast_ss(a4 + p); x40 = _mm256_fmadd_ps(v, b0, x40); x41 = _mm256_fmadd_ps(v, b1, x41);
-                v = _mm256_broadcast_ss(a5 + p); x50 = _mm256_fmadd_ps(v, b0, x50); x51 = _mm256_fmadd_ps(v, b1, x51);
-            }
+            for (int p = 0; p < kdim; p++, bp += n) FMA_6x16(a0 + p, a1 + p, a2 + p, a3 + p, a4 + p, a5 + p, bp);
         }
         float *c0 = c + (long)i0 * n + j;
         put16(c0, x00, x01, 0); put16(c0 + n, x10, x11, 0); put16(c0 + 2 * n, x20, x21, 0);
