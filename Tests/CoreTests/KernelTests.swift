@@ -57,6 +57,8 @@ final class KernelTests: XCTestCase {
             ConvGeometry(batch: 3, inChannels: 2, height: 10, width: 7, outChannels: 5, kernelH: 5, kernelW: 5, stride: 2, padding: 2),
             ConvGeometry(batch: 1, inChannels: 4, height: 8, width: 8, outChannels: 2, kernelH: 1, kernelW: 1),
             ConvGeometry(batch: 2, inChannels: 4, height: 8, width: 8, outChannels: 3, kernelH: 1, kernelW: 1, stride: 2),
+            // Output rows of 21: the row kernel's 16 columns and a tail of 5, read from the input in place.
+            ConvGeometry(batch: 2, inChannels: 5, height: 37, width: 41, outChannels: 7, kernelH: 1, kernelW: 1, stride: 2),
             ConvGeometry(batch: 2, inChannels: 2, height: 9, width: 9, outChannels: 3, kernelH: 3, kernelW: 3, stride: 1, padding: 2, dilation: 2),
             ConvGeometry(batch: 5, inChannels: 3, height: 16, width: 16, outChannels: 6, kernelH: 7, kernelW: 7, stride: 2, padding: 3),
         ]

@@ -263,6 +263,29 @@ func forEachTile(_ g: ConvGeometry, scratch: Int, _ body: (Int, UnsafeMutablePoi
     }
 }
 
+/// A strided 1x1 convolution (few input channels) read straight from the input: each chunk of an
+/// output row gathers its channels' strided pixels into the panel the row kernel reads, so the
+/// subsampled input is never written out and read back.
+func stridedPointwiseForward(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                             weight: UnsafePointer<Float>, _ g: ConvGeometry) {
+    let oh = g.outHeight, ow = g.outWidth, plane = g.outPlane, c = g.inChannels, s = g.stride
+    let chunk = smallKChunk(c)
+    Parallel.forEach(g.batch * oh) { t in
+        let img = t / oh, y = t % oh
+        let src = input + img * c * g.inPlane + y * s * g.width, dst = output + img * g.outChannels * plane + y * ow
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: c * chunk) { packed in
+            let panel = packed.baseAddress!
+            var x0 = 0
+            while x0 < ow {
+                let w = min(chunk, ow - x0)
+                for p in 0..<c { smil_gather_strided(panel + p * w, src + p * g.inPlane + x0 * s, Int32(w), Int32(s)) }
+                panelProduct(m: g.outChannels, n: w, k: c, a: weight, lda: c, panel: panel, c: dst + x0, ldc: plane)
+                x0 += w
+            }
+        }
+    }
+}
+
 /// Forward convolution: `output[n, o] = bias[o] + sum_c weight[o, c] (*) input[n, c]`.
 /// Shapes: input `[N, C, H, W]`, output `[N, O, OH, OW]`, weight `[O, C, KH, KW]`, bias `[O]`.
 public func conv2dForward(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
@@ -274,14 +297,15 @@ public func conv2dForward(input: UnsafePointer<Float>, output: UnsafeMutablePoin
         return
     }
     let plane = g.outPlane, ow = g.outWidth
-    if g.isStridedPointwise {
+    if g.isStridedPointwise && g.inChannels <= smallKLimit && smil_has_avx2_fma() != 0 {
+        stridedPointwiseForward(input: input, output: output, weight: weight, g)
+    } else if g.isStridedPointwise {
         let sub = UnsafeMutablePointer<Float>.allocate(capacity: g.batch * g.inChannels * plane)
         defer { sub.deallocate() }
         subsample(input, into: sub, g)
         conv2dForward(input: sub, output: output, weight: weight, bias: bias, g.subsampled)
         return
-    }
-    if g.isPointwise && g.inChannels <= smallKLimit {
+    } else if g.isPointwise && g.inChannels <= smallKLimit {
         // Few input channels: blocks of pixels, each [O, C] x [C, pixels] on the row kernel.
         let block = 512, blocks = (plane + block - 1) / block
         Parallel.forEach(g.batch * blocks) { t in

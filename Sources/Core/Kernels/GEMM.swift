@@ -88,21 +88,38 @@ func smallKProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b:
                    c: UnsafeMutablePointer<Float>, ldc: Int) {
     let vectorColumns = k <= smallKLimit && smil_has_avx2_fma() != 0 ? n / 16 * 16 : 0
     if vectorColumns > 0 {
-        // About 24 KB of B per chunk: 32 columns at the stem's k = 147, 96 at k = 64.
-        let chunk = max(16, min(256, 6144 / max(k, 1) / 16 * 16))
+        let chunk = smallKChunk(k)
         withUnsafeTemporaryAllocation(of: Float.self, capacity: k * chunk) { packed in
             let panel = packed.baseAddress!
             var j = 0
             while j < vectorColumns {
                 let w = min(chunk, vectorColumns - j)
                 for p in 0..<k { (panel + p * w).update(from: b + p * ldb + j, count: w) }
-                _ = smil_rows_gemm(Int32(m), Int32(w), Int32(k), a, nil, Int32(lda), panel, Int32(w), c + j, nil, Int32(ldc), 0)
+                panelProduct(m: m, n: w, k: k, a: a, lda: lda, panel: panel, c: c + j, ldc: ldc)
                 j += w
             }
         }
     }
     if vectorColumns < n {
         sgemmSerial(m: m, n: n - vectorColumns, k: k, a: a, lda: lda, b: b + vectorColumns, ldb: ldb,
+                    c: c + vectorColumns, ldc: ldc)
+    }
+}
+
+/// Columns per packed chunk of `smallKProduct`: about 24 KB of B, 32 columns at the stem's
+/// k = 147, 96 at k = 64.
+func smallKChunk(_ k: Int) -> Int { max(16, min(256, 6144 / max(k, 1) / 16 * 16)) }
+
+/// `C = A x panel` on one thread, the panel packed `[k, n]` (rows n apart) by the caller: the row
+/// kernel on the first `n / 16 * 16` columns, sgemm on the rest. Needs `k <= smallKLimit` and AVX2.
+func panelProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, panel: UnsafePointer<Float>,
+                  c: UnsafeMutablePointer<Float>, ldc: Int) {
+    let vectorColumns = n / 16 * 16
+    if vectorColumns > 0 {
+        _ = smil_rows_gemm(Int32(m), Int32(vectorColumns), Int32(k), a, nil, Int32(lda), panel, Int32(n), c, nil, Int32(ldc), 0)
+    }
+    if vectorColumns < n {
+        sgemmSerial(m: m, n: n - vectorColumns, k: k, a: a, lda: lda, b: panel + vectorColumns, ldb: n,
                     c: c + vectorColumns, ldc: ldc)
     }
 }

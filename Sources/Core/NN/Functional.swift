@@ -44,16 +44,17 @@ public enum Functional {
         guard g.outHeight > 0, g.outWidth > 0 else {
             throw CoreError.shapeMismatch(op: "conv2d", "calculated output size (\(g.outHeight) x \(g.outWidth)) is too small for input \(shapeString(input.shape)) and kernel \(weight.shape[2]) x \(weight.shape[3])")
         }
-        if g.isStridedPointwise {
+        let needInput = input.requiresGrad, needWeight = weight.requiresGrad, needBias = bias?.requiresGrad ?? false
+        let recording = GradMode.isEnabled && (needInput || needWeight || needBias)
+        if g.isStridedPointwise && recording {
             // A 1x1 convolution of the subsampled input: the graph then keeps the subsampled input
             // (a quarter of it at stride 2) for the weight gradient, where the backward would
-            // otherwise subsample the input again.
+            // otherwise subsample the input again. (Without a graph the forward reads the input
+            // in place.)
             return try conv2d(input.subsampled(g), weight: weight, bias: bias)
         }
         let out = Tensor(uninitializedShape: [n, g.outChannels, g.outHeight, g.outWidth])
         let x = input.detached(), wt = weight.detached(), b = bias?.detached()
-        let needInput = input.requiresGrad, needWeight = weight.requiresGrad, needBias = bias?.requiresGrad ?? false
-        let recording = GradMode.isEnabled && (needInput || needWeight || needBias)
         // The Winograd-domain weight is shared by forward and backward.
         let winograd = winogradApplies(g) ? WinogradWeights(wt.storage.pointer, outChannels: g.outChannels, inChannels: c) : nil
         conv2dForward(input: x.storage.pointer, output: out.storage.pointer, weight: wt.storage.pointer,
