@@ -440,7 +440,7 @@ struct TableBackward {
     let table: UnsafePointer<Int32>, n: Int, offsets: Int, cin: Int, cout: Int
     let input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>
     let gradInput: UnsafeMutablePointer<Float>?, gradWeight: UnsafeMutablePointer<Float>?
-    let segmentRows: Int, segments: Int, dense: Bool
+    let segmentRows: Int, segments: Int
     /// The offsets whose weight gradient the segments compute: the centre, or all of them (dense).
     let segmentOffsets: Range<Int>
     /// The weight matrices transposed, for the input gradient.
@@ -457,7 +457,6 @@ struct TableBackward {
         let blocks = (n + tableBlock - 1) / tableBlock
         segmentRows = max(minimumCentreSegment, (blocks + centreSegments - 1) / centreSegments * tableBlock)
         segments = max(1, (n + segmentRows - 1) / segmentRows)
-        self.dense = dense
         segmentOffsets = dense ? 0..<offsets : offsets / 2..<offsets / 2 + 1
         transposed = gradInput == nil ? nil : transposedOffsets(weight, offsets: offsets, cin: cin, cout: cout)
         if let gw = gradWeight {
