@@ -279,6 +279,18 @@ do {
             }
             print(String(format: "fresh forward measured again: %.2f ms", again * 1000))
             print(String(format: "fresh, in one pass: input layer %.2f ms, rulebook %.2f ms, convolution %.2f ms", a * k, bk * k, cv * k))
+            var tf = 0.0, tg = 0.0, tb = 0.0
+            for _ in 0..<iters {
+                let t0 = now()
+                let y = try conv(SparseTensor(sites: cachedGrad.sites, features: fg))
+                let t1 = now()
+                let seed = Tensor.ones(y.features.shape)
+                let t2 = now()
+                try y.features.backward(seed)
+                let t3 = now()
+                tf += t1 - t0; tg += t2 - t1; tb += t3 - t2
+            }
+            print(String(format: "cached fwd+bwd, in one pass: forward %.2f ms, seed %.2f ms, backward %.2f ms", tf * k, tg * k, tb * k))
         }
         let name = workload.uppercased()
         report(name + "_fwd", fresh * 1000, "ms", extra: "sites=\(n) pairs=\(book.pairCount) gflops=\(String(format: "%.1f", flops / fresh / 1e9))")

@@ -172,24 +172,29 @@ final class SparsePropertyTests: XCTestCase {
 
     func testDeterministicWhateverTheThreadCount() throws {
         RandomGenerator.seed(9)
-        // Over 4,096 sites: the weight gradient is summed in several segments.
-        let coords = randomSites(6000, h: 150, w: 150, batch: 2, duplicates: true, seed: 9)
-        let feats = Tensor.randn([6000, 16])
+        // Over 4,096 sites: the weight gradient is summed in several segments. The full 60 x 60
+        // map takes the Winograd route, its 900 tiles in two segments.
+        var full: [Int] = []
+        for r in 0..<60 { for c in 0..<60 { full += [r, c, 0] } }
+        let maps = [randomSites(6000, h: 150, w: 150, batch: 2, duplicates: true, seed: 9), try IntTensor(full, shape: [3600, 3])]
         let conv = try SubmanifoldConv2d(16, 16, filter: 3)
         let saved = Parallel.threads
         defer { Parallel.threads = saved }
-        var results: [[Float]] = []
-        for t in [1, 2, 3] {
-            Parallel.threads = t
-            var f = feats
-            f.requiresGrad = true
-            conv.weight.grad = nil
-            let y = try conv(InputLayer()(coords, f))
-            try y.features.sum().backward()
-            results.append(y.features.scalars + f.grad!.scalars + conv.weight.grad!.scalars)
+        for coords in maps {
+            let feats = Tensor.randn([coords.shape[0], 16])
+            var results: [[Float]] = []
+            for t in [1, 2, 3] {
+                Parallel.threads = t
+                var f = feats
+                f.requiresGrad = true
+                conv.weight.grad = nil
+                let y = try conv(InputLayer()(coords, f))
+                try y.features.sum().backward()
+                results.append(y.features.scalars + f.grad!.scalars + conv.weight.grad!.scalars)
+            }
+            XCTAssertEqual(zip(results[0], results[1]).filter { $0 != $1 }.count, 0, "\(coords.shape[0]) sites")
+            XCTAssertEqual(zip(results[0], results[2]).filter { $0 != $1 }.count, 0, "\(coords.shape[0]) sites")
         }
-        XCTAssertEqual(zip(results[0], results[1]).filter { $0 != $1 }.count, 0)
-        XCTAssertEqual(zip(results[0], results[2]).filter { $0 != $1 }.count, 0)
     }
 
     /// The fused AVX2 kernels (channels multiples of 16) against the BLAS path: outputs and every
@@ -232,6 +237,62 @@ final class SparsePropertyTests: XCTestCase {
                 for (x, y) in zip(a, b) { assertClose(x, y, tolerance: 1e-5, "fused vs BLAS, \(n) sites, \(cin) -> \(cout)") }
             }
         }
+    }
+
+    /// The Winograd route (2 x 2 tiles, F(2x2, 3x3) and F(3x3, 2x2)) against the neighbour-table
+    /// route: outputs and every gradient. Full disks in a batch of two, a full rectangle with odd
+    /// sides (tiles cut by the map's edge), and random maps forced onto the route, where tiles
+    /// miss sites and patches reach past the map.
+    func testWinogradMatchesTableRoute() throws {
+        guard SparseKernels.available else {
+            print("skipped: this processor has no AVX2 + FMA, so the Winograd route never runs")
+            return
+        }
+        defer { SparseKernels.winograd = true; SparseKernels.winogradTileCost = 18 }
+        func disk(_ radius: Int, batch: Int) -> ([Int], Int) {
+            var flat: [Int] = []
+            for b in 0..<batch { for r in 0...(2 * radius) { for c in 0...(2 * radius)
+                where (r - radius) * (r - radius) + (c - radius) * (c - radius) <= radius * radius { flat += [r, c, b] } } }
+            return (flat, 2 * radius + 1)
+        }
+        var cases: [(coords: IntTensor, size: Int, cin: Int, cout: Int, forced: Bool)] = []
+        let (d, ds) = disk(14, batch: 2)
+        cases.append((try IntTensor(d, shape: [d.count / 3, 3]), ds, 16, 32, false))
+        var rect: [Int] = []
+        for r in 0..<15 { for c in 0..<17 { rect += [c, r, 0] } }   // 17 rows, 15 columns, column-major order
+        cases.append((try IntTensor(rect, shape: [rect.count / 3, 3]), 17, 32, 16, false))
+        cases.append((randomSites(700, h: 30, w: 30, batch: 2, duplicates: false, seed: 31), 30, 16, 16, true))
+        cases.append((randomSites(90, h: 20, w: 20, batch: 1, duplicates: false, seed: 32), 20, 48, 16, true))
+        for (coords, size, cin, cout, forced) in cases {
+            let n = coords.shape[0]
+            RandomGenerator.seed(UInt64(n))
+            let feats = Tensor.randn([n, cin])
+            let subm = try SubmanifoldConv2d(cin, cout, filter: 3)
+            subm.bias!.value.assign(Tensor.randn([cout]))
+            var results: [[Tensor]] = []
+            for winograd in [true, false] {
+                SparseKernels.winograd = winograd
+                SparseKernels.winogradTileCost = forced ? 0 : 18
+                for p in subm.allParameters() { p.grad = nil }
+                var f = feats
+                f.requiresGrad = true
+                let x = try InputLayer()(coords, f, spatialSize: (size, size))
+                let book = x.sites.submanifoldRulebook(filter: 3)
+                XCTAssertEqual(x.sites.winogradTiles(book) != nil, true, "\(n) sites take the Winograd route when allowed")
+                let y = try subm(x)
+                let ramp = try Tensor.arange(0, Float(y.features.count)).div(Tensor(scalar: Float(y.features.count)))
+                try y.features.mul(ramp.reshaped(y.features.shape)).sum().backward()
+                results.append([y.features, f.grad!, subm.weight.grad!, subm.bias!.grad!])
+            }
+            for (name, (a, b)) in zip(["output", "feature gradient", "weight gradient", "bias gradient"], zip(results[0], results[1])) {
+                assertClose(a, b, tolerance: 1e-5, "Winograd vs table, \(n) sites, \(cin) -> \(cout): \(name)")
+            }
+        }
+        // At the default cost, a sparse map never builds the tiles.
+        SparseKernels.winogradTileCost = 18
+        let sparse = try InputLayer()(randomSites(300, h: 100, w: 100, batch: 1, duplicates: false, seed: 33), Tensor.zeros([300, 16]))
+        XCTAssertNil(sparse.sites.winogradTiles(sparse.sites.submanifoldRulebook(filter: 3)))
+        XCTAssertNil(sparse.sites.winogradPlan, "tiles built for a sparse map")
     }
 
     func testEmptyMapGivesZeroGradients() throws {

@@ -54,6 +54,25 @@ int smil_outer_gemm(int pairs, int k, int n, const float *a, const int *arows, i
 int smil_table_gemm(int lo, int hi, int offsets, const int *table, int mirrored, const float *a, int kdim, const float *b,
                     int n, float *c);
 
+// Winograd F(2x2, 3x3) over the 2 x 2 tiles of a submanifold map (Core's SparseWinograd.swift).
+// A tile's 4 x 4 patch starts one row and one column before its 2 x 2 cells; `patch[16 t + 4 a + b]`
+// is the source row at patch position (a, b) of tile t and `cells[4 t + 2 i + j]` the row of its
+// cell (i, j), -1 where there is no site (read as zeros, never written). Transformed values are
+// laid out [16][tiles][c]: position xi = 4 r + q of tile t at `base + xi * stride + t * c`. Each
+// needs AVX2 + FMA and c a multiple of 8 (at most 1024 where rows are read); returns 0 otherwise.
+
+/// B^T d B of each tile's patch of `src`: `kind` 0 is F(2x2, 3x3)'s data transform
+/// (B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]), kind 1 F(3x3, 2x2)'s (last row negated).
+int smil_winograd_input(int tiles, const int *patch, const float *src, int c, int kind, float *v, long vstride);
+
+/// A^T M A (A^T = [1 1 1 0; 0 1 -1 -1]) plus `bias` (or nothing) into the rows of each tile's
+/// cells in `dst`.
+int smil_winograd_output(int tiles, const int *cells, const float *m, long mstride, int c, const float *bias, float *dst);
+
+/// G x G^T of each tile's own 2 x 2 rows of `src` (G = [1 0; .5 .5; .5 -.5; 0 1]): the output
+/// gradient as F(3x3, 2x2)'s kernel, for the weight gradient.
+int smil_winograd_tile_kernel(int tiles, const int *cells, const float *src, int c, float *g, long gstride);
+
 /// Asks for the cache line at p ahead of a load that would miss (hash probes: the line for a key
 /// a few iterations ahead is fetched while the current one is handled).
 static inline void smil_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }

@@ -5,8 +5,9 @@
 // offsets are applied in order: the same bits whatever the thread count. On the fused AVX2
 // kernels, a submanifold layer reads its output-major neighbour table instead: one pass over
 // blocks of output rows, and a backward that computes the input and weight gradients in the same
-// parallel pass. Without them, a dense submanifold map is one implicit GEMM (BLAS) over gathered
-// neighbourhoods.
+// parallel pass; a submanifold 3 x 3 layer on a densely filled map goes by Winograd over 2 x 2
+// tiles instead (SparseWinograd.swift). Without them, a dense submanifold map is one implicit GEMM
+// (BLAS) over gathered neighbourhoods.
 
 import COpenBLAS
 import CKernels
@@ -16,6 +17,14 @@ import CKernels
 /// Settable so that tests can compare them with the BLAS path.
 public enum SparseKernels {
     nonisolated(unsafe) public static var fused = true
+    /// Whether submanifold 3 x 3 layers on densely filled maps take the Winograd route on the fused
+    /// kernels (SparseWinograd.swift). Settable so that tests can compare it with the table route.
+    nonisolated(unsafe) public static var winograd = true
+    /// What a 2 x 2 tile of the Winograd route costs, in neighbour pairs of the table route (its
+    /// 16 products and the transforms): a map takes the route when tiles x cost <= pairs. On
+    /// 180 x 180 maps filled at random, 64 -> 64 channels, the routes broke even at 16-20 pairs
+    /// per tile; a full map has 36, W3b's disk 35.3. Settable so that tests can force the route.
+    nonisolated(unsafe) static var winogradTileCost = 18.0
     /// Whether this processor can run them (AVX2 and FMA).
     public static var available: Bool { smil_has_avx2_fma() != 0 }
 

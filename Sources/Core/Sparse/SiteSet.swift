@@ -84,6 +84,8 @@ public final class SiteSet {
     var rulebooks: [String: Rulebook] = [:]
     /// Output sites of strided layers, by filter and stride.
     var strided: [String: (SiteSet, Rulebook)] = [:]
+    /// The 2 x 2 tiles of a submanifold 3 x 3 layer on the Winograd route, once looked at.
+    var winogradPlan: WinogradTiles?
 
     public var count: Int { rows.count }
 

@@ -160,13 +160,18 @@ open class SparseConvolutionBase: SparseModule {
         let (cin, cout) = (inChannels, outChannels)
         let input = x.features.detached(), w = weight.value.detached(), b = bias?.value.detached()
         let out = Tensor(uninitializedShape: [nOut, cout])
-        // Three routes: submanifold rulebooks on the fused kernels straight from the neighbour
-        // table, sparse or dense map alike; without the fused kernels, dense submanifold
-        // rulebooks as one implicit GEMM (BLAS) over gathered neighbourhoods; everything else
-        // (strided layers, sparse maps on the BLAS path) offset by offset.
+        // Four routes: on the fused kernels, submanifold 3 x 3 layers on densely filled maps by
+        // Winograd over 2 x 2 tiles (SparseWinograd.swift), other submanifold rulebooks straight
+        // from the neighbour table, sparse or dense map alike; without the fused kernels, dense
+        // submanifold rulebooks as one implicit GEMM (BLAS) over gathered neighbourhoods;
+        // everything else (strided layers, sparse maps on the BLAS path) offset by offset.
         let table = SparseKernels.apply(cin: cin, cout: cout) ? rulebook.neighbours : nil
         let implicit = table == nil && rulebook.isDense ? rulebook.neighbours : nil
-        if let nb = implicit {
+        let tiles = table != nil && SparseKernels.winograd ? x.sites.winogradTiles(rulebook) : nil
+        if let tiles = tiles {
+            submanifoldWinogradForward(tiles, input: input.storage.pointer, output: out.storage.pointer, weight: w.storage.pointer,
+                                       bias: b?.storage.pointer, cin: cin, cout: cout)
+        } else if let nb = implicit {
             submanifoldForwardImplicit(input: input.storage.pointer, output: out.storage.pointer, weight: w.storage.pointer,
                                        bias: b?.storage.pointer, neighbours: nb, n: nOut, offsets: rulebook.offsets, cin: cin, cout: cout)
         } else if let table = table {
@@ -186,7 +191,11 @@ open class SparseConvolutionBase: SparseModule {
             let gi = needInput ? Tensor(uninitializedShape: [nIn, cin]) : nil
             let gw = Tensor(uninitializedShape: w.shape)
             let gb = b == nil ? nil : Tensor(uninitializedShape: [cout])
-            if let nb = implicit {
+            if let tiles = tiles {
+                submanifoldWinogradBackward(tiles, input: input.storage.pointer, gradOutput: g.storage.pointer,
+                                            weight: w.storage.pointer, gradInput: gi?.storage.pointer, gradWeight: gw.storage.pointer,
+                                            gradBias: gb?.storage.pointer, n: nOut, cin: cin, cout: cout)
+            } else if let nb = implicit {
                 submanifoldBackwardImplicit(input: input.storage.pointer, gradOutput: g.storage.pointer, weight: w.storage.pointer,
                                             gradInput: gi?.storage.pointer, gradWeight: gw.storage.pointer, gradBias: gb?.storage.pointer,
                                             neighbours: nb, n: nOut, offsets: rulebook.offsets, cin: cin, cout: cout)
