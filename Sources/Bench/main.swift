@@ -12,6 +12,8 @@ import COpenBLAS
 _ = Parallel.threads
 // SMIL_SPARSE_FUSED=0 times the sparse convolution on its BLAS path instead of the fused kernels.
 if ProcessInfo.processInfo.environment["SMIL_SPARSE_FUSED"] == "0" { SparseKernels.fused = false }
+// SMIL_SPARSE_WINOGRAD=0 keeps densely filled maps on the neighbour-table route (W3b).
+if ProcessInfo.processInfo.environment["SMIL_SPARSE_WINOGRAD"] == "0" { SparseKernels.winograd = false }
 
 func now() -> Double {
     var ts = timespec()

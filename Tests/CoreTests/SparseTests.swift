@@ -288,6 +288,18 @@ final class SparsePropertyTests: XCTestCase {
                 assertClose(a, b, tolerance: 1e-5, "Winograd vs table, \(n) sites, \(cin) -> \(cout): \(name)")
             }
         }
+        // A hand-made plan: sites (0,0), (0,1), (1,1) share the first tile, (2,2) starts the
+        // second; patches start one row and column before their tiles, -1 where no site is.
+        SparseKernels.winogradTileCost = 0
+        let small = try InputLayer()(try IntTensor([0, 0, 0, 0, 1, 0, 1, 1, 0, 2, 2, 0], shape: [4, 3]), Tensor.zeros([4, 16]),
+                                     spatialSize: (4, 4))
+        let plan = try XCTUnwrap(small.sites.winogradTiles(small.sites.submanifoldRulebook(filter: 3)))
+        XCTAssertEqual(plan.count, 2)
+        XCTAssertEqual(plan.cells, [0, 1, -1, 2, 3, -1, -1, -1])
+        var patch = [Int32](repeating: -1, count: 32)
+        (patch[5], patch[6], patch[10], patch[15]) = (0, 1, 2, 3)
+        (patch[16], patch[21]) = (2, 3)
+        XCTAssertEqual(plan.patch, patch)
         // At the default cost, a sparse map never builds the tiles.
         SparseKernels.winogradTileCost = 18
         let sparse = try InputLayer()(randomSites(300, h: 100, w: 100, batch: 1, duplicates: false, seed: 33), Tensor.zeros([300, 16]))

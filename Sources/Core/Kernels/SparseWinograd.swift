@@ -41,39 +41,60 @@ extension SiteSet {
         let cost = SparseKernels.winogradTileCost, pairs = Double(book.pairCount)
         guard book.offsets == 9, let table = book.neighbours, count > 0, pairs >= cost / 4 * Double(count) else { return nil }
         if let plan = winogradPlan { return Double(plan.count) * cost <= pairs ? plan : nil }
-        // Tiles in order of their first site.
-        let hash = SiteHash(capacity: count / 2 + 1)
-        var cells: [Int32] = []
-        cells.reserveCapacity(2 * count)
-        var tiles = 0
-        for i in 0..<count {
-            let r = Int(rows[i]), c = Int(cols[i])
-            let t = Int(hash.insert(siteKey(r >> 1, c >> 1, Int(batches[i])), Int32(tiles)))
-            if t == tiles {
-                cells += [-1, -1, -1, -1]
-                tiles += 1
+        // Tiles in order of their first site, found through the neighbour table alone (a tile's
+        // four cells are within one step of each other): a site owns its tile when no other
+        // site of the tile comes before it; a prefix count numbers the owners, and each owner
+        // fills its tile's cells and patch.
+        let n = count
+        var owned = [Int32](repeating: -1, count: n)
+        var cells: [Int32] = [], patch: [Int32] = [], tiles = 0
+        table.withUnsafeBufferPointer { nbp in rows.withUnsafeBufferPointer { rp in cols.withUnsafeBufferPointer { cp in
+            let nb = nbp.baseAddress!
+            /// The site at cell (a, b) of site i's tile, or -1: the neighbour one step away, or i.
+            @inline(__always) func cell(_ i: Int, _ a: Int, _ b: Int) -> Int32 {
+                nb[9 * i + 3 * (a - Int(rp[i] & 1) + 1) + (b - Int(cp[i] & 1) + 1)]
             }
-            cells[4 * t + 2 * (r & 1) + (c & 1)] = Int32(i)
-        }
-        // Patch position (a, b) is the neighbour at offset 3 (a - i) + (b - j) of any present cell
-        // (i, j) whose 3 x 3 neighbourhood covers it; with none, no output reads it: zero.
-        var patch = [Int32](repeating: -1, count: 16 * tiles)
-        table.withUnsafeBufferPointer { nb in cells.withUnsafeBufferPointer { cl in patch.withUnsafeMutableBufferPointer { pt in
-            Parallel.forRanges(tiles, grain: 1024) { range in
-                for t in range {
-                    for a in 0..<4 { for b in 0..<4 {
-                        search: for i in max(0, a - 2)...min(1, a) {
-                            for j in max(0, b - 2)...min(1, b) {
-                                let s = Int(cl[4 * t + 2 * i + j])
-                                if s >= 0 {
-                                    pt[16 * t + 4 * a + b] = nb[9 * s + 3 * (a - i) + (b - j)]
-                                    break search
-                                }
-                            }
+            owned.withUnsafeMutableBufferPointer { ow in
+                Parallel.forRanges(n, grain: 4096) { range in
+                    for i in range {
+                        var first = true
+                        for q in 0..<4 {
+                            let s = cell(i, q >> 1, q & 1)
+                            if s >= 0 && Int(s) < i { first = false }
                         }
-                    } }
+                        if first { ow[i] = 0 }
+                    }
+                }
+                for i in 0..<n where ow[i] == 0 {
+                    ow[i] = Int32(tiles)
+                    tiles += 1
                 }
             }
+            cells = [Int32](repeating: -1, count: 4 * tiles)
+            patch = [Int32](repeating: -1, count: 16 * tiles)
+            owned.withUnsafeBufferPointer { ow in cells.withUnsafeMutableBufferPointer { clp in patch.withUnsafeMutableBufferPointer { pt in
+                let cl = clp.baseAddress!
+                Parallel.forRanges(n, grain: 4096) { range in
+                    for site in range where ow[site] >= 0 {
+                        let t = Int(ow[site])
+                        for q in 0..<4 { cl[4 * t + q] = cell(site, q >> 1, q & 1) }
+                        // Patch position (a, b) is the neighbour at offset 3 (a - i) + (b - j) of
+                        // any present cell (i, j) whose 3 x 3 neighbourhood covers it; with none,
+                        // no output reads it: zero.
+                        for a in 0..<4 { for b in 0..<4 {
+                            search: for i in max(0, a - 2)...min(1, a) {
+                                for j in max(0, b - 2)...min(1, b) {
+                                    let s = Int(cl[4 * t + 2 * i + j])
+                                    if s >= 0 {
+                                        pt[16 * t + 4 * a + b] = nb[9 * s + 3 * (a - i) + (b - j)]
+                                        break search
+                                    }
+                                }
+                            }
+                        } }
+                    }
+                }
+            } } }
         } } }
         let plan = WinogradTiles(count: tiles, patch: patch, cells: cells)
         winogradPlan = plan
