@@ -10,7 +10,7 @@
 
 #define AVX2 __attribute__((target("avx2,fma")))
 
-/// The most channels a transform takes (its zero row).
+/// The most channels a transform takes (its zero row; winogradMaxChannels in Core).
 #define WINO_MAX_CHANNELS 1024
 static const float zero_row[WINO_MAX_CHANNELS] __attribute__((aligned(32)));
 

@@ -28,6 +28,8 @@ final class WinogradTiles {
     }
 }
 
+/// The most channels the transforms take (WINO_MAX_CHANNELS in CKernels/winograd_avx2.c).
+let winogradMaxChannels = 1024
 /// Tiles per block: the block's transformed patches and products stay in the core's L2 cache.
 let winogradBlock = 24
 

@@ -167,7 +167,8 @@ open class SparseConvolutionBase: SparseModule {
         // everything else (strided layers, sparse maps on the BLAS path) offset by offset.
         let table = SparseKernels.apply(cin: cin, cout: cout) ? rulebook.neighbours : nil
         let implicit = table == nil && rulebook.isDense ? rulebook.neighbours : nil
-        let tiles = table != nil && SparseKernels.winograd ? x.sites.winogradTiles(rulebook) : nil
+        let tiles = table != nil && SparseKernels.winograd && max(cin, cout) <= winogradMaxChannels
+            ? x.sites.winogradTiles(rulebook) : nil
         if let tiles = tiles {
             submanifoldWinogradForward(tiles, input: input.storage.pointer, output: out.storage.pointer, weight: w.storage.pointer,
                                        bias: b?.storage.pointer, cin: cin, cout: cout)
