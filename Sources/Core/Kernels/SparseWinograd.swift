@@ -197,6 +197,7 @@ func submanifoldWinogradBackward(_ tiles: WinogradTiles, input: UnsafePointer<Fl
             defer { v.deallocate() }
             let m = v + 16 * block * cin
             if let gi = gradInput, let u = u {
+                // Here the source is cout wide and the target cin: the two halves swap roles.
                 winogradProductBlocks(range, tiles, source: gradOutput, width: cout, u: u, target: gi, targetWidth: cin,
                                       bias: nil, v: m, m: v)
             }
@@ -213,22 +214,22 @@ func submanifoldWinogradBackward(_ tiles: WinogradTiles, input: UnsafePointer<Fl
             }
         }
     } }
-    // Sum the segments in order, then gradWeight[3a + b] = (A'^T P A')[a][b] with
-    // A'^T = [1 1 1 0; 0 1 -1 0; 0 1 1 1].
-    for s in 1..<max(1, segments) {
-        let p = partial + s * 16 * size
-        for x in 0..<(16 * size) { partial[x] += p[x] }
+    // Sum the segments in order (each element on its own, so split over the threads), then
+    // gradWeight[3a + b] = (A'^T P A')[a][b] with A'^T = [1 1 1 0; 0 1 -1 0; 0 1 1 1].
+    Parallel.forRanges(16 * size, grain: 16384) { r in
+        for s in 1..<max(1, segments) {
+            let p = partial + s * 16 * size
+            for x in r { partial[x] += p[x] }
+        }
     }
     let at: [[Float]] = [[1, 1, 1, 0], [0, 1, -1, 0], [0, 1, 1, 1]]
-    for a in 0..<3 {
-        for b in 0..<3 {
-            let out = gradWeight + (3 * a + b) * size
-            out.update(repeating: 0, count: size)
-            for i in 0..<4 where at[a][i] != 0 {
-                for j in 0..<4 where at[b][j] != 0 {
-                    let f = at[a][i] * at[b][j], p = partial + (4 * i + j) * size
-                    for x in 0..<size { out[x] += f * p[x] }
-                }
+    Parallel.forEach(9) { k in
+        let a = k / 3, b = k % 3, out = gradWeight + k * size
+        out.update(repeating: 0, count: size)
+        for i in 0..<4 where at[a][i] != 0 {
+            for j in 0..<4 where at[b][j] != 0 {
+                let f = at[a][i] * at[b][j], p = partial + (4 * i + j) * size
+                for x in 0..<size { out[x] += f * p[x] }
             }
         }
     }
