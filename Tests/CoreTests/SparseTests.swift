@@ -288,6 +288,22 @@ final class SparsePropertyTests: XCTestCase {
                 assertClose(a, b, tolerance: 1e-5, "Winograd vs table, \(n) sites, \(cin) -> \(cout): \(name)")
             }
         }
+        // Features that need no gradient: the backward skips the input gradient, and the weight
+        // gradient is still the table route's.
+        SparseKernels.winogradTileCost = 18
+        let diskCoords = try IntTensor(d, shape: [d.count / 3, 3])
+        let plainFeatures = Tensor.randn([diskCoords.shape[0], 16])
+        let layer = try SubmanifoldConv2d(16, 16, filter: 3)
+        var weightGrads: [Tensor] = []
+        for winograd in [true, false] {
+            SparseKernels.winograd = winograd
+            layer.weight.grad = nil
+            try layer(InputLayer()(diskCoords, plainFeatures, spatialSize: (ds, ds))).features.sum().backward()
+            weightGrads.append(layer.weight.grad!)
+        }
+        assertClose(weightGrads[0], weightGrads[1], tolerance: 1e-5, "Winograd vs table, no input gradient: weight gradient")
+        SparseKernels.winograd = true
+
         // A hand-made plan: sites (0,0), (0,1), (1,1) share the first tile, (2,2) starts the
         // second; patches start one row and column before their tiles, -1 where no site is.
         SparseKernels.winogradTileCost = 0
