@@ -86,7 +86,9 @@ final class SparsePropertyTests: XCTestCase {
             conv.bias!.value.assign(Tensor.randn([6]))
             let y = try conv(x)
             XCTAssertTrue(y.sites === x.sites, "submanifold keeps the site set")
-            XCTAssertEqual(x.sites.submanifoldRulebook(filter: filter).isDense, dense || filter == 1, "path for filter \(filter), \(n) sites")
+            let book = x.sites.submanifoldRulebook(filter: filter)
+            XCTAssertEqual(book.isDense, dense || filter == 1, "path for filter \(filter), \(n) sites")
+            XCTAssertEqual(book.pairCount, book.neighbours!.filter { $0 >= 0 }.count, "pairs for filter \(filter)")
             let dense = try Functional.conv2d(x.toDense(), weight: denseKernel(conv.weight.value.detached(), filter: filter),
                                               bias: conv.bias!.value.detached(), padding: filter / 2)
             assertClose(y.features, readDense(dense, at: x.sites), tolerance: 1e-5, "forward, filter \(filter)")

@@ -95,16 +95,26 @@ extension SiteSet {
         // Each offset's (row, column) step, computed once rather than divided out per probe.
         let dr = (0..<k2).map { $0 / filter - half }, dc = (0..<k2).map { $0 % filter - half }
         var table = [Int32](repeating: -1, count: n * k2)
+        // Neighbours found after the centre, per piece of 2,048 sites (summed in order).
+        var hits = [Int](repeating: 0, count: (n + 2047) / 2048)
+        // On a sparse map (under a quarter of the cells hold a site) most lookups find nothing:
+        // a filter in the cache answers those without touching the hash table.
+        let cells = Double(h) * Double(w) * Double(max(1, batchSize))
+        let filter = Double(n) < 0.25 * cells
+            ? SiteFilter(keys: n) { siteKey(Int(self.rows[$0]), Int(self.cols[$0]), Int(self.batches[$0])) } : nil
+        defer { filter?.free() }
         rows.withUnsafeBufferPointer { rp in cols.withUnsafeBufferPointer { cp in batches.withUnsafeBufferPointer { bp in
-            table.withUnsafeMutableBufferPointer { tp in
+            table.withUnsafeMutableBufferPointer { tp in hits.withUnsafeMutableBufferPointer { hp in
                 let t = tp.baseAddress!, hash = self.hash
                 Parallel.forRanges(n, grain: 2048) { range in
+                    var found = 0
+                    defer { hp[range.lowerBound / 2048] = found }
                     for i in range {
-                        // The probes below miss the cache for random sites: fetch the slots of a
-                        // site a few ahead (its neighbours after the centre are on its own row and
-                        // the rows below, and the hash keeps groups of 8 columns in adjacent slots;
-                        // about 10% off the build on W3a).
-                        if i + hashLookahead < range.upperBound {
+                        // The probes below miss the cache for random sites: without the filter,
+                        // fetch the slots of a site a few ahead (its neighbours after the centre
+                        // are on its own row and the rows below, and the hash keeps groups of 8
+                        // columns in adjacent slots; about 10% off the build on W3a).
+                        if filter == nil && i + hashLookahead < range.upperBound {
                             let a = i + hashLookahead, r = Int(rp[a]), c = Int(cp[a]), b = Int(bp[a])
                             hash.prefetch(siteKey(r, c + half, b))
                             hash.prefetch(siteKey(r + half, c - half, b))
@@ -115,19 +125,21 @@ extension SiteSet {
                         for k in (centre + 1)..<k2 {
                             let rr = r + dr[k], cc = c + dc[k]
                             guard rr >= 0 && rr < h && cc >= 0 && cc < w else { continue }
-                            let j = hash.find(siteKey(rr, cc, b))
+                            let key = siteKey(rr, cc, b)
+                            if let f = filter, !f.mayContain(key) { continue }
+                            let j = hash.find(key)
                             if j >= 0 {
                                 t[i * k2 + k] = j
                                 t[Int(j) * k2 + (k2 - 1 - k)] = Int32(i)
+                                found += 1
                             }
                         }
                     }
                 }
-            }
+            } }
         } } }
-        var empty = 0  // slots without a neighbour (v >> 31 is -1 for them, 0 otherwise)
-        table.withUnsafeBufferPointer { t in for v in t { empty &-= Int(v >> 31) } }
-        let book = Rulebook(submanifold: table, offsets: k2, pairCount: table.count - empty)
+        // Every site with itself, and each hit both ways.
+        let book = Rulebook(submanifold: table, offsets: k2, pairCount: n + 2 * hits.reduce(0, +))
         rulebooks[key] = book
         return book
     }
