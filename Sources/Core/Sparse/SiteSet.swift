@@ -73,24 +73,23 @@ final class SiteHash {
 /// A one-hash Bloom filter over site keys, at least 8 bits per site: a clear bit means no site
 /// has the key. On a sparse map most neighbour lookups find nothing; the filter (32 KB for 20,000
 /// sites) answers them from the cache, where each would be a probe into the hash table in memory.
-struct SiteFilter {
+final class SiteFilter {
     private let words: UnsafeMutablePointer<UInt64>
-    private let count: Int, shift: Int
+    private let shift: Int
 
     init(keys n: Int, _ key: (Int) -> UInt64) {
         var bits = 4096
         while bits < 8 * n { bits <<= 1 }
-        count = bits / 64
         shift = 64 - bits.trailingZeroBitCount
-        words = .allocate(capacity: count)
-        words.initialize(repeating: 0, count: count)
+        words = .allocate(capacity: bits / 64)
+        words.initialize(repeating: 0, count: bits / 64)
         for i in 0..<n {
             let b = Int(truncatingIfNeeded: (key(i) &* 0x9E37_79B9_7F4A_7C15) >> UInt64(shift))
             words[b >> 6] |= 1 << UInt64(b & 63)
         }
     }
 
-    func free() { words.deallocate() }
+    deinit { words.deallocate() }
 
     /// False only if no site has `key`.
     @inline(__always) func mayContain(_ key: UInt64) -> Bool {
