@@ -108,54 +108,32 @@ extension SiteSet {
                 Parallel.forRanges(n, grain: 2048) { range in
                     var found = 0
                     defer { hp[range.lowerBound / 2048] = found }
-                    @inline(__always) func link(_ i: Int, _ k: Int, _ j: Int32) {
-                        t[i * k2 + k] = j
-                        t[Int(j) * k2 + (k2 - 1 - k)] = Int32(i)
-                        found += 1
-                    }
-                    if let f = filter {
-                        // The lookups the filter lets through (true neighbours and a few false
-                        // positives), then their probes, each fetching the slot of one a few ahead.
-                        withUnsafeTemporaryAllocation(of: (key: UInt64, site: Int32, offset: Int32).self,
-                                                      capacity: max(1, range.count * (k2 - 1 - centre))) { buffer in
-                            let queue = buffer.baseAddress!
-                            var m = 0
-                            for i in range {
-                                let r = Int(rp[i]), c = Int(cp[i]), b = Int(bp[i])
-                                t[i * k2 + centre] = Int32(i)
-                                for k in (centre + 1)..<k2 {
-                                    let rr = r + dr[k], cc = c + dc[k]
-                                    guard rr >= 0 && rr < h && cc >= 0 && cc < w else { continue }
-                                    let key = siteKey(rr, cc, b)
-                                    if f.mayContain(key) { queue[m] = (key, Int32(i), Int32(k)); m += 1 }
-                                }
-                            }
-                            for q in 0..<m {
-                                if q + hashLookahead < m { hash.prefetch(queue[q + hashLookahead].key) }
-                                let j = hash.find(queue[q].key)
-                                if j >= 0 { link(Int(queue[q].site), Int(queue[q].offset), j) }
+                    // The lookups, less those the filter rules out (true neighbours and a few
+                    // false positives pass), then their probes, which miss the cache for random
+                    // sites: each fetches the slot of the one a few ahead.
+                    withUnsafeTemporaryAllocation(of: (key: UInt64, site: Int32, offset: Int32).self,
+                                                  capacity: max(1, range.count * (k2 - 1 - centre))) { buffer in
+                        let queue = buffer.baseAddress!
+                        var m = 0
+                        for i in range {
+                            let r = Int(rp[i]), c = Int(cp[i]), b = Int(bp[i])
+                            t[i * k2 + centre] = Int32(i)
+                            for k in (centre + 1)..<k2 {
+                                let rr = r + dr[k], cc = c + dc[k]
+                                guard rr >= 0 && rr < h && cc >= 0 && cc < w else { continue }
+                                let key = siteKey(rr, cc, b)
+                                if filter?.mayContain(key) ?? true { queue[m] = (key, Int32(i), Int32(k)); m += 1 }
                             }
                         }
-                        return
-                    }
-                    for i in range {
-                        // The probes below miss the cache for random sites: fetch the slots of a
-                        // site a few ahead (its neighbours after the centre are on its own row and
-                        // the rows below, and the hash keeps groups of 8 columns in adjacent slots;
-                        // about 10% off the build on W3a).
-                        if i + hashLookahead < range.upperBound {
-                            let a = i + hashLookahead, r = Int(rp[a]), c = Int(cp[a]), b = Int(bp[a])
-                            hash.prefetch(siteKey(r, c + half, b))
-                            hash.prefetch(siteKey(r + half, c - half, b))
-                            hash.prefetch(siteKey(r + half, c + half, b))
-                        }
-                        let r = Int(rp[i]), c = Int(cp[i]), b = Int(bp[i])
-                        t[i * k2 + centre] = Int32(i)
-                        for k in (centre + 1)..<k2 {
-                            let rr = r + dr[k], cc = c + dc[k]
-                            guard rr >= 0 && rr < h && cc >= 0 && cc < w else { continue }
-                            let j = hash.find(siteKey(rr, cc, b))
-                            if j >= 0 { link(i, k, j) }
+                        for q in 0..<m {
+                            if q + hashLookahead < m { hash.prefetch(queue[q + hashLookahead].key) }
+                            let j = hash.find(queue[q].key)
+                            if j >= 0 {
+                                let i = Int(queue[q].site), k = Int(queue[q].offset)
+                                t[i * k2 + k] = j
+                                t[Int(j) * k2 + (k2 - 1 - k)] = Int32(i)
+                                found += 1
+                            }
                         }
                     }
                 }
