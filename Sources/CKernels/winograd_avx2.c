@@ -53,7 +53,8 @@ int smil_winograd_input(int tiles, const int *patch, const float *src, int c, in
     return 1;
 }
 
-AVX2 static void winograd_output_avx2(int tiles, const int *cells, const float *m, long mstride, int c, const float *bias, float *dst) {
+AVX2 static void winograd_output_avx2(int tiles, const int *cells, const float *m, long mstride, int c, const float *bias,
+                                      float *dst, int accumulate) {
     for (int t = 0; t < tiles; t++) {
         const int *cell = cells + 4 * t;
         const float *in = m + (long)t * c;
@@ -72,15 +73,19 @@ AVX2 static void winograd_output_avx2(int tiles, const int *cells, const float *
             y[1] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(r0[1], r0[2]), r0[3]), b);
             y[2] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(r1[0], r1[1]), r1[2]), b);
             y[3] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(r1[1], r1[2]), r1[3]), b);
-            for (int q = 0; q < 4; q++)
-                if (cell[q] >= 0) _mm256_storeu_ps(dst + (long)cell[q] * c + ch, y[q]);
+            for (int q = 0; q < 4; q++) {
+                if (cell[q] < 0) continue;
+                float *out = dst + (long)cell[q] * c + ch;
+                _mm256_storeu_ps(out, accumulate ? _mm256_add_ps(_mm256_loadu_ps(out), y[q]) : y[q]);
+            }
         }
     }
 }
 
-int smil_winograd_output(int tiles, const int *cells, const float *m, long mstride, int c, const float *bias, float *dst) {
+int smil_winograd_output(int tiles, const int *cells, const float *m, long mstride, int c, const float *bias, float *dst,
+                         int accumulate) {
     if (!smil_has_avx2_fma() || c % 8 != 0) return 0;
-    winograd_output_avx2(tiles, cells, m, mstride, c, bias, dst);
+    winograd_output_avx2(tiles, cells, m, mstride, c, bias, dst, accumulate);
     return 1;
 }
 
@@ -118,6 +123,7 @@ int smil_winograd_tile_kernel(int tiles, const int *cells, const float *src, int
 
 #else
 int smil_winograd_input(int tiles, const int *patch, const float *src, int c, int kind, float *v, long vstride) { return 0; }
-int smil_winograd_output(int tiles, const int *cells, const float *m, long mstride, int c, const float *bias, float *dst) { return 0; }
+int smil_winograd_output(int tiles, const int *cells, const float *m, long mstride, int c, const float *bias, float *dst,
+                         int accumulate) { return 0; }
 int smil_winograd_tile_kernel(int tiles, const int *cells, const float *src, int c, float *g, long gstride) { return 0; }
 #endif

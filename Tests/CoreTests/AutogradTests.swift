@@ -136,6 +136,20 @@ final class AutogradTests: XCTestCase {
         }
     }
 
+    func testConvolutionsAddIntoHeldGradientSums() throws {
+        let cases: [(String, [Int], [Int], Int, Int, Int)] = [
+            ("7x7 stride 2 (phase planes)", [2, 3, 13, 12], [4, 3, 7, 7], 2, 3, 1),
+            ("3x3 dilated (im2col)", [1, 3, 9, 8], [4, 3, 3, 3], 1, 2, 2),
+            ("3x3 stride 1 (Winograd)", [2, 4, 7, 9], [5, 4, 3, 3], 1, 1, 1),
+            ("1x1 (GEMM)", [2, 5, 6, 7], [3, 5, 1, 1], 1, 0, 1),
+            ("1x1, 16 outputs (row kernel)", [1, 16, 5, 9], [16, 16, 1, 1], 1, 0, 1),
+            ("1x1 stride 2 (subsample)", [2, 3, 7, 6], [5, 3, 1, 1], 2, 0, 1)]
+        for (name, xs, ws, stride, padding, dilation) in cases {
+            let w = r(ws, seed: 3)
+            try assertAddsIntoHeldSums(r(xs), name) { try Functional.conv2d($0, weight: w, bias: nil, stride: stride, padding: padding, dilation: dilation) }
+        }
+    }
+
     func testLossGradients() throws {
         let logits = r([5, 4]), labels = IntTensor([0, 3, 1, 1, 2])
         try assertGradientsMatch([logits]) { try Loss.crossEntropy($0[0], labels) }

@@ -245,6 +245,30 @@ final class SparsePropertyTests: XCTestCase {
     /// route: outputs and every gradient. Full disks in a batch of two, a full rectangle with odd
     /// sides (tiles cut by the map's edge), and random maps forced onto the route, where tiles
     /// miss sites and patches reach past the map.
+    func testSparseConvolutionsAddIntoHeldGradientSums() throws {
+        defer { SparseKernels.fused = true }
+        var disk: [Int] = []
+        for r in 0...12 { for c in 0...12 where (r - 6) * (r - 6) + (c - 6) * (c - 6) <= 36 { disk += [r, c, 0] } }
+        let dense = try IntTensor(disk, shape: [disk.count / 3, 3])
+        let sparse = randomSites(80, h: 15, w: 15, batch: 2, duplicates: false, seed: 41)
+        let cases: [(String, IntTensor, Int, Int, Int, Int, Bool)] = [
+            ("submanifold, sparse map (neighbour table)", sparse, 16, 16, 3, 1, true),
+            ("submanifold, dense map (Winograd)", dense, 16, 32, 3, 1, true),
+            ("submanifold, dense map, no fused kernels (implicit GEMM)", dense, 3, 5, 3, 1, false),
+            ("submanifold, offset by offset", sparse, 3, 5, 3, 1, false),
+            ("strided, fused kernels", sparse, 16, 16, 2, 2, true),
+            ("strided, offset by offset", sparse, 3, 5, 3, 2, false)]
+        for (name, coords, cin, cout, filter, stride, fused) in cases {
+            SparseKernels.fused = fused
+            RandomGenerator.seed(7)
+            let conv: SparseModule = stride == 1 ? try SubmanifoldConv2d(cin, cout, filter: filter)
+                                                 : try SparseConv2d(cin, cout, filter: filter, stride: stride)
+            try assertAddsIntoHeldSums(Tensor.randn([coords.shape[0], cin]), name) {
+                try conv(InputLayer()(coords, $0, spatialSize: (15, 15))).features
+            }
+        }
+    }
+
     func testWinogradMatchesTableRoute() throws {
         guard SparseKernels.available else {
             print("skipped: this processor has no AVX2 + FMA, so the Winograd route never runs")

@@ -98,6 +98,41 @@ public func assertGradientsMatch(_ inputs: [Tensor], eps: Float = 1e-2, toleranc
     xs.removeAll()
 }
 
+/// Checks that an operation whose backward adds into gradient sums the engine already holds
+/// (`GradientSums`) gives the sums it would give by returning a new tensor:
+/// - into a leaf's accumulated `grad` (a second and third backward give 2x and 3x the first);
+/// - never into a `grad` the caller still holds (that copy keeps its values);
+/// - into the sum pending from another consumer of the input, whichever of the two runs first.
+/// `f` maps the input to any output; the output is reduced with a fixed random cotangent.
+public func assertAddsIntoHeldSums(_ input: Tensor, _ name: String, file: StaticString = #filePath, line: UInt = #line,
+                                   _ f: (Tensor) throws -> Tensor) throws {
+    var rng = RandomGenerator(seed: 5)
+    func random(_ shape: [Int]) throws -> Tensor {
+        try Tensor((0..<shape.reduce(1, *)).map { _ in Float(rng.nextNormal()) }, shape: shape)
+    }
+    var x = input.detached()
+    x.requiresGrad = true
+    let cotangent = try random(f(x.detached()).shape)
+    try f(x).backward(cotangent)
+    let once = try Tensor(x.grad!.scalars, shape: input.shape)  // a copy: x.grad stays the only holder
+    // Nothing else holds the grad here: the second backward may add into it in place.
+    try f(x).backward(cotangent)
+    assertAllClose(x.grad!, once.scaled(by: 2), rtol: 1e-5, atol: 1e-5, "\(name): second backward into the leaf's grad", file: file, line: line)
+    let held = x.grad!, heldValues = held.scalars
+    try f(x).backward(cotangent)
+    assertAllClose(x.grad!, once.scaled(by: 3), rtol: 1e-5, atol: 1e-5, "\(name): third backward", file: file, line: line)
+    XCTAssertEqual(held.scalars, heldValues, "\(name): a grad the caller holds is left as it was", file: file, line: line)
+    // Two consumers of one input: the other's gradient (x * other) is pending first, then second.
+    let other = try random(input.shape)
+    for otherFirst in [true, false] {
+        x.grad = nil
+        let a = try f(x).mul(cotangent).sum(), b = try x.mul(other).sum()
+        try (otherFirst ? a.add(b) : b.add(a)).backward()
+        assertAllClose(x.grad!, try once.add(other), rtol: 1e-5, atol: 1e-5,
+                       "\(name): added to another consumer's gradient (\(otherFirst ? "first" : "second") operand)", file: file, line: line)
+    }
+}
+
 /// Reads a golden safetensors file from ../shared/golden (skipping when absent).
 public func golden(_ name: String) throws -> SafeTensors {
     try SafeTensors.read(sharedFile("golden/\(name)"))

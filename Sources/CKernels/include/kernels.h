@@ -25,6 +25,10 @@ void smil_gather_strided(float *restrict dst, const float *restrict src, int n, 
 /// i < n, and every other element of the row zero, in one pass.
 void smil_spread_strided(float *restrict dst, int width, const float *restrict src, int n, int step);
 
+/// dst[i * step] += src[i] for i < n, the other floats of dst untouched: a strided 1x1
+/// convolution's input gradient added into a gradient sum.
+void smil_add_strided(float *restrict dst, const float *restrict src, int n, int step);
+
 /// Whether the AVX2 + FMA kernels below can run on this processor.
 int smil_has_avx2_fma(void);
 
@@ -66,8 +70,9 @@ int smil_table_gemm(int lo, int hi, int offsets, const int *table, int mirrored,
 int smil_winograd_input(int tiles, const int *patch, const float *src, int c, int kind, float *v, long vstride);
 
 /// A^T M A (A^T = [1 1 1 0; 0 1 -1 -1]) plus `bias` (or nothing) into the rows of each tile's
-/// cells in `dst`.
-int smil_winograd_output(int tiles, const int *cells, const float *m, long mstride, int c, const float *bias, float *dst);
+/// cells in `dst`, written or (`accumulate`) added to what they hold.
+int smil_winograd_output(int tiles, const int *cells, const float *m, long mstride, int c, const float *bias, float *dst,
+                         int accumulate);
 
 /// G x G^T of each tile's own 2 x 2 rows of `src` (G = [1 0; .5 .5; .5 -.5; 0 1]): the output
 /// gradient as F(3x3, 2x2)'s kernel, for the weight gradient.

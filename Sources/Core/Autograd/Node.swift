@@ -12,6 +12,9 @@ public final class Node {
     var inputs: [Node?]
     /// Maps the output gradient to one gradient per input (nil where an input needs none).
     var backwardFn: ((Tensor) throws -> [Tensor?])?
+    /// Instead of `backwardFn`, for operations that can add into the gradient sums the engine
+    /// already holds for their inputs (see `GradientSums`).
+    var addingBackwardFn: ((Tensor, GradientSums) throws -> [Tensor?])?
 
     init(leafWithShape shape: [Int]) {
         isLeaf = true
@@ -26,6 +29,32 @@ public final class Node {
         self.shape = shape
         self.inputs = inputs
         backwardFn = backward
+    }
+}
+
+/// The gradient sums the engine already holds for an operation's inputs when its backward runs:
+/// the sum of what other consumers passed back, or a leaf's accumulated `grad`. An operation that
+/// can add its input gradient into memory (a GEMM with beta 1, a scatter that adds) takes the sum
+/// and adds into it, instead of writing a new tensor that the engine would then add in another
+/// pass over memory — for a large input, that pass (two reads and a write) costs as much as a
+/// cheap layer. Only sums held by nothing else are offered, so no copy the caller sees changes.
+final class GradientSums {
+    fileprivate var offered: [Tensor?]
+    fileprivate var taken: [Bool]
+
+    fileprivate init(count: Int) {
+        offered = Array(repeating: nil, count: count)
+        taken = Array(repeating: false, count: count)
+    }
+
+    /// Input `i`'s running gradient sum, of its shape, or nil when there is none to take. An
+    /// operation that takes it must add its gradient for input `i` into it and return it as that
+    /// input's gradient: the engine then keeps it as the new sum.
+    func take(_ i: Int) -> Tensor? {
+        guard i < offered.count, let sum = offered[i] else { return nil }
+        offered[i] = nil
+        taken[i] = true
+        return sum
     }
 }
 
@@ -89,6 +118,20 @@ extension Tensor {
         return out
     }
 
+    /// As `recorded(_:_:backward:)`, for an operation whose backward can add an input's gradient
+    /// into the sum the engine already holds for it: `backward` gets the output gradient and the
+    /// sums it may take (`GradientSums.take`).
+    func recorded(_ op: String, _ inputs: [Tensor], addingInto backward: @escaping (Tensor, GradientSums) throws -> [Tensor?]) -> Tensor {
+        var out = self
+        out.node = nil
+        guard GradMode.isEnabled, inputs.contains(where: { $0.node != nil }) else { return out }
+        let node = Node(op: op, shape: shape, inputs: inputs.map { $0.node }) { _ in [] }
+        node.backwardFn = nil
+        node.addingBackwardFn = backward
+        out.node = node
+        return out
+    }
+
     /// Back-propagates from this tensor. A scalar (one-element) tensor needs no `gradient`; any
     /// other needs one of its shape. Gradients accumulate into the `grad` of every leaf reached;
     /// the graph is freed afterwards, as PyTorch does.
@@ -146,10 +189,14 @@ extension Node {
                 }
                 continue
             }
-            guard let fn = node.backwardFn else {
+            let grads: [Tensor?]
+            if let fn = node.addingBackwardFn {
+                grads = try callOffering(fn, node, g, &pending)
+            } else if let fn = node.backwardFn {
+                grads = try fn(g)
+            } else {
                 throw CoreError.autograd("trying to backward through the graph a second time (\(node.name)); its buffers were freed")
             }
-            let grads = try fn(g)
             precondition(grads.count == node.inputs.count, "\(node.name): backward returned \(grads.count) gradients")
             for (input, grad) in zip(node.inputs, grads) {
                 guard let input = input, let grad = grad else { continue }
@@ -166,7 +213,62 @@ extension Node {
             }
             // Free the graph as we go: the closure holds the saved tensors.
             node.backwardFn = nil
+            node.addingBackwardFn = nil
             node.inputs = []
         }
+    }
+
+    /// Runs an adding backward: offers it, per input, the sum pending for that input, or a leaf's
+    /// `grad` when nothing is pending, where no other tensor shares its storage. A sum the
+    /// backward took comes back holding its gradient too and becomes the pending sum; the others
+    /// are put back where they were, and the backward's gradients for them added as usual.
+    private static func callOffering(_ fn: (Tensor, GradientSums) throws -> [Tensor?], _ node: Node, _ g: Tensor,
+                                     _ pending: inout [ObjectIdentifier: Tensor]) throws -> [Tensor?] {
+        let sums = GradientSums(count: node.inputs.count)
+        var fromLeaf = Array(repeating: false, count: node.inputs.count)
+        var seen = Set<ObjectIdentifier>()
+        for (i, input) in node.inputs.enumerated() {
+            // An input that appears twice is offered once.
+            guard let input = input, seen.insert(ObjectIdentifier(input)).inserted else { continue }
+            let key = ObjectIdentifier(input)
+            if var sum = pending.removeValue(forKey: key) {
+                if sum.shape == input.shape && isKnownUniquelyReferenced(&sum.storage) { sums.offered[i] = sum } else { pending[key] = sum }
+            } else if input.isLeaf, var sum = input.grad {
+                input.grad = nil
+                if sum.shape == input.shape && isKnownUniquelyReferenced(&sum.storage) {
+                    sums.offered[i] = sum
+                    fromLeaf[i] = true
+                } else {
+                    input.grad = sum
+                }
+            }
+        }
+        // Sums not taken go back where they came from.
+        func restore() {
+            for (i, input) in node.inputs.enumerated() {
+                guard let input = input, let sum = sums.offered[i] else { continue }
+                if fromLeaf[i] { input.grad = sum } else { pending[ObjectIdentifier(input)] = sum }
+            }
+            sums.offered = Array(repeating: nil, count: node.inputs.count)
+        }
+        let grads: [Tensor?]
+        do {
+            grads = try fn(g, sums)
+        } catch {
+            restore()
+            throw error
+        }
+        restore()
+        precondition(grads.count == node.inputs.count, "\(node.name): backward returned \(grads.count) gradients")
+        var result = grads
+        for (i, input) in node.inputs.enumerated() where sums.taken[i] {
+            guard let input = input, let sum = grads[i] else {
+                preconditionFailure("\(node.name): took the gradient sum of input \(i) but returned no gradient for it")
+            }
+            // The taken sum now holds this gradient as well: it is the pending sum, not an addend.
+            pending[ObjectIdentifier(input)] = sum
+            result[i] = nil
+        }
+        return result
     }
 }

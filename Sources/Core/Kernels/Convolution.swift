@@ -132,9 +132,9 @@ struct ConvSource {
         }
     }
 
-    /// Writes the phase planes in `data` back to image layout in `output` (each input pixel is in
-    /// exactly one phase plane).
-    func merge(into output: UnsafeMutablePointer<Float>) {
+    /// Writes (or, with `accumulate`, adds) the phase planes in `data` back to image layout in
+    /// `output` (each input pixel is in exactly one phase plane).
+    func merge(into output: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
         let s = g.stride, size = phaseRows * phaseCols
         Parallel.forEach(g.batch * g.inChannels) { plane in
             let dst = output + plane * g.inPlane
@@ -146,7 +146,11 @@ struct ConvSource {
                         if iy >= g.height { break }
                         let row = dst + iy * g.width, sr = src + j * phaseCols
                         var ix = rx, i = 0
-                        while ix < g.width { row[ix] = sr[i]; ix += s; i += 1 }
+                        if accumulate {
+                            while ix < g.width { row[ix] += sr[i]; ix += s; i += 1 }
+                        } else {
+                            while ix < g.width { row[ix] = sr[i]; ix += s; i += 1 }
+                        }
                     }
                 }
             }
@@ -223,11 +227,17 @@ func subsample(_ input: UnsafePointer<Float>, into sub: UnsafeMutablePointer<Flo
 }
 
 /// The inverse of `subsample` for gradients: the sampled pixels get `sub`, the others zero; each
-/// row written once.
-func unsubsample(_ sub: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, _ g: ConvGeometry) {
+/// row written once. With `accumulate`, `sub` is added at the sampled pixels and the others are
+/// left as they are (only the sampled rows are touched).
+func unsubsample(_ sub: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, _ g: ConvGeometry,
+                 accumulate: Bool = false) {
     let oh = g.outHeight, ow = g.outWidth, s = g.stride
     Parallel.forEach(g.batch * g.inChannels) { plane in
         let dst = output + plane * g.inPlane, src = sub + plane * oh * ow
+        if accumulate {
+            for y in 0..<oh { smil_add_strided(dst + y * s * g.width, src + y * ow, Int32(ow), Int32(s)) }
+            return
+        }
         for iy in 0..<g.height {
             let row = dst + iy * g.width
             if iy % s == 0 && iy / s < oh {
@@ -345,12 +355,12 @@ public func conv2dForward(input: UnsafePointer<Float>, output: UnsafeMutablePoin
     }
 }
 
-/// Backward convolution. Writes `gradInput` (if given), and overwrites `gradWeight` and
-/// `gradBias` (if given) with the gradients for the whole batch.
+/// Backward convolution. Writes `gradInput` (if given; or adds to it, with `accumulateInput`),
+/// and overwrites `gradWeight` and `gradBias` (if given) with the gradients for the whole batch.
 public func conv2dBackward(input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                            weight: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
                            gradWeight: UnsafeMutablePointer<Float>?, gradBias: UnsafeMutablePointer<Float>?,
-                           _ g: ConvGeometry, winograd: WinogradWeights? = nil) {
+                           _ g: ConvGeometry, winograd: WinogradWeights? = nil, accumulateInput: Bool = false) {
     let plane = g.outPlane
     if let gb = gradBias {
         Parallel.forEach(g.outChannels) { o in
@@ -373,10 +383,26 @@ public func conv2dBackward(input: UnsafePointer<Float>, gradOutput: UnsafePointe
         defer { subGrad?.deallocate() }
         conv2dBackward(input: sub, gradOutput: gradOutput, weight: weight, gradInput: subGrad, gradWeight: gradWeight,
                        gradBias: nil, g.subsampled)
-        if let gi = gradInput, let sg = subGrad { unsubsample(sg, into: gi, g) }
+        if let gi = gradInput, let sg = subGrad { unsubsample(sg, into: gi, g, accumulate: accumulateInput) }
         return
     }
     if g.isPointwise {
+        var gradInput = gradInput
+        if let gi = gradInput, g.outChannels <= smallKLimit, smil_has_avx2_fma() != 0 {
+            // Few output channels: weight^T [C, O] x gradOutput [O, pixels] in blocks of pixels on
+            // the row kernel, as the forward's few-input-channel case.
+            let wt = UnsafeMutablePointer<Float>.allocate(capacity: g.inChannels * g.outChannels)
+            defer { wt.deallocate() }
+            for o in 0..<g.outChannels { for c in 0..<g.inChannels { wt[c * g.outChannels + o] = weight[o * g.inChannels + c] } }
+            let block = 512, blocks = (plane + block - 1) / block
+            Parallel.forEach(g.batch * blocks) { t in
+                let img = t / blocks, p0 = (t % blocks) * block
+                smallKProduct(m: g.inChannels, n: min(block, plane - p0), k: g.outChannels, a: wt, lda: g.outChannels,
+                              b: gradOutput + img * g.outChannels * plane + p0, ldb: plane,
+                              c: gi + img * g.inChannels * g.inPlane + p0, ldc: plane, accumulate: accumulateInput)
+            }
+            gradInput = nil
+        }
         for n in 0..<g.batch {
             let x = input + n * g.inChannels * g.inPlane, go = gradOutput + n * g.outChannels * plane
             if let gw = gradWeight {
@@ -385,7 +411,7 @@ public func conv2dBackward(input: UnsafePointer<Float>, gradOutput: UnsafePointe
             }
             if let gi = gradInput {
                 gemm(transA: true, transB: false, m: g.inChannels, n: plane, k: g.outChannels, a: weight, lda: g.inChannels,
-                     b: go, ldb: plane, c: gi + n * g.inChannels * g.inPlane, ldc: plane)
+                     b: go, ldb: plane, beta: accumulateInput ? 1 : 0, c: gi + n * g.inChannels * g.inPlane, ldc: plane)
             }
         }
         return
@@ -397,11 +423,12 @@ public func conv2dBackward(input: UnsafePointer<Float>, gradOutput: UnsafePointe
         let u = winograd ?? WinogradWeights(weight, outChannels: g.outChannels, inChannels: g.inChannels)
         let transposed = ConvGeometry(batch: g.batch, inChannels: g.outChannels, height: g.outHeight, width: g.outWidth,
                                       outChannels: g.inChannels, kernelH: 3, kernelW: 3, stride: 1, padding: 2 - g.padding)
-        winogradConvolution(input: gradOutput, output: gi, u: u.pointer, bias: nil, transposed, transposedFlipped: true)
+        winogradConvolution(input: gradOutput, output: gi, u: u.pointer, bias: nil, transposed, transposedFlipped: true,
+                            accumulate: accumulateInput)
         gradInput = nil
     }
     if let gw = gradWeight { convWeightGradient(input: input, gradOutput: gradOutput, gradWeight: gw, g) }
-    if let gi = gradInput { convInputGradient(gradOutput: gradOutput, weight: weight, gradInput: gi, g) }
+    if let gi = gradInput { convInputGradient(gradOutput: gradOutput, weight: weight, gradInput: gi, g, accumulate: accumulateInput) }
 }
 
 /// The weight gradient of an im2col convolution: gradOutput[O, pixels] x columns[patch, pixels]^T
@@ -446,9 +473,9 @@ func convWeightGradient(input: UnsafePointer<Float>, gradOutput: UnsafePointer<F
 }
 
 /// The input gradient of an im2col convolution: per tile, columns = weight^T x gradOutput, added
-/// back into the input gradient.
+/// back into the input gradient (which, with `accumulate`, already holds a sum to add to).
 func convInputGradient(gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                       gradInput gi: UnsafeMutablePointer<Float>, _ g: ConvGeometry) {
+                       gradInput gi: UnsafeMutablePointer<Float>, _ g: ConvGeometry, accumulate: Bool = false) {
     let plane = g.outPlane, ow = g.outWidth
     // Tiles overlap in the input, so the products of a few tiles are computed side by side and
     // then added in tile order, split by input channel.
@@ -456,7 +483,9 @@ func convInputGradient(gradOutput: UnsafePointer<Float>, weight: UnsafePointer<F
     let phased = ConvSource.usesPhases(g)
     let target = ConvSource(g, data: phased ? .allocate(capacity: ConvSource.phasedCount(g)) : gi, phased: phased)
     defer { if phased { target.data.deallocate() } }
-    target.data.update(repeating: 0, count: phased ? ConvSource.phasedCount(g) : g.batch * g.inChannels * g.inPlane)
+    if phased || !accumulate {
+        target.data.update(repeating: 0, count: phased ? ConvSource.phasedCount(g) : g.batch * g.inChannels * g.inPlane)
+    }
     // With few tiles each tile's GEMM is split over the threads instead; the choice depends on
     // the shape only, so the bits do not depend on the thread count.
     let splitEach = tiles < 4
@@ -488,7 +517,7 @@ func convInputGradient(gradOutput: UnsafePointer<Float>, weight: UnsafePointer<F
         }
         t0 += count
     }
-    if phased { target.merge(into: gi) }
+    if phased { target.merge(into: gi, accumulate: accumulate) }
 }
 
 /// The direct seven-loop convolution; the oracle for tests.

@@ -77,7 +77,7 @@ public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Floa
 /// Inner sizes up to which `smallKProduct` uses the AVX2 row kernel.
 let smallKLimit = 320
 
-/// `C = A x B` on one thread, no transposes, C overwritten: for the products of convolution tiles,
+/// `C = A x B` (or, with `accumulate`, `C += A x B`) on one thread, no transposes: for the products of convolution tiles,
 /// whose inner size `k` (input channels times kernel area) is small. There, sgemm spends much of
 /// each call around its kernel: it packs both operands and first zeroes C in a pass of its own.
 /// The AVX2 row kernel reads A and B where they lie and writes C once; it runs over column chunks
@@ -85,7 +85,7 @@ let smallKLimit = 320
 /// element is one chain of multiply-adds over k in order, so the result does not depend on the
 /// chunking. Falls back to sgemm for a large `k`, without AVX2, and for the last `n % 16` columns.
 func smallKProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                   c: UnsafeMutablePointer<Float>, ldc: Int) {
+                   c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool = false) {
     let vectorColumns = k <= smallKLimit && smil_has_avx2_fma() != 0 ? n / 16 * 16 : 0
     if vectorColumns > 0 {
         let chunk = smallKChunk(k)
@@ -95,14 +95,14 @@ func smallKProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b:
             while j < vectorColumns {
                 let w = min(chunk, vectorColumns - j)
                 for p in 0..<k { (panel + p * w).update(from: b + p * ldb + j, count: w) }
-                panelProduct(m: m, n: w, k: k, a: a, lda: lda, panel: panel, c: c + j, ldc: ldc)
+                panelProduct(m: m, n: w, k: k, a: a, lda: lda, panel: panel, c: c + j, ldc: ldc, accumulate: accumulate)
                 j += w
             }
         }
     }
     if vectorColumns < n {
         sgemmSerial(m: m, n: n - vectorColumns, k: k, a: a, lda: lda, b: b + vectorColumns, ldb: ldb,
-                    c: c + vectorColumns, ldc: ldc)
+                    beta: accumulate ? 1 : 0, c: c + vectorColumns, ldc: ldc)
     }
 }
 
@@ -113,14 +113,15 @@ func smallKChunk(_ k: Int) -> Int { max(16, min(256, 6144 / max(k, 1) / 16 * 16)
 /// `C = A x panel` on one thread, the panel packed `[k, n]` (rows n apart) by the caller: the row
 /// kernel on the first `n / 16 * 16` columns, sgemm on the rest. Needs `k <= smallKLimit` and AVX2.
 func panelProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, panel: UnsafePointer<Float>,
-                  c: UnsafeMutablePointer<Float>, ldc: Int) {
+                  c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool = false) {
     let vectorColumns = n / 16 * 16
     if vectorColumns > 0 {
-        _ = smil_rows_gemm(Int32(m), Int32(vectorColumns), Int32(k), a, nil, Int32(lda), panel, Int32(n), c, nil, Int32(ldc), 0)
+        _ = smil_rows_gemm(Int32(m), Int32(vectorColumns), Int32(k), a, nil, Int32(lda), panel, Int32(n), c, nil, Int32(ldc),
+                           accumulate ? 1 : 0)
     }
     if vectorColumns < n {
         sgemmSerial(m: m, n: n - vectorColumns, k: k, a: a, lda: lda, b: panel + vectorColumns, ldb: n,
-                    c: c + vectorColumns, ldc: ldc)
+                    beta: accumulate ? 1 : 0, c: c + vectorColumns, ldc: ldc)
     }
 }
 

@@ -151,12 +151,13 @@ func sparseConvolutionForward(input: UnsafePointer<Float>, output: UnsafeMutable
     }
 }
 
-/// Backward sparse convolution: writes `gradInput` `[nIn, cin]` (if given), `gradWeight`
-/// `[offsets, cin, cout]` (if given) and `gradBias` `[cout]` (if given).
+/// Backward sparse convolution: writes `gradInput` `[nIn, cin]` (if given; or adds to it, with
+/// `accumulateInput`), `gradWeight` `[offsets, cin, cout]` (if given) and `gradBias` `[cout]` (if
+/// given).
 func sparseConvolutionBackward(input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                gradInput: UnsafeMutablePointer<Float>?, gradWeight: UnsafeMutablePointer<Float>?,
                                gradBias: UnsafeMutablePointer<Float>?, rulebook: Rulebook,
-                               nIn: Int, nOut: Int, cin: Int, cout: Int) {
+                               nIn: Int, nOut: Int, cin: Int, cout: Int, accumulateInput: Bool = false) {
     if let gb = gradBias { columnSums(gradOutput, rows: nOut, cols: cout, into: gb) }
     if SparseKernels.apply(cin: cin, cout: cout) {
         if let gi = gradInput {
@@ -164,7 +165,7 @@ func sparseConvolutionBackward(input: UnsafePointer<Float>, gradOutput: UnsafePo
             let wt = transposedOffsets(weight, offsets: rulebook.offsets, cin: cin, cout: cout)
             defer { wt.deallocate() }
             fusedRulebookProduct(rulebook, source: gradOutput, width: cout, target: gi, targetWidth: cin, targetRows: nIn,
-                                 matrices: wt, backward: true)
+                                 matrices: wt, backward: true, accumulate: accumulateInput)
         }
         if let gw = gradWeight {
             // gradWeight[k] = sum over the offset's pairs of input[in]^T gradOutput[out].
@@ -188,13 +189,13 @@ func sparseConvolutionBackward(input: UnsafePointer<Float>, gradOutput: UnsafePo
     if let c = rulebook.centre {
         if let gi = gradInput {
             gemm(transA: false, transB: true, m: nIn, n: cin, k: cout, a: gradOutput, lda: cout,
-                 b: weight + c * cin * cout, ldb: cout, c: gi, ldc: cin)
+                 b: weight + c * cin * cout, ldb: cout, beta: accumulateInput ? 1 : 0, c: gi, ldc: cin)
         }
         if let gw = gradWeight {
             gemm(transA: true, transB: false, m: cin, n: cout, k: nIn, a: input, lda: cin,
                  b: gradOutput, ldb: cout, c: gw + c * cin * cout, ldc: cout)
         }
-    } else {
+    } else if !accumulateInput {
         gradInput?.update(repeating: 0, count: nIn * cin)
     }
     if let gw = gradWeight {
@@ -229,12 +230,12 @@ func sparseConvolutionBackward(input: UnsafePointer<Float>, gradOutput: UnsafePo
 /// pairs' inputs and targets their outputs; backward (`matrices` transposed), the other way round.
 func fusedRulebookProduct(_ rulebook: Rulebook, source: UnsafePointer<Float>, width: Int,
                           target: UnsafeMutablePointer<Float>, targetWidth: Int, targetRows: Int,
-                          matrices: UnsafePointer<Float>, backward: Bool) {
+                          matrices: UnsafePointer<Float>, backward: Bool, accumulate: Bool = false) {
     let size = width * targetWidth
     if let c = rulebook.centre {
         fusedRowsGemm(targetRows, n: targetWidth, k: width, a: source, arows: nil, lda: width, b: matrices + c * size,
-                      ldb: targetWidth, c: target, crows: nil, ldc: targetWidth, accumulate: false)
-    } else {
+                      ldb: targetWidth, c: target, crows: nil, ldc: targetWidth, accumulate: accumulate)
+    } else if !accumulate {
         target.update(repeating: 0, count: targetRows * targetWidth)
     }
     for k in 0..<rulebook.offsets where k != rulebook.centre && !rulebook.inputs[k].isEmpty {
@@ -325,7 +326,7 @@ func submanifoldForwardImplicit(input: UnsafePointer<Float>, output: UnsafeMutab
 func submanifoldBackwardImplicit(input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                  gradInput: UnsafeMutablePointer<Float>?, gradWeight: UnsafeMutablePointer<Float>?,
                                  gradBias: UnsafeMutablePointer<Float>?, neighbours: [Int32], n: Int, offsets: Int,
-                                 cin: Int, cout: Int) {
+                                 cin: Int, cout: Int, accumulateInput: Bool = false) {
     if let gb = gradBias { columnSums(gradOutput, rows: n, cols: cout, into: gb) }
     neighbours.withUnsafeBufferPointer { nb in
         let nbp = nb.baseAddress!
@@ -342,7 +343,7 @@ func submanifoldBackwardImplicit(input: UnsafePointer<Float>, gradOutput: Unsafe
                 defer { col.deallocate() }
                 gatherNeighbourhoods(gradOutput, nbp, offsets: offsets, width: cout, range: range, col)
                 sgemmSerial(m: range.count, n: cin, k: width, a: col, lda: width, b: wm, ldb: cin,
-                            c: gi + range.lowerBound * cin, ldc: cin)
+                            beta: accumulateInput ? 1 : 0, c: gi + range.lowerBound * cin, ldc: cin)
             }
         }
         if let gw = gradWeight {
@@ -387,15 +388,16 @@ func submanifoldTableProduct(_ table: UnsafePointer<Int32>, rows n: Int, offsets
 }
 
 /// One block of target rows of `submanifoldTableProduct`: the centre's product (each row with
-/// itself), then for each offset in order the block's rows that have a neighbour there, their
-/// source rows gathered by the kernel, then the bias. On a dense map (`dense`) the offsets are
-/// summed in the same order by one kernel that keeps each row's sums in registers over all of
-/// them (`smil_table_gemm`) instead of adding every offset's product into the rows.
+/// itself; written, or with `accumulate` added to the rows), then for each offset in order the
+/// block's rows that have a neighbour there, their source rows gathered by the kernel, then the
+/// bias. On a dense map (`dense`) the offsets are summed in the same order by one kernel that keeps
+/// each row's sums in registers over all of them (`smil_table_gemm`) instead of adding every
+/// offset's product into the rows.
 func tableProductBlock(_ range: Range<Int>, _ table: UnsafePointer<Int32>, offsets: Int, dense: Bool,
                        source: UnsafePointer<Float>, width: Int, target: UnsafeMutablePointer<Float>, targetWidth: Int,
-                       matrices: UnsafePointer<Float>, bias: UnsafePointer<Float>?, mirrored: Bool) {
+                       matrices: UnsafePointer<Float>, bias: UnsafePointer<Float>?, mirrored: Bool, accumulate: Bool = false) {
     let size = width * targetWidth, centre = offsets / 2
-    if dense && smil_table_gemm(Int32(range.lowerBound), Int32(range.upperBound), Int32(offsets), table,
+    if dense && !accumulate && smil_table_gemm(Int32(range.lowerBound), Int32(range.upperBound), Int32(offsets), table,
                                 mirrored ? 1 : 0, source, Int32(width), matrices, Int32(targetWidth), target) != 0 {
         if let bias = bias {
             for i in range { for j in 0..<targetWidth { target[i * targetWidth + j] += bias[j] } }
@@ -406,7 +408,7 @@ func tableProductBlock(_ range: Range<Int>, _ table: UnsafePointer<Int32>, offse
         let from = buffer.baseAddress!, to = from + range.count
         _ = smil_rows_gemm(Int32(range.count), Int32(targetWidth), Int32(width), source + range.lowerBound * width, nil,
                            Int32(width), matrices + centre * size, Int32(targetWidth),
-                           target + range.lowerBound * targetWidth, nil, Int32(targetWidth), 0)
+                           target + range.lowerBound * targetWidth, nil, Int32(targetWidth), accumulate ? 1 : 0)
         for k in 0..<offsets where k != centre {
             let column = mirrored ? offsets - 1 - k : k
             var m = 0
@@ -449,6 +451,8 @@ struct TableBackward {
     let table: UnsafePointer<Int32>, n: Int, offsets: Int, cin: Int, cout: Int
     let input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>
     let gradInput: UnsafeMutablePointer<Float>?, gradWeight: UnsafeMutablePointer<Float>?
+    /// Whether the input gradient is added to what `gradInput` holds.
+    let accumulateInput: Bool
     let segmentRows: Int, segments: Int
     /// The offsets whose weight gradient the segments compute: the centre, or all of them (dense).
     let segmentOffsets: Range<Int>
@@ -460,8 +464,9 @@ struct TableBackward {
 
     init(_ table: UnsafePointer<Int32>, rows n: Int, offsets: Int, dense: Bool, input: UnsafePointer<Float>,
          weight: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
-         gradWeight: UnsafeMutablePointer<Float>?, cin: Int, cout: Int) {
+         gradWeight: UnsafeMutablePointer<Float>?, cin: Int, cout: Int, accumulateInput: Bool = false) {
         (self.table, self.n, self.offsets, self.cin, self.cout) = (table, n, offsets, cin, cout)
+        self.accumulateInput = accumulateInput
         (self.input, self.gradOutput, self.gradInput, self.gradWeight) = (input, gradOutput, gradInput, gradWeight)
         let blocks = (n + tableBlock - 1) / tableBlock
         segmentRows = max(minimumCentreSegment, (blocks + centreSegments - 1) / centreSegments * tableBlock)
@@ -494,7 +499,8 @@ struct TableBackward {
                         // slower (W3b fwd+bwd +1-2%, 3 in-process runs of 16-24 rounds), its matrices'
                         // slices (36 KB) competing for the cache with this pass's partial sums.
                         tableProductBlock(lo..<hi, table, offsets: offsets, dense: false, source: gradOutput, width: cout, target: gi,
-                                          targetWidth: cin, matrices: transposed!, bias: nil, mirrored: true)
+                                          targetWidth: cin, matrices: transposed!, bias: nil, mirrored: true,
+                                          accumulate: accumulateInput)
                     }
                     guard let sums = sums else { continue }
                     for k in segmentOffsets {
@@ -551,11 +557,12 @@ struct TableBackward {
 func submanifoldBackwardTable(_ table: [Int32], input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                               weight: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
                               gradWeight: UnsafeMutablePointer<Float>?, gradBias: UnsafeMutablePointer<Float>?,
-                              n: Int, offsets: Int, dense: Bool, cin: Int, cout: Int) {
+                              n: Int, offsets: Int, dense: Bool, cin: Int, cout: Int, accumulateInput: Bool = false) {
     if let gb = gradBias { columnSums(gradOutput, rows: n, cols: cout, into: gb) }
     table.withUnsafeBufferPointer { t in
         let backward = TableBackward(t.baseAddress!, rows: n, offsets: offsets, dense: dense, input: input, weight: weight,
-                                     gradOutput: gradOutput, gradInput: gradInput, gradWeight: gradWeight, cin: cin, cout: cout)
+                                     gradOutput: gradOutput, gradInput: gradInput, gradWeight: gradWeight, cin: cin, cout: cout,
+                                     accumulateInput: accumulateInput)
         Parallel.forEach(backward.count) { backward.task($0) }
         backward.finish()
     }

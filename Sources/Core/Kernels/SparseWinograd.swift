@@ -139,11 +139,12 @@ func winogradWeight(_ w: UnsafePointer<Float>, cin: Int, cout: Int, mirrored: Bo
 }
 
 /// Forward (or, with the mirrored weight, input gradient) over tiles `range`: `target`'s rows at
-/// the tiles' sites from `source`'s rows around them. `v` and `m` hold a block's 16 x
-/// `winogradBlock` rows of `width` and `targetWidth` floats.
+/// the tiles' sites from `source`'s rows around them, written or (`accumulate`) added to them.
+/// `v` and `m` hold a block's 16 x `winogradBlock` rows of `width` and `targetWidth` floats.
 func winogradProductBlocks(_ range: Range<Int>, _ tiles: WinogradTiles, source: UnsafePointer<Float>, width: Int,
                            u: UnsafePointer<Float>, target: UnsafeMutablePointer<Float>, targetWidth: Int,
-                           bias: UnsafePointer<Float>?, v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>) {
+                           bias: UnsafePointer<Float>?, v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
+                           accumulate: Bool = false) {
     let vs = winogradBlock * width, ms = winogradBlock * targetWidth, size = width * targetWidth
     tiles.patch.withUnsafeBufferPointer { patch in tiles.cells.withUnsafeBufferPointer { cells in
         for lo in stride(from: range.lowerBound, to: range.upperBound, by: winogradBlock) {
@@ -153,7 +154,7 @@ func winogradProductBlocks(_ range: Range<Int>, _ tiles: WinogradTiles, source: 
                 _ = smil_rows_gemm(count, Int32(targetWidth), Int32(width), v + xi * vs, nil, Int32(width), u + xi * size,
                                    Int32(targetWidth), m + xi * ms, nil, Int32(targetWidth), 0)
             }
-            _ = smil_winograd_output(count, cells.baseAddress! + 4 * lo, m, ms, Int32(targetWidth), bias, target)
+            _ = smil_winograd_output(count, cells.baseAddress! + 4 * lo, m, ms, Int32(targetWidth), bias, target, accumulate ? 1 : 0)
         }
     } }
 }
@@ -175,12 +176,13 @@ func submanifoldWinogradForward(_ tiles: WinogradTiles, input: UnsafePointer<Flo
 /// least `winogradSegmentTiles` tiles): partial sums fixed by the map, added in order.
 let winogradSegments = 8, winogradSegmentTiles = 20 * winogradBlock
 
-/// Backward of `submanifoldWinogradForward`: `gradInput` `[n, cin]` (if given), `gradWeight`
-/// `[9, cin, cout]`, `gradBias` `[cout]` (if given), in one parallel pass over segments of tiles.
+/// Backward of `submanifoldWinogradForward`: `gradInput` `[n, cin]` (if given; written, or added
+/// to with `accumulateInput`), `gradWeight` `[9, cin, cout]`, `gradBias` `[cout]` (if given), in
+/// one parallel pass over segments of tiles.
 func submanifoldWinogradBackward(_ tiles: WinogradTiles, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                                  weight: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
                                  gradWeight: UnsafeMutablePointer<Float>, gradBias: UnsafeMutablePointer<Float>?,
-                                 n: Int, cin: Int, cout: Int) {
+                                 n: Int, cin: Int, cout: Int, accumulateInput: Bool = false) {
     if let gb = gradBias { columnSums(gradOutput, rows: n, cols: cout, into: gb) }
     let size = cin * cout, block = winogradBlock
     let u = gradInput == nil ? nil : winogradWeight(weight, cin: cin, cout: cout, mirrored: true)
@@ -199,7 +201,7 @@ func submanifoldWinogradBackward(_ tiles: WinogradTiles, input: UnsafePointer<Fl
             if let gi = gradInput, let u = u {
                 // Here the source is cout wide and the target cin: the two halves swap roles.
                 winogradProductBlocks(range, tiles, source: gradOutput, width: cout, u: u, target: gi, targetWidth: cin,
-                                      bias: nil, v: m, m: v)
+                                      bias: nil, v: m, m: v, accumulate: accumulateInput)
             }
             // P[xi] = sum over the segment's tiles of V'[xi]^T Gt[xi].
             let p = partial + s * 16 * size, vs = block * cin, gs = block * cout

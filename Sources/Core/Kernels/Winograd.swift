@@ -66,9 +66,10 @@ public final class WinogradWeights {
 /// (`winogradWeightTransform`); input `[N, C, H, W]`, output `[N, O, OH, OW]`.
 /// With `transposedFlipped`, `u` holds the transform of a `[C, O, 3, 3]` weight and the
 /// convolution uses that weight flipped with its channels swapped (the input gradient's kernel).
+/// With `accumulate` the result is added to what `output` holds.
 func winogradConvolution(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                          u: UnsafePointer<Float>, bias: UnsafePointer<Float>?, _ g: ConvGeometry,
-                         transposedFlipped: Bool = false) {
+                         transposedFlipped: Bool = false, accumulate: Bool = false) {
     let C = g.inChannels, O = g.outChannels, p = g.padding
     let oh = g.outHeight, ow = g.outWidth
     let th = (oh + 1) / 2, tw = (ow + 1) / 2, tilesPerImage = th * tw
@@ -167,10 +168,18 @@ func winogradConvolution(input: UnsafePointer<Float>, output: UnsafeMutablePoint
                     if y >= oh { break }
                     let a0 = q + (4 * i) * tw, a1 = a0 + tw, a2 = a1 + tw, a3 = a2 + tw
                     let row = dst + y * ow
-                    for k in 0..<run {
-                        let x = 2 * (tx0 + k)
-                        row[x] = a0[k] + a1[k] + a2[k] + bo
-                        if x + 1 < ow { row[x + 1] = a1[k] - a2[k] - a3[k] + bo }
+                    if accumulate {
+                        for k in 0..<run {
+                            let x = 2 * (tx0 + k)
+                            row[x] += a0[k] + a1[k] + a2[k] + bo
+                            if x + 1 < ow { row[x + 1] += a1[k] - a2[k] - a3[k] + bo }
+                        }
+                    } else {
+                        for k in 0..<run {
+                            let x = 2 * (tx0 + k)
+                            row[x] = a0[k] + a1[k] + a2[k] + bo
+                            if x + 1 < ow { row[x + 1] = a1[k] - a2[k] - a3[k] + bo }
+                        }
                     }
                 }
                 t += run

@@ -8,11 +8,13 @@ extension Tensor {
         let out = Tensor(uninitializedShape: [g.batch, g.inChannels, g.outHeight, g.outWidth])
         subsample(storage.pointer, into: out.storage.pointer, g)
         let shape = self.shape
-        return out.recorded("subsample", [self]) { gout in
-            let gi = Tensor(uninitializedShape: shape)
-            unsubsample(gout.storage.pointer, into: gi.storage.pointer, g)
+        return out.recorded("subsample", [self], addingInto: { gout, sums in
+            // Into the sum held for the input, if any: then only the sampled pixels are touched.
+            let sum = sums.take(0)
+            let gi = sum ?? Tensor(uninitializedShape: shape)
+            unsubsample(gout.storage.pointer, into: gi.storage.pointer, g, accumulate: sum != nil)
             return [gi]
-        }
+        })
     }
 
     /// Checks rank 4 (NCHW) for a layer operation.
@@ -61,15 +63,18 @@ public enum Functional {
                       bias: b?.storage.pointer, g, winograd: winograd)
         guard recording else { return out }
         let inputs = bias.map { [input, weight, $0] } ?? [input, weight]
-        return out.recorded("conv2d", inputs) { gout in
-            let gi = needInput ? Tensor(uninitializedShape: x.shape) : nil
+        return out.recorded("conv2d", inputs, addingInto: { gout, sums in
+            // The input gradient goes straight into the sum the engine holds for it, if any.
+            let sum = needInput ? sums.take(0) : nil
+            let gi = needInput ? sum ?? Tensor(uninitializedShape: x.shape) : nil
             let gw = needWeight ? Tensor(uninitializedShape: wt.shape) : nil
             let gb = needBias ? Tensor(uninitializedShape: [g.outChannels]) : nil
             conv2dBackward(input: x.storage.pointer, gradOutput: gout.storage.pointer, weight: wt.storage.pointer,
                            gradInput: gi?.storage.pointer, gradWeight: gw?.storage.pointer,
-                           gradBias: gb?.storage.pointer, g, winograd: needInput ? winograd : nil)
+                           gradBias: gb?.storage.pointer, g, winograd: needInput ? winograd : nil,
+                           accumulateInput: sum != nil)
             return bias == nil ? [gi, gw] : [gi, gw, gb]
-        }
+        })
     }
 
     /// Batch normalisation over `[N, C, H, W]`. In training, normalises with batch statistics and

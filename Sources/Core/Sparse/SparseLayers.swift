@@ -188,30 +188,37 @@ open class SparseConvolutionBase: SparseModule {
         var inputs = [x.features, weight.value]
         if let bias = bias { inputs.append(bias.value) }
         let needInput = x.features.requiresGrad
-        let result = out.recorded(typeName, inputs) { g in
-            let gi = needInput ? Tensor(uninitializedShape: [nIn, cin]) : nil
+        let result = out.recorded(typeName, inputs, addingInto: { g, sums in
+            // The input gradient goes straight into the sum the engine holds for it, if any.
+            let sum = needInput ? sums.take(0) : nil
+            let accumulate = sum != nil
+            let gi = needInput ? sum ?? Tensor(uninitializedShape: [nIn, cin]) : nil
             let gw = Tensor(uninitializedShape: w.shape)
             let gb = b == nil ? nil : Tensor(uninitializedShape: [cout])
             if let tiles = tiles {
                 submanifoldWinogradBackward(tiles, input: input.storage.pointer, gradOutput: g.storage.pointer,
                                             weight: w.storage.pointer, gradInput: gi?.storage.pointer, gradWeight: gw.storage.pointer,
-                                            gradBias: gb?.storage.pointer, n: nOut, cin: cin, cout: cout)
+                                            gradBias: gb?.storage.pointer, n: nOut, cin: cin, cout: cout,
+                                            accumulateInput: accumulate)
             } else if let nb = implicit {
                 submanifoldBackwardImplicit(input: input.storage.pointer, gradOutput: g.storage.pointer, weight: w.storage.pointer,
                                             gradInput: gi?.storage.pointer, gradWeight: gw.storage.pointer, gradBias: gb?.storage.pointer,
-                                            neighbours: nb, n: nOut, offsets: rulebook.offsets, cin: cin, cout: cout)
+                                            neighbours: nb, n: nOut, offsets: rulebook.offsets, cin: cin, cout: cout,
+                                            accumulateInput: accumulate)
             } else if let table = table {
                 submanifoldBackwardTable(table, input: input.storage.pointer, gradOutput: g.storage.pointer,
                                          weight: w.storage.pointer, gradInput: gi?.storage.pointer,
                                          gradWeight: gw.storage.pointer, gradBias: gb?.storage.pointer, n: nOut,
-                                         offsets: rulebook.offsets, dense: rulebook.isDense, cin: cin, cout: cout)
+                                         offsets: rulebook.offsets, dense: rulebook.isDense, cin: cin, cout: cout,
+                                         accumulateInput: accumulate)
             } else {
                 sparseConvolutionBackward(input: input.storage.pointer, gradOutput: g.storage.pointer, weight: w.storage.pointer,
                                           gradInput: gi?.storage.pointer, gradWeight: gw.storage.pointer, gradBias: gb?.storage.pointer,
-                                          rulebook: rulebook, nIn: nIn, nOut: nOut, cin: cin, cout: cout)
+                                          rulebook: rulebook, nIn: nIn, nOut: nOut, cin: cin, cout: cout,
+                                          accumulateInput: accumulate)
             }
             return b == nil ? [gi, gw] : [gi, gw, gb]
-        }
+        })
         return try SparseTensor(sites: outSites, features: result)
     }
 }
