@@ -159,14 +159,12 @@ struct ConvSource {
 }
 
 /// Writes the im2col columns of output rows `rows` of image `n` into `col`, laid out
-/// `[patch, rows.count * outWidth]` (row = input channel and kernel offset, column = output pixel),
-/// or with rows `ld` apart, for the patch rows `patchRows` only.
-func im2colTile(_ source: ConvSource, _ col: UnsafeMutablePointer<Float>, image n: Int, rows: Range<Int>,
-                ld: Int? = nil, patchRows: Range<Int>? = nil) {
+/// `[patch, rows.count * outWidth]` (row = input channel and kernel offset, column = output pixel).
+func im2colTile(_ source: ConvSource, _ col: UnsafeMutablePointer<Float>, image n: Int, rows: Range<Int>) {
     let g = source.g
-    let ow = g.outWidth, width = ld ?? rows.count * ow
+    let ow = g.outWidth, width = rows.count * ow
     let kk = g.kernelH * g.kernelW
-    for row in patchRows ?? 0..<g.patch {
+    for row in 0..<g.patch {
         let c = row / kk, ki = (row % kk) / g.kernelW, kj = row % g.kernelW
         let w = source.window(image: n, channel: c, ki: ki, kj: kj)
         let dst = col + row * width
@@ -431,44 +429,45 @@ public func conv2dBackward(input: UnsafePointer<Float>, gradOutput: UnsafePointe
     if let gi = gradInput { convInputGradient(gradOutput: gradOutput, weight: weight, gradInput: gi, g, accumulate: accumulateInput) }
 }
 
-/// The weight gradient of an im2col convolution: gradOutput[O, pixels] x columns[patch, pixels]^T
-/// over chunks of whole images, the GEMM's long sum split over the threads by `gemm`. (Tiles
-/// small enough for the cache were slower here: the sums get short and the partial products many.)
+/// Groups of tiles of the weight gradient: each sums its tiles' products into a partial weight
+/// gradient of its own; the partials are added in group order.
+let weightGradientGroups = 8
+
+/// The weight gradient of an im2col convolution, tile by tile: each tile's columns (about 1 MB)
+/// are written and read back by one thread while they are in its cache,
+/// `gradOutput[O, tile] x columns[patch, tile]^T` added into its group's partial sum. (Columns of
+/// whole images, 38 MB each for the stem at 512 x 512, went to memory and back: stem fwd+bwd
+/// 95-97 -> 85-86 ms, the 64-channel 3x3 layer at 128 x 128 5-10% faster, the 512-channel one at
+/// 16 x 16 within 3%, alternating in one process.) Groups and tiles are fixed by the shape, so
+/// the bits do not depend on the thread count.
 func convWeightGradient(input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                         gradWeight gw: UnsafeMutablePointer<Float>, _ g: ConvGeometry) {
-    let plane = g.outPlane
+    let plane = g.outPlane, ow = g.outWidth, size = g.outChannels * g.patch
     let source = makeSource(input, g)
     defer { if source.phased { source.data.deallocate() } }
-    let chunk = max(1, min(g.batch, (1 << 24) / max(1, g.patch * plane)))
-    let col = UnsafeMutablePointer<Float>.allocate(capacity: g.patch * chunk * plane)
-    defer { col.deallocate() }
-    let goChunk: UnsafeMutablePointer<Float>? = chunk > 1 ? .allocate(capacity: g.outChannels * chunk * plane) : nil
-    defer { goChunk?.deallocate() }
-    var n0 = 0
-    while n0 < g.batch {
-        let count = min(chunk, g.batch - n0)
-        let width = count * plane
-        // The chunk's output gradient as [O, img * pixel], matching the columns' order.
-        let go: UnsafePointer<Float>
-        if count == 1 {
-            go = gradOutput + n0 * g.outChannels * plane
-        } else {
-            let buf = goChunk!
-            Parallel.forEach(g.outChannels) { o in
-                for img in 0..<count {
-                    (buf + (o * count + img) * plane).update(from: gradOutput + ((n0 + img) * g.outChannels + o) * plane, count: plane)
-                }
-            }
-            go = UnsafePointer(buf)
+    let rows = g.rowsFor(columns: max(256, (1 << 18) / max(1, g.patch)))
+    let tiles = g.tileCount(rows: rows), groups = min(weightGradientGroups, tiles)
+    let partial = UnsafeMutablePointer<Float>.allocate(capacity: groups * size)
+    defer { partial.deallocate() }
+    Parallel.forEach(groups) { group in
+        let first = group * tiles / groups, last = (group + 1) * tiles / groups
+        let col = UnsafeMutablePointer<Float>.allocate(capacity: g.patch * rows * ow)
+        defer { col.deallocate() }
+        for t in first..<last {
+            let (n, range) = g.tile(t, rows: rows)
+            let width = range.count * ow
+            im2colTile(source, col, image: n, rows: range)
+            sgemmSerial(transA: false, transB: true, m: g.outChannels, n: g.patch, k: width,
+                        a: gradOutput + n * g.outChannels * plane + range.lowerBound * ow, lda: plane,
+                        b: col, ldb: width, beta: t == first ? 0 : 1, c: partial + group * size, ldc: g.patch)
         }
-        Parallel.forRanges(g.patch, grain: 8) { r in
-            for img in 0..<count {
-                im2colTile(source, col + img * plane, image: n0 + img, rows: 0..<g.outHeight, ld: width, patchRows: r)
-            }
+    }
+    Parallel.forRanges(size, grain: 4096) { r in
+        for x in r {
+            var s = partial[x]
+            for group in 1..<groups { s += partial[group * size + x] }
+            gw[x] = s
         }
-        gemm(transA: false, transB: true, m: g.outChannels, n: g.patch, k: width, a: go, lda: width,
-             b: col, ldb: width, beta: n0 == 0 ? 0 : 1, c: gw, ldc: g.patch)
-        n0 += count
     }
 }
 
@@ -492,6 +491,14 @@ func convInputGradient(gradOutput: UnsafePointer<Float>, weight: UnsafePointer<F
     let side = splitEach ? 1 : max(1, min(Parallel.threads, tiles)), span = g.patch * maxWidth
     let cols = UnsafeMutablePointer<Float>.allocate(capacity: side * span)
     defer { cols.deallocate() }
+    // Few output channels (the stem's 64): weight^T [patch, O] on the row kernel, which reads it
+    // where it lies, where sgemm packs both operands for every tile.
+    let rowKernel = !splitEach && g.outChannels <= smallKLimit && smil_has_avx2_fma() != 0
+    let wt: UnsafeMutablePointer<Float>? = rowKernel ? .allocate(capacity: g.patch * g.outChannels) : nil
+    defer { wt?.deallocate() }
+    if let wt = wt {
+        for o in 0..<g.outChannels { for p in 0..<g.patch { wt[p * g.outChannels + o] = weight[o * g.patch + p] } }
+    }
     var t0 = 0
     while t0 < tiles {
         let count = min(side, tiles - t0)
@@ -504,6 +511,12 @@ func convInputGradient(gradOutput: UnsafePointer<Float>, weight: UnsafePointer<F
             Parallel.forEach(count) { i in
                 let (n, rows) = g.tile(t0 + i, rows: tileRows)
                 let width = rows.count * ow
+                if let wt = wt {
+                    smallKProduct(m: g.patch, n: width, k: g.outChannels, a: wt, lda: g.outChannels,
+                                  b: gradOutput + n * g.outChannels * plane + rows.lowerBound * ow, ldb: plane,
+                                  c: cols + i * span, ldc: width)
+                    return
+                }
                 sgemmSerial(transA: true, transB: false, m: g.patch, n: width, k: g.outChannels, a: weight, lda: g.patch,
                        b: gradOutput + n * g.outChannels * plane + rows.lowerBound * ow, ldb: plane,
                        beta: 0, c: cols + i * span, ldc: width)
