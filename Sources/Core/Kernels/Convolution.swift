@@ -429,38 +429,25 @@ public func conv2dBackward(input: UnsafePointer<Float>, gradOutput: UnsafePointe
     if let gi = gradInput { convInputGradient(gradOutput: gradOutput, weight: weight, gradInput: gi, g, accumulate: accumulateInput) }
 }
 
-/// Groups of tiles of the weight gradient: each sums its tiles' products into a partial weight
+/// Groups of tiles of a weight gradient: each sums its tiles' products into a partial weight
 /// gradient of its own; the partials are added in group order.
 let weightGradientGroups = 8
 
-/// The weight gradient of an im2col convolution, tile by tile: each tile's columns (about 1 MB)
-/// are written and read back by one thread while they are in its cache,
-/// `gradOutput[O, tile] x columns[patch, tile]^T` added into its group's partial sum. (Columns of
-/// whole images, 38 MB each for the stem at 512 x 512, went to memory and back: stem fwd+bwd
-/// 95-97 -> 85-86 ms, the 64-channel 3x3 layer at 128 x 128 5-10% faster, the 512-channel one at
-/// 16 x 16 within 3%, alternating in one process.) Groups and tiles are fixed by the shape, so
-/// the bits do not depend on the thread count.
-func convWeightGradient(input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
-                        gradWeight gw: UnsafeMutablePointer<Float>, _ g: ConvGeometry) {
-    let plane = g.outPlane, ow = g.outWidth, size = g.outChannels * g.patch
-    let source = makeSource(input, g)
-    defer { if source.phased { source.data.deallocate() } }
-    let rows = g.rowsFor(columns: max(256, (1 << 18) / max(1, g.patch)))
-    let tiles = g.tileCount(rows: rows), groups = min(weightGradientGroups, tiles)
+/// A weight gradient of `size` floats summed over `tiles` products: `product(t, partial, beta,
+/// scratch)` adds tile `t`'s product into `partial` (overwriting it when `beta` is 0), with
+/// `scratch` floats of scratch of its group's own. The tiles go in
+/// consecutive runs to `weightGradientGroups` groups, each into a partial of its own, added in
+/// group order: fixed by the shape, so the bits do not depend on the thread count.
+func groupedWeightGradient(tiles: Int, size: Int, scratch: Int = 0, into gw: UnsafeMutablePointer<Float>,
+                           _ product: (Int, UnsafeMutablePointer<Float>, Float, UnsafeMutablePointer<Float>) -> Void) {
+    let groups = max(1, min(weightGradientGroups, tiles))
     let partial = UnsafeMutablePointer<Float>.allocate(capacity: groups * size)
     defer { partial.deallocate() }
     Parallel.forEach(groups) { group in
         let first = group * tiles / groups, last = (group + 1) * tiles / groups
-        let col = UnsafeMutablePointer<Float>.allocate(capacity: g.patch * rows * ow)
-        defer { col.deallocate() }
-        for t in first..<last {
-            let (n, range) = g.tile(t, rows: rows)
-            let width = range.count * ow
-            im2colTile(source, col, image: n, rows: range)
-            sgemmSerial(transA: false, transB: true, m: g.outChannels, n: g.patch, k: width,
-                        a: gradOutput + n * g.outChannels * plane + range.lowerBound * ow, lda: plane,
-                        b: col, ldb: width, beta: t == first ? 0 : 1, c: partial + group * size, ldc: g.patch)
-        }
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(1, scratch))
+        defer { buffer.deallocate() }
+        for t in first..<last { product(t, partial + group * size, t == first ? 0 : 1, buffer) }
     }
     Parallel.forRanges(size, grain: 4096) { r in
         for x in r {
@@ -468,6 +455,29 @@ func convWeightGradient(input: UnsafePointer<Float>, gradOutput: UnsafePointer<F
             for group in 1..<groups { s += partial[group * size + x] }
             gw[x] = s
         }
+    }
+}
+
+/// The weight gradient of an im2col convolution, tile by tile: each tile's columns (about 1 MB)
+/// are written and read back by one thread while they are in its cache, and
+/// `gradOutput[O, tile] x columns[patch, tile]^T` added into its group's partial sum. (Columns of
+/// whole images, 38 MB each for the stem at 512 x 512, went to memory and back: stem fwd+bwd
+/// 95-97 -> 85-86 ms, the 64-channel 3x3 layer at 128 x 128 5-10% faster, the 512-channel one at
+/// 16 x 16 within 3%, alternating in one process.)
+func convWeightGradient(input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
+                        gradWeight gw: UnsafeMutablePointer<Float>, _ g: ConvGeometry) {
+    let plane = g.outPlane, ow = g.outWidth
+    let source = makeSource(input, g)
+    defer { if source.phased { source.data.deallocate() } }
+    let rows = g.rowsFor(columns: max(256, (1 << 18) / max(1, g.patch)))
+    let tiles = g.tileCount(rows: rows)
+    groupedWeightGradient(tiles: tiles, size: g.outChannels * g.patch, scratch: g.patch * rows * ow, into: gw) { t, partial, beta, col in
+        let (n, range) = g.tile(t, rows: rows)
+        let width = range.count * ow
+        im2colTile(source, col, image: n, rows: range)
+        sgemmSerial(transA: false, transB: true, m: g.outChannels, n: g.patch, k: width,
+                    a: gradOutput + n * g.outChannels * plane + range.lowerBound * ow, lda: plane,
+                    b: col, ldb: width, beta: beta, c: partial, ldc: g.patch)
     }
 }
 
