@@ -390,9 +390,10 @@ func submanifoldTableProduct(_ table: UnsafePointer<Int32>, rows n: Int, offsets
 /// One block of target rows of `submanifoldTableProduct`: the centre's product (each row with
 /// itself; written, or with `accumulate` added to the rows), then for each offset in order the
 /// block's rows that have a neighbour there, their source rows gathered by the kernel, then the
-/// bias. On a dense map (`dense`) the offsets are summed in the same order by one kernel that keeps
-/// each row's sums in registers over all of them (`smil_table_gemm`) instead of adding every
-/// offset's product into the rows.
+/// bias. The offsets' pairs are listed before the centre's product, so that on a sparse map their
+/// source rows can be fetched while it runs. On a dense map (`dense`) the offsets are summed in
+/// the same order by one kernel that keeps each row's sums in registers over all of them
+/// (`smil_table_gemm`) instead of adding every offset's product into the rows.
 func tableProductBlock(_ range: Range<Int>, _ table: UnsafePointer<Int32>, offsets: Int, dense: Bool,
                        source: UnsafePointer<Float>, width: Int, target: UnsafeMutablePointer<Float>, targetWidth: Int,
                        matrices: UnsafePointer<Float>, bias: UnsafePointer<Float>?, mirrored: Bool, accumulate: Bool = false) {
@@ -404,22 +405,38 @@ func tableProductBlock(_ range: Range<Int>, _ table: UnsafePointer<Int32>, offse
         }
         return
     }
-    withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * range.count) { buffer in
-        let from = buffer.baseAddress!, to = from + range.count
-        _ = smil_rows_gemm(Int32(range.count), Int32(targetWidth), Int32(width), source + range.lowerBound * width, nil,
-                           Int32(width), matrices + centre * size, Int32(targetWidth),
-                           target + range.lowerBound * targetWidth, nil, Int32(targetWidth), accumulate ? 1 : 0)
-        for k in 0..<offsets where k != centre {
+    // Each offset's pairs: source rows from[start[k]..<start[k + 1]] into target rows `to`.
+    let lists = offsets * range.count
+    withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * lists + offsets + 1) { buffer in
+        let from = buffer.baseAddress!, to = from + lists, start = to + lists
+        var m = 0
+        for k in 0..<offsets {
+            start[k] = Int32(m)
+            if k == centre { continue }
             let column = mirrored ? offsets - 1 - k : k
-            var m = 0
             for i in range {
                 let j = table[i * offsets + column]
                 if j >= 0 { from[m] = j; to[m] = Int32(i); m += 1 }
             }
-            if m > 0 {
-                _ = smil_rows_gemm(Int32(m), Int32(targetWidth), Int32(width), source, from, Int32(width), matrices + k * size,
-                                   Int32(targetWidth), target, to, Int32(targetWidth), 1)
+        }
+        start[offsets] = Int32(m)
+        if 2 * m <= range.count {
+            // A sparse map's neighbours are rows anywhere in memory: start loading them now, to
+            // arrive while the centre's product runs (W3a cached forward 1-11% faster in 5 of 7
+            // in-process A/B runs, fresh fwd+bwd in 5 of 7).
+            let bytes = width * MemoryLayout<Float>.stride
+            for p in 0..<m {
+                let row = UnsafeRawPointer(source + Int(from[p]) * width)
+                for byte in stride(from: 0, to: bytes, by: 64) { smil_prefetch(row + byte) }
             }
+        }
+        _ = smil_rows_gemm(Int32(range.count), Int32(targetWidth), Int32(width), source + range.lowerBound * width, nil,
+                           Int32(width), matrices + centre * size, Int32(targetWidth),
+                           target + range.lowerBound * targetWidth, nil, Int32(targetWidth), accumulate ? 1 : 0)
+        for k in 0..<offsets where k != centre && start[k + 1] > start[k] {
+            let p = Int(start[k])
+            _ = smil_rows_gemm(start[k + 1] - start[k], Int32(targetWidth), Int32(width), source, from + p, Int32(width),
+                               matrices + k * size, Int32(targetWidth), target, to + p, Int32(targetWidth), 1)
         }
         if let bias = bias {
             for i in range { for j in 0..<targetWidth { target[i * targetWidth + j] += bias[j] } }
