@@ -26,7 +26,9 @@ final class SiteHash {
         var size = 16
         while size < capacity * 2 { size <<= 1 }
         slots = .allocate(capacity: size)
-        slots.initialize(repeating: (SiteHash.empty, -1), count: size)
+        // 1 MB for 20,000 sites: filled by the compute threads, 16 K slots (256 KB) a piece.
+        let s = slots
+        Parallel.forRanges(size, grain: 1 << 14) { r in (s + r.lowerBound).initialize(repeating: (SiteHash.empty, -1), count: r.count) }
         mask = size - 1
     }
 

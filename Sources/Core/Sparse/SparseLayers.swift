@@ -62,23 +62,38 @@ public final class InputLayer: Module {
             maxRow = max(maxRow, r); maxCol = max(maxCol, col); maxBatch = max(maxBatch, b)
         }
         let size = spatialSize ?? (maxRow + 1, maxCol + 1)
-        // Deduplicate: dst[i] is the output site of input row i.
+        // Deduplicate: dst[i] is the output site of input row i, first[s] the input row where
+        // site s first appears; the distinct sites' coordinates are copied out afterwards. Raw
+        // buffers throughout: array appends and writes checked uniqueness on every site.
         let hash = SiteHash(capacity: n)
-        var rows: [Int32] = [], cols: [Int32] = [], batches: [Int32] = []
-        rows.reserveCapacity(n); cols.reserveCapacity(n); batches.reserveCapacity(n)
         var dst = [Int32](repeating: 0, count: n)
-        for i in 0..<n {
-            // Random sites miss the cache on every probe: fetch the slot a few sites ahead.
-            if i + hashLookahead < n {
-                let a = 3 * (i + hashLookahead)
-                hash.prefetch(siteKey(cs[a], cs[a + 1], cs[a + 2]))
+        var m = 0
+        var rows: [Int32] = [], cols: [Int32] = [], batches: [Int32] = []
+        dst.withUnsafeMutableBufferPointer { dp in
+            let d = dp.baseAddress!
+            let first = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, n))
+            defer { first.deallocate() }
+            cs.withUnsafeBufferPointer { cp in
+                let c = cp.baseAddress!
+                for i in 0..<n {
+                    // Random sites miss the cache on every probe: fetch the slot a few sites ahead.
+                    if i + hashLookahead < n {
+                        let a = 3 * (i + hashLookahead)
+                        hash.prefetch(siteKey(c[a], c[a + 1], c[a + 2]))
+                    }
+                    let o = hash.insert(siteKey(c[3 * i], c[3 * i + 1], c[3 * i + 2]), Int32(m))
+                    if Int(o) == m { first[m] = Int32(i); m += 1 }
+                    d[i] = o
+                }
+                func column(_ j: Int) -> [Int32] {
+                    [Int32](unsafeUninitializedCapacity: m) { out, count in
+                        for s in 0..<m { out[s] = Int32(truncatingIfNeeded: c[3 * Int(first[s]) + j]) }
+                        count = m
+                    }
+                }
+                rows = column(0); cols = column(1); batches = column(2)
             }
-            let (r, col, b) = (cs[3 * i], cs[3 * i + 1], cs[3 * i + 2])
-            let o = hash.insert(siteKey(r, col, b), Int32(rows.count))
-            if Int(o) == rows.count { rows.append(Int32(r)); cols.append(Int32(col)); batches.append(Int32(b)) }
-            dst[i] = o
         }
-        let m = rows.count
         let sites = SiteSet(rows: rows, cols: cols, batches: batches, spatialSize: size, batchSize: maxBatch + 1, hash: hash)
         if m == n {
             // No repeated site: every mode passes the features through unchanged.
