@@ -150,6 +150,24 @@ final class AutogradTests: XCTestCase {
         }
     }
 
+    func testInterruptedBackwardGivesTakenGradBack() throws {
+        // The convolution takes x's grad to add into; then a freed node throws before x's turn.
+        var x = r([1, 2, 6, 6])
+        x.requiresGrad = true
+        let w = r([3, 2, 3, 3], seed: 2)
+        try Functional.conv2d(x, weight: w, bias: nil, padding: 1).sum().backward()
+        let once = try Tensor(x.grad!.scalars, shape: x.shape)
+        var v = Tensor([1, 2])
+        v.requiresGrad = true
+        let freed = v.exp().sum()
+        try freed.backward()
+        // Post-order puts x (reached first through x.sum()) after the freed node.
+        let loss = try x.sum().add(freed).add(Functional.conv2d(x, weight: w, bias: nil, padding: 1).sum())
+        XCTAssertThrowsError(try loss.backward()) { XCTAssertTrue("\($0)".contains("second time"), "\($0)") }
+        let grad = try XCTUnwrap(x.grad, "the grad the convolution took is given back")
+        assertAllClose(grad, once.scaled(by: 2), rtol: 1e-5, atol: 1e-5, "with the convolution's gradient added, as PyTorch leaves it")
+    }
+
     func testLossGradients() throws {
         let logits = r([5, 4]), labels = IntTensor([0, 3, 1, 1, 2])
         try assertGradientsMatch([logits]) { try Loss.crossEntropy($0[0], labels) }

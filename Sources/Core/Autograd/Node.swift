@@ -30,6 +30,14 @@ public final class Node {
         self.inputs = inputs
         backwardFn = backward
     }
+
+    init(op name: String, shape: [Int], inputs: [Node?], addingInto backward: @escaping (Tensor, GradientSums) throws -> [Tensor?]) {
+        isLeaf = false
+        self.name = name
+        self.shape = shape
+        self.inputs = inputs
+        addingBackwardFn = backward
+    }
 }
 
 /// The gradient sums the engine already holds for an operation's inputs when its backward runs:
@@ -125,10 +133,7 @@ extension Tensor {
         var out = self
         out.node = nil
         guard GradMode.isEnabled, inputs.contains(where: { $0.node != nil }) else { return out }
-        let node = Node(op: op, shape: shape, inputs: inputs.map { $0.node }) { _ in [] }
-        node.backwardFn = nil
-        node.addingBackwardFn = backward
-        out.node = node
+        out.node = Node(op: op, shape: shape, inputs: inputs.map { $0.node }, addingInto: backward)
         return out
     }
 
@@ -176,6 +181,22 @@ extension Node {
             }
         }
         var pending: [ObjectIdentifier: Tensor] = [ObjectIdentifier(root): seed]
+        // Leaves whose grad an operation took: it waits in `pending` until the leaf's turn.
+        var borrowed: [ObjectIdentifier: Node] = [:]
+        do {
+            try propagate(order, &pending, &borrowed)
+        } catch {
+            // Give such a leaf its grad back (with what was added to it so far, as PyTorch leaves
+            // the grads an interrupted backward reached), never nil.
+            for (key, leaf) in borrowed { if let sum = pending[key] { leaf.grad = sum } }
+            throw error
+        }
+    }
+
+    /// The nodes of `order` (post-order) from the root down: each one's summed gradient to its
+    /// inputs, or into its `grad` for a leaf.
+    private static func propagate(_ order: [Node], _ pending: inout [ObjectIdentifier: Tensor],
+                                  _ borrowed: inout [ObjectIdentifier: Node]) throws {
         for node in order.reversed() {
             guard let g = pending.removeValue(forKey: ObjectIdentifier(node)) else { continue }
             if node.isLeaf {
@@ -191,7 +212,7 @@ extension Node {
             }
             let grads: [Tensor?]
             if let fn = node.addingBackwardFn {
-                grads = try callOffering(fn, node, g, &pending)
+                grads = try callOffering(fn, node, g, &pending, &borrowed)
             } else if let fn = node.backwardFn {
                 grads = try fn(g)
             } else {
@@ -223,7 +244,8 @@ extension Node {
     /// backward took comes back holding its gradient too and becomes the pending sum; the others
     /// are put back where they were, and the backward's gradients for them added as usual.
     private static func callOffering(_ fn: (Tensor, GradientSums) throws -> [Tensor?], _ node: Node, _ g: Tensor,
-                                     _ pending: inout [ObjectIdentifier: Tensor]) throws -> [Tensor?] {
+                                     _ pending: inout [ObjectIdentifier: Tensor],
+                                     _ borrowed: inout [ObjectIdentifier: Node]) throws -> [Tensor?] {
         let sums = GradientSums(count: node.inputs.count)
         var fromLeaf = Array(repeating: false, count: node.inputs.count)
         var seen = Set<ObjectIdentifier>()
@@ -267,6 +289,7 @@ extension Node {
             }
             // The taken sum now holds this gradient as well: it is the pending sum, not an addend.
             pending[ObjectIdentifier(input)] = sum
+            if fromLeaf[i] { borrowed[ObjectIdentifier(input)] = input }
             result[i] = nil
         }
         return result
