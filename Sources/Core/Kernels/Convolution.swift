@@ -389,9 +389,8 @@ public func conv2dBackward(input: UnsafePointer<Float>, gradOutput: UnsafePointe
         if let gi = gradInput, g.outChannels <= smallKLimit, smil_has_avx2_fma() != 0 {
             // Few output channels: weight^T [C, O] x gradOutput [O, pixels] in blocks of pixels on
             // the row kernel, as the forward's few-input-channel case.
-            let wt = UnsafeMutablePointer<Float>.allocate(capacity: g.inChannels * g.outChannels)
+            let wt = transposedMatrices(weight, count: 1, rows: g.outChannels, cols: g.inChannels)
             defer { wt.deallocate() }
-            for o in 0..<g.outChannels { for c in 0..<g.inChannels { wt[c * g.outChannels + o] = weight[o * g.inChannels + c] } }
             let block = 512, blocks = (plane + block - 1) / block
             Parallel.forEach(g.batch * blocks) { t in
                 let img = t / blocks, p0 = (t % blocks) * block
@@ -435,9 +434,9 @@ let weightGradientGroups = 8
 
 /// A weight gradient of `size` floats summed over `tiles` products: `product(t, partial, beta,
 /// scratch)` adds tile `t`'s product into `partial` (overwriting it when `beta` is 0), with
-/// `scratch` floats of scratch of its group's own. The tiles go in
-/// consecutive runs to `weightGradientGroups` groups, each into a partial of its own, added in
-/// group order: fixed by the shape, so the bits do not depend on the thread count.
+/// `scratch` floats of scratch of its group's own. The tiles go in consecutive runs to
+/// `weightGradientGroups` groups, each into a partial of its own, added in group order: fixed by
+/// the shape, so the bits do not depend on the thread count.
 func groupedWeightGradient(tiles: Int, size: Int, scratch: Int = 0, into gw: UnsafeMutablePointer<Float>,
                            _ product: (Int, UnsafeMutablePointer<Float>, Float, UnsafeMutablePointer<Float>) -> Void) {
     let groups = max(1, min(weightGradientGroups, tiles))
@@ -504,11 +503,8 @@ func convInputGradient(gradOutput: UnsafePointer<Float>, weight: UnsafePointer<F
     // Few output channels (the stem's 64): weight^T [patch, O] on the row kernel, which reads it
     // where it lies, where sgemm packs both operands for every tile.
     let rowKernel = !splitEach && g.outChannels <= smallKLimit && smil_has_avx2_fma() != 0
-    let wt: UnsafeMutablePointer<Float>? = rowKernel ? .allocate(capacity: g.patch * g.outChannels) : nil
+    let wt = rowKernel ? transposedMatrices(weight, count: 1, rows: g.outChannels, cols: g.patch) : nil
     defer { wt?.deallocate() }
-    if let wt = wt {
-        for o in 0..<g.outChannels { for p in 0..<g.patch { wt[p * g.outChannels + o] = weight[o * g.patch + p] } }
-    }
     var t0 = 0
     while t0 < tiles {
         let count = min(side, tiles - t0)

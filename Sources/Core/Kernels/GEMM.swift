@@ -74,6 +74,18 @@ public func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Floa
                 Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
+/// `count` row-major `rows x cols` matrices, each transposed (`[count, cols, rows]`; the caller
+/// frees it): a sparse convolution's offsets for its input gradient, a dense convolution's weight
+/// `[O, patch]` as `[patch, O]` for the row kernel.
+func transposedMatrices(_ a: UnsafePointer<Float>, count: Int, rows: Int, cols: Int) -> UnsafeMutablePointer<Float> {
+    let t = UnsafeMutablePointer<Float>.allocate(capacity: count * rows * cols)
+    for k in 0..<count {
+        let src = a + k * rows * cols, dst = t + k * rows * cols
+        for r in 0..<rows { for c in 0..<cols { dst[c * rows + r] = src[r * cols + c] } }
+    }
+    return t
+}
+
 /// Inner sizes up to which `smallKProduct` uses the AVX2 row kernel.
 let smallKLimit = 320
 

@@ -162,7 +162,7 @@ func sparseConvolutionBackward(input: UnsafePointer<Float>, gradOutput: UnsafePo
     if SparseKernels.apply(cin: cin, cout: cout) {
         if let gi = gradInput {
             // gradInput[in] += gradOutput[out] x weight[k]^T, offset by offset in order.
-            let wt = transposedOffsets(weight, offsets: rulebook.offsets, cin: cin, cout: cout)
+            let wt = transposedMatrices(weight, count: rulebook.offsets, rows: cin, cols: cout)
             defer { wt.deallocate() }
             fusedRulebookProduct(rulebook, source: gradOutput, width: cout, target: gi, targetWidth: cin, targetRows: nIn,
                                  matrices: wt, backward: true, accumulate: accumulateInput)
@@ -246,16 +246,6 @@ func fusedRulebookProduct(_ rulebook: Rulebook, source: UnsafePointer<Float>, wi
                           accumulate: true)
         } }
     }
-}
-
-/// The weight with each offset's matrix transposed: `[offsets, cout, cin]` (the caller frees it).
-func transposedOffsets(_ weight: UnsafePointer<Float>, offsets: Int, cin: Int, cout: Int) -> UnsafeMutablePointer<Float> {
-    let wt = UnsafeMutablePointer<Float>.allocate(capacity: offsets * cin * cout)
-    for k in 0..<offsets {
-        let src = weight + k * cin * cout, dst = wt + k * cin * cout
-        for c in 0..<cin { for o in 0..<cout { dst[o * cin + c] = src[c * cout + o] } }
-    }
-    return wt
 }
 
 /// Sparse max pooling: each output row is the channel-wise max over its rulebook inputs; `argmax`
@@ -489,7 +479,7 @@ struct TableBackward {
         segmentRows = max(minimumCentreSegment, (blocks + centreSegments - 1) / centreSegments * tableBlock)
         segments = max(1, (n + segmentRows - 1) / segmentRows)
         segmentOffsets = dense ? 0..<offsets : offsets / 2..<offsets / 2 + 1
-        transposed = gradInput == nil ? nil : transposedOffsets(weight, offsets: offsets, cin: cin, cout: cout)
+        transposed = gradInput == nil ? nil : transposedMatrices(weight, count: offsets, rows: cin, cols: cout)
         if let gw = gradWeight {
             let matrices = segmentOffsets.count * cin * cout
             partial = segments == 1 ? gw + segmentOffsets.lowerBound * cin * cout : .allocate(capacity: segments * matrices)
