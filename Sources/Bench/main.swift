@@ -105,6 +105,30 @@ do {
             let name = "conv_\(cin)x\(cout)_k\(k)s\(s)_\(size)"
             report(name + "_fwd", geometry.flops / fwd / 1e9, "GFLOP/s")
             report(name + "_fwdbwd", 3 * geometry.flops / both / 1e9, "GFLOP/s")
+            if args.contains("--split") {
+                // The kernels alone, outside autograd: forward, weight gradient, input gradient
+                // (added into a held sum, as backward does for a leaf's grad), and the seed's fill.
+                var y = Tensor.zeros([2, cout, geometry.outHeight, geometry.outWidth])
+                let dy = Tensor.randn(y.shape), w = conv.weight.value
+                var gw = Tensor.zeros(w.shape), gx = Tensor.zeros(x.shape)
+                func time(_ body: () -> Void) -> Double { timeMedian(iters: iters, warmup: warmup, body) * 1000 }
+                let tf = time { x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in y.withUnsafeMutableBufferPointer { yp in
+                    conv2dForward(input: xp.baseAddress!, output: yp.baseAddress!, weight: wp.baseAddress!, bias: nil, geometry)
+                } } } }
+                let tw = time { x.withUnsafeBufferPointer { xp in dy.withUnsafeBufferPointer { dp in w.withUnsafeBufferPointer { wp in
+                    gw.withUnsafeMutableBufferPointer { gp in
+                        conv2dBackward(input: xp.baseAddress!, gradOutput: dp.baseAddress!, weight: wp.baseAddress!, gradInput: nil,
+                                       gradWeight: gp.baseAddress!, gradBias: nil, geometry)
+                    } } } } }
+                let ti = time { x.withUnsafeBufferPointer { xp in dy.withUnsafeBufferPointer { dp in w.withUnsafeBufferPointer { wp in
+                    gx.withUnsafeMutableBufferPointer { gp in
+                        conv2dBackward(input: xp.baseAddress!, gradOutput: dp.baseAddress!, weight: wp.baseAddress!,
+                                       gradInput: gp.baseAddress!, gradWeight: nil, gradBias: nil, geometry, accumulateInput: true)
+                    } } } } }
+                let ts = time { _ = Tensor.ones(y.shape) }
+                print(String(format: "split: forward %.2f ms, weight gradient %.2f ms, input gradient %.2f ms, seed %.2f ms; sum %.2f ms, fwd+bwd %.2f ms",
+                             tf, tw, ti, ts, tf + tw + ti + ts, both * 1000))
+            }
         }
     case "w2a":
         let model = resnet18(embedder: true).eval()

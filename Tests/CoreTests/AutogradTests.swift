@@ -138,12 +138,14 @@ final class AutogradTests: XCTestCase {
 
     func testConvolutionsAddIntoHeldGradientSums() throws {
         let cases: [(String, [Int], [Int], Int, Int, Int)] = [
-            ("7x7 stride 2 (phase planes)", [2, 3, 13, 12], [4, 3, 7, 7], 2, 3, 1),
-            ("3x3 dilated (im2col)", [1, 3, 9, 8], [4, 3, 3, 3], 1, 2, 2),
+            ("7x7 stride 2 (windowed, phase planes)", [2, 3, 13, 12], [4, 3, 7, 7], 2, 3, 1),
+            ("3x3 dilated (windowed)", [1, 3, 9, 8], [4, 3, 3, 3], 1, 2, 2),
+            ("3x3 stride 2, 40 channels (im2col, phase planes)", [1, 40, 7, 6], [3, 40, 3, 3], 2, 1, 1),
             ("3x3 stride 1 (Winograd)", [2, 4, 7, 9], [5, 4, 3, 3], 1, 1, 1),
             ("1x1 (GEMM)", [2, 5, 6, 7], [3, 5, 1, 1], 1, 0, 1),
             ("1x1, 16 outputs (row kernel)", [1, 16, 5, 9], [16, 16, 1, 1], 1, 0, 1),
-            ("1x1 stride 2 (subsample)", [2, 3, 7, 6], [5, 3, 1, 1], 2, 0, 1)]
+            ("1x1 stride 2 (windowed, every other column)", [2, 3, 7, 6], [5, 3, 1, 1], 2, 0, 1),
+            ("1x1 stride 2, 330 channels (subsample node)", [1, 330, 5, 4], [2, 330, 1, 1], 2, 0, 1)]
         for (name, xs, ws, stride, padding, dilation) in cases {
             let w = r(ws, seed: 3)
             try assertAddsIntoHeldSums(r(xs), name) { try Functional.conv2d($0, weight: w, bias: nil, stride: stride, padding: padding, dilation: dilation) }

@@ -61,6 +61,9 @@ final class KernelTests: XCTestCase {
             ConvGeometry(batch: 2, inChannels: 5, height: 37, width: 41, outChannels: 7, kernelH: 1, kernelW: 1, stride: 2),
             ConvGeometry(batch: 2, inChannels: 2, height: 9, width: 9, outChannels: 3, kernelH: 3, kernelW: 3, stride: 1, padding: 2, dilation: 2),
             ConvGeometry(batch: 5, inChannels: 3, height: 16, width: 16, outChannels: 6, kernelH: 7, kernelW: 7, stride: 2, padding: 3),
+            // Several bands of the windowed route, rows straddling chunks, a short last band.
+            ConvGeometry(batch: 2, inChannels: 3, height: 90, width: 70, outChannels: 18, kernelH: 7, kernelW: 7, stride: 2, padding: 3),
+            ConvGeometry(batch: 2, inChannels: 5, height: 70, width: 150, outChannels: 20, kernelH: 1, kernelW: 1, stride: 2),
         ]
         for g in cases {
             let x = Tensor.randn([g.batch, g.inChannels, g.height, g.width])
@@ -82,9 +85,18 @@ final class KernelTests: XCTestCase {
             ConvGeometry(batch: 2, inChannels: 2, height: 12, width: 12, outChannels: 3, kernelH: 3, kernelW: 3, stride: 2, padding: 2, dilation: 2),
             ConvGeometry(batch: 2, inChannels: 64, height: 41, width: 40, outChannels: 3, kernelH: 3, kernelW: 3, stride: 2, padding: 1),
             ConvGeometry(batch: 3, inChannels: 40, height: 30, width: 30, outChannels: 5, kernelH: 5, kernelW: 5, stride: 1, padding: 2),
+            // The windowed route over several bands: rows that straddle chunks, a last band
+            // shorter than the others, and (7x7/2) input-gradient stripes in two passes.
+            ConvGeometry(batch: 2, inChannels: 3, height: 90, width: 70, outChannels: 18, kernelH: 7, kernelW: 7, stride: 2, padding: 3),
+            ConvGeometry(batch: 2, inChannels: 5, height: 70, width: 150, outChannels: 20, kernelH: 1, kernelW: 1, stride: 2),
+            // More output channels than the row kernel takes: the input gradient's columns on sgemm.
+            ConvGeometry(batch: 1, inChannels: 4, height: 20, width: 40, outChannels: 330, kernelH: 1, kernelW: 1, stride: 2),
         ]
         for g in cases {
             XCTAssertTrue(g.tileCount(rows: g.tileRows) >= g.batch)
+            if windowedApplies(g) && g.height == 90 {
+                XCTAssertGreaterThan(g.outHeight / bandRows(g, columns: 256), 4, "input-gradient stripes in both passes")
+            }
             let x = Tensor.randn([g.batch, g.inChannels, g.height, g.width])
             let w = Tensor.randn([g.outChannels, g.inChannels, g.kernelH, g.kernelW])
             let gy = Tensor.randn([g.batch, g.outChannels, g.outHeight, g.outWidth])

@@ -78,6 +78,30 @@ int smil_winograd_output(int tiles, const int *cells, const float *m, long mstri
 /// gradient as F(3x3, 2x2)'s kernel, for the weight gradient.
 int smil_winograd_tile_kernel(int tiles, const int *cells, const float *src, int c, float *g, long gstride);
 
+/// One row of a convolution's im2col matrix (an input channel at one kernel offset), as the
+/// windows below read it: output pixel (y, x) reads `plane[iy * cols + ix]` with
+/// iy = y * yStep + yOffset and ix = x * xStep + xOffset, or zero where iy is outside 0..<rows or
+/// x outside lo..<hi (the output columns whose ix is inside the plane).
+typedef struct {
+    float *plane;
+    int rows, cols, yStep, yOffset, xStep, xOffset, lo, hi;
+} smil_window;
+
+/// Packs the im2col panel of output rows y0 ..< y0 + rows of the k windows `win`, taken as one
+/// run of rows * width columns (`width` the output's), gathered from the input in place and cut
+/// into chunks of `chunk` columns: chunk c is k rows of wc floats at panel + c * k * chunk, wc =
+/// chunk except for the last. Each window's plane is read in order, row after row: a band reads
+/// one stream at a time, where a single output row would read a short run from each of many
+/// planes at once, too many streams for the hardware prefetcher.
+void smil_pack_band(float *restrict panel, int chunk, const smil_window *win, int k, int y0, int rows, int width);
+
+/// The reverse for gradients: adds the panel (laid out as smil_pack_band writes it) into the
+/// input pixels its windows read; pixels outside the planes are skipped.
+void smil_add_band(const float *restrict panel, int chunk, const smil_window *win, int k, int y0, int rows, int width);
+
+/// dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols (8 x 8 blocks on AVX2).
+void smil_transpose(float *restrict dst, int ldd, const float *restrict src, int lds, int rows, int cols);
+
 /// Asks for the cache line at p ahead of a load that would miss (hash probes: the line for a key
 /// a few iterations ahead is fetched while the current one is handled).
 static inline void smil_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }

@@ -1,7 +1,8 @@
 // Convolution.swift: 2-D convolution (cross-correlation) forward and backward over NCHW buffers:
-// a direct GEMM for 1x1 stride-1 convolutions, Winograd for 3x3 stride-1 (Winograd.swift), and
-// otherwise im2col + GEMM over bands of output rows whose columns stay in cache; a plain loop as
-// the oracle.
+// a direct GEMM for 1x1 stride-1 convolutions, Winograd for 3x3 stride-1 (Winograd.swift), the
+// windowed row kernel for small patches (WindowedConvolution.swift: the stem, the downsample),
+// and otherwise im2col + GEMM over bands of output rows whose columns stay in cache; a plain loop
+// as the oracle.
 
 import CKernels
 
@@ -271,29 +272,6 @@ func forEachTile(_ g: ConvGeometry, scratch: Int, _ body: (Int, UnsafeMutablePoi
     }
 }
 
-/// A strided 1x1 convolution (few input channels) read straight from the input: each chunk of an
-/// output row gathers its channels' strided pixels into the panel the row kernel reads, so the
-/// subsampled input is never written out and read back.
-func stridedPointwiseForward(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
-                             weight: UnsafePointer<Float>, _ g: ConvGeometry) {
-    let oh = g.outHeight, ow = g.outWidth, plane = g.outPlane, c = g.inChannels, s = g.stride
-    let chunk = smallKChunk(c)
-    Parallel.forEach(g.batch * oh) { t in
-        let img = t / oh, y = t % oh
-        let src = input + img * c * g.inPlane + y * s * g.width, dst = output + img * g.outChannels * plane + y * ow
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: c * chunk) { packed in
-            let panel = packed.baseAddress!
-            var x0 = 0
-            while x0 < ow {
-                let w = min(chunk, ow - x0)
-                for p in 0..<c { smil_gather_strided(panel + p * w, src + p * g.inPlane + x0 * s, Int32(w), Int32(s)) }
-                panelProduct(m: g.outChannels, n: w, k: c, a: weight, lda: c, panel: panel, c: dst + x0, ldc: plane)
-                x0 += w
-            }
-        }
-    }
-}
-
 /// Forward convolution: `output[n, o] = bias[o] + sum_c weight[o, c] (*) input[n, c]`.
 /// Shapes: input `[N, C, H, W]`, output `[N, O, OH, OW]`, weight `[O, C, KH, KW]`, bias `[O]`.
 public func conv2dForward(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
@@ -305,8 +283,8 @@ public func conv2dForward(input: UnsafePointer<Float>, output: UnsafeMutablePoin
         return
     }
     let plane = g.outPlane, ow = g.outWidth
-    if g.isStridedPointwise && g.inChannels <= smallKLimit && smil_has_avx2_fma() != 0 {
-        stridedPointwiseForward(input: input, output: output, weight: weight, g)
+    if windowedApplies(g) {
+        windowedForward(input: input, output: output, weight: weight, g)
     } else if g.isStridedPointwise {
         let sub = UnsafeMutablePointer<Float>.allocate(capacity: g.batch * g.inChannels * plane)
         defer { sub.deallocate() }
@@ -369,6 +347,13 @@ public func conv2dBackward(input: UnsafePointer<Float>, gradOutput: UnsafePointe
             }
             gb[o] = Float(s)
         }
+    }
+    if windowedApplies(g) {
+        if let gw = gradWeight { windowedWeightGradient(input: input, gradOutput: gradOutput, gradWeight: gw, g) }
+        if let gi = gradInput {
+            windowedInputGradient(gradOutput: gradOutput, weight: weight, gradInput: gi, g, accumulate: accumulateInput)
+        }
+        return
     }
     if g.isStridedPointwise {
         // As a pointwise convolution of the subsampled input, whose gradient is then spread back

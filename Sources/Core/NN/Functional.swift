@@ -48,11 +48,10 @@ public enum Functional {
         }
         let needInput = input.requiresGrad, needWeight = weight.requiresGrad, needBias = bias?.requiresGrad ?? false
         let recording = GradMode.isEnabled && (needInput || needWeight || needBias)
-        if g.isStridedPointwise && recording {
+        if g.isStridedPointwise && recording && !windowedApplies(g) {
             // A 1x1 convolution of the subsampled input: the graph then keeps the subsampled input
             // (a quarter of it at stride 2) for the weight gradient, where the backward would
-            // otherwise subsample the input again. (Without a graph the forward reads the input
-            // in place.)
+            // otherwise subsample the input again. (The windowed route reads the input in place.)
             return try conv2d(input.subsampled(g), weight: weight, bias: bias)
         }
         let out = Tensor(uninitializedShape: [n, g.outChannels, g.outHeight, g.outWidth])

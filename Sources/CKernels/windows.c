@@ -1,0 +1,163 @@
+// windows.c: the panels of a convolution's im2col matrix, packed straight from the input and added
+// straight back into a gradient (see include/kernels.h), and a blocked transpose.
+
+#include "kernels.h"
+
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define AVX2 __attribute__((target("avx2,fma")))
+
+/// dst[i] = src[2 i] for i < n, reading no further than src[2 n - 2] (the vectors stop where the
+/// next would read past it; the rest go one by one).
+AVX2 static void gather_even(float *restrict dst, const float *restrict src, int n) {
+    int i = 0;
+    for (; i + 8 < n; i += 8) {
+        __m256 a = _mm256_loadu_ps(src + 2 * i), b = _mm256_loadu_ps(src + 2 * i + 8);
+        __m256 even = _mm256_shuffle_ps(a, b, 0x88);
+        _mm256_storeu_ps(dst + i, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), 0xd8)));
+    }
+    for (; i < n; i++) dst[i] = src[2 * i];
+}
+
+/// dst[2 i] += src[i] for i < n, the odd floats of dst stored back as they were (not + 0, which
+/// would turn -0 into +0); touches no further than dst[2 n - 2].
+AVX2 static void add_even(float *restrict dst, const float *restrict src, int n) {
+    int i = 0;
+    const __m256 zero = _mm256_setzero_ps();
+    for (; i + 8 < n; i += 8) {
+        __m256 s = _mm256_loadu_ps(src + i);
+        __m256 lo = _mm256_unpacklo_ps(s, zero), hi = _mm256_unpackhi_ps(s, zero);
+        __m256 x0 = _mm256_permute2f128_ps(lo, hi, 0x20), x1 = _mm256_permute2f128_ps(lo, hi, 0x31);
+        __m256 d0 = _mm256_loadu_ps(dst + 2 * i), d1 = _mm256_loadu_ps(dst + 2 * i + 8);
+        _mm256_storeu_ps(dst + 2 * i, _mm256_blend_ps(d0, _mm256_add_ps(d0, x0), 0x55));
+        _mm256_storeu_ps(dst + 2 * i + 8, _mm256_blend_ps(d1, _mm256_add_ps(d1, x1), 0x55));
+    }
+    for (; i < n; i++) dst[2 * i] += src[i];
+}
+
+AVX2 static void add_contiguous(float *restrict dst, const float *restrict src, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_add_ps(_mm256_loadu_ps(dst + i), _mm256_loadu_ps(src + i)));
+    for (; i < n; i++) dst[i] += src[i];
+}
+
+/// dst[c * ldd + r] = src[r * lds + c] for an 8 x 8 block.
+AVX2 static void transpose8(float *dst, int ldd, const float *src, int lds) {
+    __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds), r2 = _mm256_loadu_ps(src + 2 * lds);
+    __m256 r3 = _mm256_loadu_ps(src + 3 * lds), r4 = _mm256_loadu_ps(src + 4 * lds), r5 = _mm256_loadu_ps(src + 5 * lds);
+    __m256 r6 = _mm256_loadu_ps(src + 6 * lds), r7 = _mm256_loadu_ps(src + 7 * lds);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3);
+    __m256 t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(dst + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+#endif
+
+/// Where window `win` reads output row y: the input row's first float, or NULL outside the plane.
+static inline float *window_row(const smil_window *win, int y) {
+    int iy = y * win->yStep + win->yOffset;
+    return iy < 0 || iy >= win->rows ? NULL : win->plane + (long)iy * win->cols;
+}
+
+/// dst[i] = what window v reads at output (y, x0 + i), for i < n.
+static inline void pack_run(float *restrict dst, const smil_window *v, int y, int x0, int n, int avx2) {
+    const float *row = window_row(v, y);
+    int lo = v->lo > x0 ? v->lo - x0 : 0, hi = v->hi - x0 < n ? v->hi - x0 : n;
+    if (!row || hi <= lo) { memset(dst, 0, sizeof(float) * n); return; }
+    if (lo > 0) memset(dst, 0, sizeof(float) * lo);
+    // Output column x0 + i reads input column (x0 + i) * xStep + xOffset.
+    const float *src = row + (long)(x0 + lo) * v->xStep + v->xOffset;
+    if (v->xStep == 1) {
+        memcpy(dst + lo, src, sizeof(float) * (hi - lo));
+    }
+#if defined(__x86_64__)
+    else if (v->xStep == 2 && avx2) {
+        gather_even(dst + lo, src, hi - lo);
+    }
+#endif
+    else {
+        for (int i = lo; i < hi; i++) dst[i] = src[(long)(i - lo) * v->xStep];
+    }
+    if (hi < n) memset(dst + hi, 0, sizeof(float) * (n - hi));
+}
+
+/// What window v reads at output (y, x0 + i) += src[i], for i < n, inside the plane.
+static inline void add_run(const float *restrict src, const smil_window *v, int y, int x0, int n, int avx2) {
+    float *row = window_row(v, y);
+    int lo = v->lo > x0 ? v->lo - x0 : 0, hi = v->hi - x0 < n ? v->hi - x0 : n;
+    if (!row || hi <= lo) return;
+    float *dst = row + (long)(x0 + lo) * v->xStep + v->xOffset;
+#if defined(__x86_64__)
+    if (avx2 && v->xStep == 1) { add_contiguous(dst, src + lo, hi - lo); return; }
+    if (avx2 && v->xStep == 2) { add_even(dst, src + lo, hi - lo); return; }
+#endif
+    for (int i = lo; i < hi; i++) dst[(long)(i - lo) * v->xStep] += src[i];
+}
+
+/// Calls `run(panel piece, window, y, x0, n)` for every run of a band's columns that lies in one
+/// chunk: window by window, and row by row within a window, so that each window's plane is read
+/// (or written) in order, one stream at a time.
+#define FOR_BAND_RUNS(run)                                                                          \
+    do {                                                                                            \
+        const int total = rows * width;                                                             \
+        for (int p = 0; p < k; p++) {                                                               \
+            for (int r = 0; r < rows; r++) {                                                        \
+                int x = 0;                                                                          \
+                while (x < width) {                                                                 \
+                    int j = r * width + x, c = j / chunk, off = j % chunk;                          \
+                    int wc = total - c * chunk < chunk ? total - c * chunk : chunk;                 \
+                    int n = width - x < chunk - off ? width - x : chunk - off;                      \
+                    run(panel + (long)c * k * chunk + (long)p * wc + off, win + p, y0 + r, x, n, avx2); \
+                    x += n;                                                                         \
+                }                                                                                   \
+            }                                                                                       \
+        }                                                                                           \
+    } while (0)
+
+void smil_pack_band(float *restrict panel, int chunk, const smil_window *win, int k, int y0, int rows, int width) {
+#if defined(__x86_64__)
+    const int avx2 = smil_has_avx2_fma();
+#else
+    const int avx2 = 0;
+#endif
+    FOR_BAND_RUNS(pack_run);
+}
+
+void smil_add_band(const float *restrict panel, int chunk, const smil_window *win, int k, int y0, int rows, int width) {
+#if defined(__x86_64__)
+    const int avx2 = smil_has_avx2_fma();
+#else
+    const int avx2 = 0;
+#endif
+    FOR_BAND_RUNS(add_run);
+}
+
+void smil_transpose(float *restrict dst, int ldd, const float *restrict src, int lds, int rows, int cols) {
+    int r = 0;
+#if defined(__x86_64__)
+    if (smil_has_avx2_fma()) {
+        for (; r + 8 <= rows; r += 8) {
+            int c = 0;
+            for (; c + 8 <= cols; c += 8) transpose8(dst + (long)c * ldd + r, ldd, src + (long)r * lds + c, lds);
+            for (; c < cols; c++)
+                for (int q = r; q < r + 8; q++) dst[(long)c * ldd + q] = src[(long)q * lds + c];
+        }
+    }
+#endif
+    for (; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[(long)c * ldd + r] = src[(long)r * lds + c];
+}
+
