@@ -85,8 +85,10 @@ do {
         }
     case "conv":
         // ResNet-18 layers at a 512 x 512 tile, batch 2: (in, out, kernel, stride, size).
-        let layers = [(3, 64, 7, 2, 512), (64, 64, 3, 1, 128), (128, 128, 3, 1, 64), (256, 256, 3, 1, 32),
+        var layers = [(3, 64, 7, 2, 512), (64, 64, 3, 1, 128), (128, 128, 3, 1, 64), (256, 256, 3, 1, 32),
                       (512, 512, 3, 1, 16), (64, 128, 1, 2, 128)]
+        // `--size N` times the same layers on N x N inputs instead (small sizes: in cache).
+        if args.contains("--size") { layers = layers.map { ($0.0, $0.1, $0.2, $0.3, option("--size", $0.4)) } }
         // `--only TEXT` keeps the layers whose name contains TEXT (e.g. `--only k7`).
         let only = args.firstIndex(of: "--only").flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil }
         for (cin, cout, k, s, size) in layers {

@@ -107,13 +107,37 @@ static inline void add_run(const float *restrict src, const smil_window *v, int 
     for (int i = lo; i < hi; i++) dst[(long)(i - lo) * v->xStep] += src[i];
 }
 
-/// Calls `run(panel piece, window, y, x0, n)` for every run of a band's columns that lies in one
-/// chunk: window by window, and row by row within a window, so that each window's plane is read
-/// (or written) in order, one stream at a time.
-#define FOR_BAND_RUNS(run)                                                                          \
+/// Windows ahead of the one being packed (or added into) whose lines are asked for: a band's
+/// windows each read a few short runs of rows from a plane of their own, too many streams for
+/// the hardware prefetcher to follow (1x1/2 forward and weight gradient 3-10% faster, the
+/// input gradient's adds 2-12%, alternating in one process; 2, 4, 8 and 16 within noise).
+#define WINDOWS_AHEAD 4
+
+/// Asks for the lines window v reads (write: writes) at output rows y0 ..< y0 + rows.
+static inline void prefetch_window_rows(const smil_window *v, int y0, int rows, int width, int write) {
+    int lo = v->lo, hi = v->hi < width ? v->hi : width;
+    if (hi <= lo) return;
+    for (int r = 0; r < rows; r++) {
+        const float *row = window_row(v, y0 + r);
+        if (!row) continue;
+        const char *first = (const char *)(row + (long)lo * v->xStep + v->xOffset);
+        const char *last = (const char *)(row + (long)(hi - 1) * v->xStep + v->xOffset);
+        for (const char *q = (const char *)((unsigned long)first & ~63ul); q <= last; q += 64) {
+            if (write) __builtin_prefetch(q, 1, 3);
+            else __builtin_prefetch(q, 0, 3);
+        }
+    }
+}
+
+/// Calls `run(panel piece, window, y, x0, n, avx2)` for every run of a band's columns that lies
+/// in one chunk: window by window, and row by row within a window, so that each window's plane is
+/// read (or written) in order; the lines of the window WINDOWS_AHEAD on are asked for first.
+#define FOR_BAND_RUNS(run, write)                                                                   \
     do {                                                                                            \
         const int total = rows * width;                                                             \
+        for (int p = 0; p < WINDOWS_AHEAD && p < k; p++) prefetch_window_rows(win + p, y0, rows, width, write); \
         for (int p = 0; p < k; p++) {                                                               \
+            if (p + WINDOWS_AHEAD < k) prefetch_window_rows(win + p + WINDOWS_AHEAD, y0, rows, width, write); \
             for (int r = 0; r < rows; r++) {                                                        \
                 int x = 0;                                                                          \
                 while (x < width) {                                                                 \
@@ -133,7 +157,7 @@ void smil_pack_band(float *restrict panel, int chunk, const smil_window *win, in
 #else
     const int avx2 = 0;
 #endif
-    FOR_BAND_RUNS(pack_run);
+    FOR_BAND_RUNS(pack_run, 0);
 }
 
 void smil_add_band(const float *restrict panel, int chunk, const smil_window *win, int k, int y0, int rows, int width) {
@@ -142,7 +166,7 @@ void smil_add_band(const float *restrict panel, int chunk, const smil_window *wi
 #else
     const int avx2 = 0;
 #endif
-    FOR_BAND_RUNS(add_run);
+    FOR_BAND_RUNS(add_run, 1);
 }
 
 void smil_transpose(float *restrict dst, int ldd, const float *restrict src, int lds, int rows, int cols) {

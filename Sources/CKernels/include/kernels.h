@@ -90,9 +90,9 @@ typedef struct {
 /// Packs the im2col panel of output rows y0 ..< y0 + rows of the k windows `win`, taken as one
 /// run of rows * width columns (`width` the output's), gathered from the input in place and cut
 /// into chunks of `chunk` columns: chunk c is k rows of wc floats at panel + c * k * chunk, wc =
-/// chunk except for the last. Each window's plane is read in order, row after row: a band reads
-/// one stream at a time, where a single output row would read a short run from each of many
-/// planes at once, too many streams for the hardware prefetcher.
+/// chunk except for the last. Each window's plane is read in order, row after row, where a
+/// single output row would read a short run from each of many planes at once; the lines of the
+/// windows a few ahead are asked for as it goes.
 void smil_pack_band(float *restrict panel, int chunk, const smil_window *win, int k, int y0, int rows, int width);
 
 /// The reverse for gradients: adds the panel (laid out as smil_pack_band writes it) into the

@@ -349,10 +349,8 @@ public func conv2dBackward(input: UnsafePointer<Float>, gradOutput: UnsafePointe
         }
     }
     if windowedApplies(g) {
-        if let gw = gradWeight { windowedWeightGradient(input: input, gradOutput: gradOutput, gradWeight: gw, g) }
-        if let gi = gradInput {
-            windowedInputGradient(gradOutput: gradOutput, weight: weight, gradInput: gi, g, accumulate: accumulateInput)
-        }
+        windowedBackward(input: input, gradOutput: gradOutput, weight: weight, gradInput: gradInput, gradWeight: gradWeight,
+                         g, accumulate: accumulateInput)
         return
     }
     if g.isStridedPointwise {
