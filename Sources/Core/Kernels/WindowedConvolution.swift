@@ -40,17 +40,6 @@ func windowTable(_ source: ConvSource) -> [smil_window] {
     return table
 }
 
-/// Columns per chunk of a band of `width` columns: the widest multiple of 16 up to `limit` whose
-/// last chunk is at least half as wide (256 columns as 8 x 32, not 5 x 48 + 16: a chunk of 16
-/// gives each pass of the kernel over its weight rows a single block of work).
-func balancedChunk(_ width: Int, limit: Int) -> Int {
-    for w in stride(from: limit, to: 16, by: -16) {
-        let last = width - (width - 1) / w * w
-        if 2 * last >= w { return w }
-    }
-    return 16
-}
-
 /// Output rows per band: about `columns` output pixels (whole rows, at least one).
 func bandRows(_ g: ConvGeometry, columns: Int) -> Int { max(1, min(g.outHeight, columns / g.outWidth)) }
 
@@ -69,7 +58,7 @@ func windowedForward(input: UnsafePointer<Float>, output: UnsafeMutablePointer<F
     table.withUnsafeBufferPointer { windows in
         Parallel.forEach(g.batch * bands) { t in
             let n = t / bands, y0 = (t % bands) * rows, r = min(rows, oh - y0), columns = r * ow
-            let chunk = balancedChunk(columns, limit: smallKChunk(patch))
+            let chunk = smallKChunk(patch)
             let panel = UnsafeMutablePointer<Float>.allocate(capacity: patch * columns)
             defer { panel.deallocate() }
             smil_pack_band(panel, Int32(chunk), windows.baseAddress! + n * patch, Int32(patch), Int32(y0), Int32(r), Int32(ow))
