@@ -79,7 +79,9 @@ struct ConvSource {
     /// Rows and columns of each phase plane (rows past the image are zero).
     let phaseRows, phaseCols: Int
 
-    static func usesPhases(_ g: ConvGeometry) -> Bool { g.stride > 1 && g.dilation == 1 }
+    /// Strided, undilated and larger than 1x1 (a strided 1x1 reads one phase plane of the s x s,
+    /// which splitting would copy all of).
+    static func usesPhases(_ g: ConvGeometry) -> Bool { g.stride > 1 && g.dilation == 1 && g.kernelH * g.kernelW > 1 }
 
     init(_ g: ConvGeometry, data: UnsafeMutablePointer<Float>, phased: Bool) {
         self.g = g

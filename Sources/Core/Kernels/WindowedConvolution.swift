@@ -1,9 +1,9 @@
 // WindowedConvolution.swift: convolutions with a small im2col patch (ResNet's 7x7 stem, the
 // strided 1x1 downsample) on the AVX2 row kernel, their im2col panels packed straight from the
-// input a chunk of an output row at a time and their input-gradient panels added straight back.
-// No im2col matrix is ever written out: the im2col route wrote each tile's columns, copied them
-// again into the kernel's panels, and for the downsample also wrote the subsampled input and its
-// gradient out and read them back.
+// input (or its phase planes) a band of output rows at a time and their input-gradient columns
+// added straight back into the gradient. No im2col matrix is ever written out: the im2col route
+// wrote each tile's columns, copied them again into the kernel's panels, and for the downsample
+// also wrote the subsampled input and its gradient out and read them back.
 
 import CKernels
 
@@ -12,15 +12,6 @@ import CKernels
 /// unstrided 1x1 ones are plain products already.
 func windowedApplies(_ g: ConvGeometry) -> Bool {
     g.patch <= smallKLimit && !g.isPointwise && !winogradApplies(g) && smil_has_avx2_fma() != 0
-}
-
-/// Where the windowed route reads `data` (an input, or a gradient it adds into): phase planes for
-/// a strided kernel larger than 1x1 (the caller splits or merges them), so that every window reads
-/// contiguous columns; the data in place otherwise (the strided 1x1 reads every other column, of
-/// which phase planes would copy four times as much as it reads).
-func windowedSource(_ g: ConvGeometry, _ data: UnsafeMutablePointer<Float>) -> ConvSource {
-    let phased = ConvSource.usesPhases(g) && !g.isStridedPointwise
-    return ConvSource(g, data: phased ? .allocate(capacity: ConvSource.phasedCount(g)) : data, phased: phased)
 }
 
 /// The windows of every im2col row of every image, `[batch, patch]`.
@@ -43,13 +34,12 @@ func windowTable(_ source: ConvSource) -> [smil_window] {
 /// Output rows per band: about `columns` output pixels (whole rows, at least one).
 func bandRows(_ g: ConvGeometry, columns: Int) -> Int { max(1, min(g.outHeight, columns / g.outWidth)) }
 
-/// Forward: per band of output rows, its panel `[patch, pixels]` packed from
-/// the input in chunks, and `weight [O, patch] x chunk` written into the output rows.
+/// Forward: per band of output rows, its panel `[patch, pixels]` packed from the input in chunks,
+/// and `weight [O, patch] x chunk` written into the output rows.
 func windowedForward(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, weight: UnsafePointer<Float>,
                      _ g: ConvGeometry) {
-    let source = windowedSource(g, UnsafeMutablePointer(mutating: input))
+    let source = makeSource(input, g)
     defer { if source.phased { source.data.deallocate() } }
-    if source.phased { source.split(input) }
     let table = windowTable(source)
     let oh = g.outHeight, ow = g.outWidth, plane = g.outPlane, patch = g.patch, o = g.outChannels
     // Bands whose panel is about 64 KB (one row for the stem, four for the downsample: 3-5% faster
@@ -89,26 +79,24 @@ func windowedBackward(input: UnsafePointer<Float>, gradOutput: UnsafePointer<Flo
     if let gi = gi { windowedInputGradient(gradOutput: gradOutput, weight: weight, gradInput: gi, g, accumulate: accumulate) }
 }
 
-/// Where the input gradient's columns are added: the gradient itself, or phase planes merged into
-/// it by `finish`; zeroed first unless it holds a sum to add to.
+/// Where the input gradient's columns are added: the gradient itself, zeroed first unless it
+/// holds a sum to add to. Windows of a strided kernel add into every other pixel there (phase
+/// planes, zeroed, added into and merged back, were 5-14% slower for the stem's input gradient,
+/// alternating in one process; reading, the forward and weight gradient still go through them).
 struct InputGradientTarget {
     let g: ConvGeometry
-    let gi: UnsafeMutablePointer<Float>
-    let accumulate: Bool
-    let source: ConvSource
     let windows: [smil_window]
     /// `weight^T [patch, O]` for the row kernel, with few output channels; nil: sgemm reads the weight.
     let transposedWeight: UnsafeMutablePointer<Float>?
 
     init(_ gi: UnsafeMutablePointer<Float>, weight: UnsafePointer<Float>, _ g: ConvGeometry, accumulate: Bool) {
-        (self.g, self.gi, self.accumulate) = (g, gi, accumulate)
-        source = windowedSource(g, gi)
-        if source.phased || !accumulate {
-            let count = source.phased ? ConvSource.phasedCount(g) : g.batch * g.inChannels * g.inPlane
-            let data = source.data
-            Parallel.forRanges(count, grain: elementwiseGrain) { r in (data + r.lowerBound).update(repeating: 0, count: r.count) }
+        self.g = g
+        if !accumulate {
+            Parallel.forRanges(g.batch * g.inChannels * g.inPlane, grain: elementwiseGrain) { r in
+                (gi + r.lowerBound).update(repeating: 0, count: r.count)
+            }
         }
-        windows = windowTable(source)
+        windows = windowTable(ConvSource(g, data: gi, phased: false))
         transposedWeight = g.outChannels <= smallKLimit
             ? transposedMatrices(weight, count: 1, rows: g.outChannels, cols: g.patch) : nil
     }
@@ -129,14 +117,8 @@ struct InputGradientTarget {
         }
     }
 
-    /// Merges the phase planes into the gradient, and frees what the target allocated.
-    func finish() {
-        if source.phased {
-            source.merge(into: gi, accumulate: accumulate)
-            source.data.deallocate()
-        }
-        transposedWeight?.deallocate()
-    }
+    /// Frees what the target allocated.
+    func finish() { transposedWeight?.deallocate() }
 }
 
 /// Weight gradient: per band of output rows, `panel [patch, pixels] x
@@ -148,9 +130,8 @@ struct InputGradientTarget {
 func windowedWeightGradient(input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                             gradWeight gw: UnsafeMutablePointer<Float>, _ g: ConvGeometry,
                             alsoInputGradient: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Bool)? = nil) {
-    let source = windowedSource(g, UnsafeMutablePointer(mutating: input))
+    let source = makeSource(input, g)
     defer { if source.phased { source.data.deallocate() } }
-    if source.phased { source.split(input) }
     let table = windowTable(source)
     let target = alsoInputGradient.map { InputGradientTarget($0.0, weight: $0.1, g, accumulate: $0.2) }
     let oh = g.outHeight, ow = g.outWidth, plane = g.outPlane, patch = g.patch, o = g.outChannels
@@ -184,8 +165,7 @@ func windowedWeightGradient(input: UnsafePointer<Float>, gradOutput: UnsafePoint
 func inputGradientBandRows(_ g: ConvGeometry) -> Int { bandRows(g, columns: max(256, (1 << 16) / g.patch)) }
 
 /// Input gradient: per band of output rows, its columns `weight^T [patch, O] x gradOutput
-/// [O, pixels]` added straight into the input pixels they came from (or their phase planes,
-/// merged at the end). Where neighbouring output rows read overlapping input rows, the bands are
+/// [O, pixels]` added straight into the input pixels they came from. Where neighbouring output rows read overlapping input rows, the bands are
 /// grouped into stripes that read none in common with the stripe after next: even stripes run
 /// first and odd ones after, so no two threads add into the same pixel and each pixel's sum has
 /// an order fixed by the shape.
