@@ -136,6 +136,74 @@ int smil_rows_gemm(int m, int n, int k, const float *a, const int *arows, int ld
     return 1;
 }
 
+/// Six rows of A times B whose rows are read through pointers (row p at brows[p] + boff): the
+/// same multiply-adds, in the same order, as rows6 on B packed.
+AVX2 static void rows6_ptr(int n, int k, const float *a0, const float *a1, const float *a2, const float *a3,
+                           const float *a4, const float *a5, const float *const *brows, long boff, float *c0, float *c1,
+                           float *c2, float *c3, float *c4, float *c5) {
+    for (int j = 0; j < n; j += 16) {
+        __m256 x00 = _mm256_setzero_ps(), x01 = x00, x10 = x00, x11 = x00, x20 = x00, x21 = x00;
+        __m256 x30 = x00, x31 = x00, x40 = x00, x41 = x00, x50 = x00, x51 = x00;
+        for (int p = 0; p < k; p++) {
+            const float *bp = brows[p] + boff + j;
+            FMA_6x16(a0 + p, a1 + p, a2 + p, a3 + p, a4 + p, a5 + p, bp);
+        }
+        put16(c0 + j, x00, x01, 0); put16(c1 + j, x10, x11, 0); put16(c2 + j, x20, x21, 0);
+        put16(c3 + j, x30, x31, 0); put16(c4 + j, x40, x41, 0); put16(c5 + j, x50, x51, 0);
+    }
+}
+
+/// Four rows of rows6_ptr.
+AVX2 static void rows4_ptr(int n, int k, const float *a0, const float *a1, const float *a2, const float *a3,
+                           const float *const *brows, long boff, float *c0, float *c1, float *c2, float *c3) {
+    for (int j = 0; j < n; j += 16) {
+        __m256 x00 = _mm256_setzero_ps(), x01 = x00, x10 = x00, x11 = x00, x20 = x00, x21 = x00, x30 = x00, x31 = x00;
+        for (int p = 0; p < k; p++) {
+            const float *bp = brows[p] + boff + j;
+            __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8), v;
+            v = _mm256_broadcast_ss(a0 + p); x00 = _mm256_fmadd_ps(v, b0, x00); x01 = _mm256_fmadd_ps(v, b1, x01);
+            v = _mm256_broadcast_ss(a1 + p); x10 = _mm256_fmadd_ps(v, b0, x10); x11 = _mm256_fmadd_ps(v, b1, x11);
+            v = _mm256_broadcast_ss(a2 + p); x20 = _mm256_fmadd_ps(v, b0, x20); x21 = _mm256_fmadd_ps(v, b1, x21);
+            v = _mm256_broadcast_ss(a3 + p); x30 = _mm256_fmadd_ps(v, b0, x30); x31 = _mm256_fmadd_ps(v, b1, x31);
+        }
+        put16(c0 + j, x00, x01, 0); put16(c1 + j, x10, x11, 0); put16(c2 + j, x20, x21, 0); put16(c3 + j, x30, x31, 0);
+    }
+}
+
+/// One row of rows6_ptr.
+AVX2 static void rows1_ptr(int n, int k, const float *a, const float *const *brows, long boff, float *c) {
+    for (int j = 0; j < n; j += 16) {
+        __m256 x0 = _mm256_setzero_ps(), x1 = x0;
+        for (int p = 0; p < k; p++) {
+            const float *bp = brows[p] + boff + j;
+            __m256 v = _mm256_broadcast_ss(a + p);
+            x0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(bp), x0);
+            x1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(bp + 8), x1);
+        }
+        put16(c + j, x0, x1, 0);
+    }
+}
+
+int smil_rows_gemm_bptr(int m, int n, int k, const float *a, int lda, const float *const *brows, long boff, float *c,
+                        int ldc) {
+    if (!smil_has_avx2_fma() || n % 16 != 0) return 0;
+    int i = 0;
+    for (; i + 6 <= m; i += 6) {
+        const float *ai = a + (long)i * lda;
+        float *ci = c + (long)i * ldc;
+        rows6_ptr(n, k, ai, ai + lda, ai + 2 * lda, ai + 3 * lda, ai + 4 * lda, ai + 5 * lda, brows, boff, ci, ci + ldc,
+                  ci + 2 * (long)ldc, ci + 3 * (long)ldc, ci + 4 * (long)ldc, ci + 5 * (long)ldc);
+    }
+    for (; i + 4 <= m; i += 4) {
+        const float *ai = a + (long)i * lda;
+        float *ci = c + (long)i * ldc;
+        rows4_ptr(n, k, ai, ai + lda, ai + 2 * lda, ai + 3 * lda, brows, boff, ci, ci + ldc, ci + 2 * (long)ldc,
+                  ci + 3 * (long)ldc);
+    }
+    for (; i < m; i++) rows1_ptr(n, k, a + (long)i * lda, brows, boff, c + (long)i * ldc);
+    return 1;
+}
+
 /// Rows i0..i0+5 of C, columns j..j+15, over pairs p0..p1: the accumulators start from C (or
 /// zero) and take one fused multiply-add per pair, in pair order.
 AVX2 static void outer6(int p0, int p1, int i0, int j, const float *a, const int *arows, int lda, const float *b,
@@ -329,6 +397,8 @@ int smil_rows_gemm(int m, int n, int k, const float *a, const int *arows, int ld
                    float *c, const int *crows, int ldc, int accumulate) { return 0; }
 int smil_outer_gemm(int pairs, int k, int n, const float *a, const int *arows, int lda, const float *b,
                     const int *brows, int ldb, float *c, int ldc, int accumulate) { return 0; }
+int smil_rows_gemm_bptr(int m, int n, int k, const float *a, int lda, const float *const *brows, long boff, float *c,
+                        int ldc) { return 0; }
 int smil_table_gemm(int lo, int hi, int offsets, const int *table, int mirrored, const float *a, int kdim, const float *b,
                     int n, float *c) { return 0; }
 #endif

@@ -63,6 +63,11 @@ final class KernelTests: XCTestCase {
             ConvGeometry(batch: 5, inChannels: 3, height: 16, width: 16, outChannels: 6, kernelH: 7, kernelW: 7, stride: 2, padding: 3),
             // Several bands of the windowed route, rows straddling chunks, a short last band.
             ConvGeometry(batch: 2, inChannels: 3, height: 90, width: 70, outChannels: 18, kernelH: 7, kernelW: 7, stride: 2, padding: 3),
+            // Output rows of whole vectors: the panel read from padded phase planes in place, for
+            // kernels that reach past the image on both sides, one side, and with stride 3.
+            ConvGeometry(batch: 2, inChannels: 3, height: 70, width: 64, outChannels: 13, kernelH: 7, kernelW: 7, stride: 2, padding: 3),
+            ConvGeometry(batch: 1, inChannels: 2, height: 33, width: 64, outChannels: 8, kernelH: 5, kernelW: 4, stride: 2, padding: 1),
+            ConvGeometry(batch: 2, inChannels: 4, height: 20, width: 96, outChannels: 7, kernelH: 3, kernelW: 3, stride: 3, padding: 1),
             ConvGeometry(batch: 2, inChannels: 5, height: 70, width: 150, outChannels: 20, kernelH: 1, kernelW: 1, stride: 2),
         ]
         for g in cases {
@@ -89,6 +94,8 @@ final class KernelTests: XCTestCase {
             // shorter than the others, and (7x7/2) input-gradient stripes in two passes.
             ConvGeometry(batch: 2, inChannels: 3, height: 90, width: 70, outChannels: 18, kernelH: 7, kernelW: 7, stride: 2, padding: 3),
             ConvGeometry(batch: 2, inChannels: 5, height: 70, width: 150, outChannels: 20, kernelH: 1, kernelW: 1, stride: 2),
+            // 16 output channels: the weight gradient reads padded phase planes in place.
+            ConvGeometry(batch: 2, inChannels: 3, height: 37, width: 40, outChannels: 16, kernelH: 7, kernelW: 7, stride: 2, padding: 3),
             // More output channels than the row kernel takes: the input gradient's columns on sgemm.
             ConvGeometry(batch: 1, inChannels: 4, height: 20, width: 40, outChannels: 330, kernelH: 1, kernelW: 1, stride: 2),
         ]

@@ -41,6 +41,13 @@ int smil_has_avx2_fma(void);
 int smil_rows_gemm(int m, int n, int k, const float *a, const int *arows, int lda, const float *b, int ldb,
                    float *c, const int *crows, int ldc, int accumulate);
 
+/// C = A x B on the row kernel with B's rows read where they lie: row p of B is the n floats at
+/// brows[p] + boff (A is m x k, rows lda apart; C m x n, rows ldc apart). Each element is the same
+/// chain of multiply-adds as smil_rows_gemm on B packed. Needs AVX2 + FMA and n a multiple of 16;
+/// returns 0 otherwise.
+int smil_rows_gemm_bptr(int m, int n, int k, const float *a, int lda, const float *const *brows, long boff, float *c,
+                        int ldc);
+
 /// A sum of outer products over pairs of rows: C = (accumulate ? C : 0) + sum over p < pairs of
 /// A[ap]^T B[bp], with A[ap] the row of k floats at a + ap * lda (ap = arows ? arows[p] : p),
 /// B[bp] the row of n floats at b + bp * ldb (likewise), and C k x n with rows ldc apart. Each
