@@ -74,8 +74,9 @@ struct PaddedPhases {
         self.data = data
         let (rows, cols) = (self.rows, self.cols)
         Parallel.forEach(g.batch * g.inChannels * s * s) { index in
-            let image = index / (s * s), ry = (index % (s * s)) / s, rx = index % s
-            let src = input + image * g.inPlane, plane = data + index * rows * cols
+            // Phase (ry, rx) of input plane `index / (s * s)` (an image's channel).
+            let ry = (index % (s * s)) / s, rx = index % s
+            let src = input + index / (s * s) * g.inPlane, plane = data + index * rows * cols
             let count = rx < g.width ? (g.width - rx + s - 1) / s : 0
             for j in 0..<rows {
                 let row = plane + j * cols, iy = (j - top) * s + ry
@@ -95,26 +96,30 @@ struct PaddedPhases {
 
 /// Forward of a strided convolution whose output rows are whole vectors (the stem): per output row
 /// and chunk of columns, `weight [O, patch] x panel` with the panel's rows read from padded phase
-/// planes where they lie.
+/// planes where they lie. One image at a time, so that the planes are one image's (3 MB for the
+/// stem at 512 x 512, where a batch of 10 would need 32 MB more at once).
 func paddedPhasesForward(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, weight: UnsafePointer<Float>,
                          _ g: ConvGeometry) {
-    let phases = PaddedPhases(input, g)
-    defer { phases.deallocate() }
+    var one = g
+    one.batch = 1
     let oh = g.outHeight, ow = g.outWidth, plane = g.outPlane, patch = g.patch, o = g.outChannels
     let chunk = smallKChunk(patch)
-    phases.offsets.withUnsafeBufferPointer { offsets in
-        Parallel.forEach(g.batch * oh) { t in
-            let n = t / oh, y = t % oh
-            let base = UnsafePointer(phases.data + n * phases.imageFloats + y * phases.cols)
-            withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: patch) { rows in
-                for p in 0..<patch { rows[p] = base + offsets[p] }
-                let out = output + n * o * plane + y * ow
-                var x0 = 0
-                while x0 < ow {
-                    let w = min(chunk, ow - x0)
-                    _ = smil_rows_gemm_bptr(Int32(o), Int32(w), Int32(patch), weight, Int32(patch), rows.baseAddress!, x0,
-                                            out + x0, Int32(plane))
-                    x0 += w
+    for n in 0..<g.batch {
+        let phases = PaddedPhases(input + n * g.inChannels * g.inPlane, one)
+        defer { phases.deallocate() }
+        phases.offsets.withUnsafeBufferPointer { offsets in
+            Parallel.forEach(oh) { y in
+                let base = UnsafePointer(phases.data + y * phases.cols)
+                withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: patch) { rows in
+                    for p in 0..<patch { rows[p] = base + offsets[p] }
+                    let out = output + n * o * plane + y * ow
+                    var x0 = 0
+                    while x0 < ow {
+                        let w = min(chunk, ow - x0)
+                        _ = smil_rows_gemm_bptr(Int32(o), Int32(w), Int32(patch), weight, Int32(patch), rows.baseAddress!, x0,
+                                                out + x0, Int32(plane))
+                        x0 += w
+                    }
                 }
             }
         }
