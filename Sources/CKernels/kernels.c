@@ -22,10 +22,11 @@ void smil_adam_update(size_t n, float *restrict w, const float *restrict g, floa
 #include <immintrin.h>
 #define AVX2 __attribute__((target("avx2,fma")))
 
-/// Step 2 on AVX2: 16 floats in, the 8 even ones out.
+/// Step 2 on AVX2: 16 floats in, the 8 even ones out. The vectors stop where the next would read
+/// past src[2 n - 2] (a window's run may end at its plane's last float); the caller does the rest.
 AVX2 static int gather_even_avx2(float *restrict dst, const float *restrict src, int n) {
     int i = 0;
-    for (; i + 8 <= n; i += 8) {
+    for (; i + 8 < n; i += 8) {
         __m256 a = _mm256_loadu_ps(src + 2 * i), b = _mm256_loadu_ps(src + 2 * i + 8);
         // [a0 a2 b0 b2 | a4 a6 b4 b6], then the middle quarters swapped.
         __m256 even = _mm256_shuffle_ps(a, b, 0x88);
@@ -35,11 +36,12 @@ AVX2 static int gather_even_avx2(float *restrict dst, const float *restrict src,
 }
 
 /// Step 2 on AVX2: 8 floats of src added to the even floats of 16 of dst; the odd ones are
-/// stored back as they were (not + 0, which would turn -0 into +0).
+/// stored back as they were (not + 0, which would turn -0 into +0). Touches no further than
+/// dst[2 n - 2], as gather_even_avx2 reads.
 AVX2 static int add_even_avx2(float *restrict dst, const float *restrict src, int n) {
     int i = 0;
     const __m256 zero = _mm256_setzero_ps();
-    for (; i + 8 <= n; i += 8) {
+    for (; i + 8 < n; i += 8) {
         __m256 s = _mm256_loadu_ps(src + i);
         __m256 lo = _mm256_unpacklo_ps(s, zero), hi = _mm256_unpackhi_ps(s, zero);
         __m256 x0 = _mm256_permute2f128_ps(lo, hi, 0x20), x1 = _mm256_permute2f128_ps(lo, hi, 0x31);

@@ -9,34 +9,6 @@
 #include <immintrin.h>
 #define AVX2 __attribute__((target("avx2,fma")))
 
-/// dst[i] = src[2 i] for i < n, reading no further than src[2 n - 2] (the vectors stop where the
-/// next would read past it; the rest go one by one).
-AVX2 static void gather_even(float *restrict dst, const float *restrict src, int n) {
-    int i = 0;
-    for (; i + 8 < n; i += 8) {
-        __m256 a = _mm256_loadu_ps(src + 2 * i), b = _mm256_loadu_ps(src + 2 * i + 8);
-        __m256 even = _mm256_shuffle_ps(a, b, 0x88);
-        _mm256_storeu_ps(dst + i, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), 0xd8)));
-    }
-    for (; i < n; i++) dst[i] = src[2 * i];
-}
-
-/// dst[2 i] += src[i] for i < n, the odd floats of dst stored back as they were (not + 0, which
-/// would turn -0 into +0); touches no further than dst[2 n - 2].
-AVX2 static void add_even(float *restrict dst, const float *restrict src, int n) {
-    int i = 0;
-    const __m256 zero = _mm256_setzero_ps();
-    for (; i + 8 < n; i += 8) {
-        __m256 s = _mm256_loadu_ps(src + i);
-        __m256 lo = _mm256_unpacklo_ps(s, zero), hi = _mm256_unpackhi_ps(s, zero);
-        __m256 x0 = _mm256_permute2f128_ps(lo, hi, 0x20), x1 = _mm256_permute2f128_ps(lo, hi, 0x31);
-        __m256 d0 = _mm256_loadu_ps(dst + 2 * i), d1 = _mm256_loadu_ps(dst + 2 * i + 8);
-        _mm256_storeu_ps(dst + 2 * i, _mm256_blend_ps(d0, _mm256_add_ps(d0, x0), 0x55));
-        _mm256_storeu_ps(dst + 2 * i + 8, _mm256_blend_ps(d1, _mm256_add_ps(d1, x1), 0x55));
-    }
-    for (; i < n; i++) dst[2 * i] += src[i];
-}
-
 AVX2 static void add_contiguous(float *restrict dst, const float *restrict src, int n) {
     int i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_add_ps(_mm256_loadu_ps(dst + i), _mm256_loadu_ps(src + i)));
@@ -74,23 +46,15 @@ static inline float *window_row(const smil_window *win, int y) {
 
 /// dst[i] = what window v reads at output (y, x0 + i), for i < n.
 static inline void pack_run(float *restrict dst, const smil_window *v, int y, int x0, int n, int avx2) {
+    (void)avx2;
     const float *row = window_row(v, y);
     int lo = v->lo > x0 ? v->lo - x0 : 0, hi = v->hi - x0 < n ? v->hi - x0 : n;
     if (!row || hi <= lo) { memset(dst, 0, sizeof(float) * n); return; }
     if (lo > 0) memset(dst, 0, sizeof(float) * lo);
     // Output column x0 + i reads input column (x0 + i) * xStep + xOffset.
     const float *src = row + (long)(x0 + lo) * v->xStep + v->xOffset;
-    if (v->xStep == 1) {
-        memcpy(dst + lo, src, sizeof(float) * (hi - lo));
-    }
-#if defined(__x86_64__)
-    else if (v->xStep == 2 && avx2) {
-        gather_even(dst + lo, src, hi - lo);
-    }
-#endif
-    else {
-        for (int i = lo; i < hi; i++) dst[i] = src[(long)(i - lo) * v->xStep];
-    }
+    if (v->xStep == 1) memcpy(dst + lo, src, sizeof(float) * (hi - lo));
+    else smil_gather_strided(dst + lo, src, hi - lo, v->xStep);
     if (hi < n) memset(dst + hi, 0, sizeof(float) * (n - hi));
 }
 
@@ -100,11 +64,11 @@ static inline void add_run(const float *restrict src, const smil_window *v, int 
     int lo = v->lo > x0 ? v->lo - x0 : 0, hi = v->hi - x0 < n ? v->hi - x0 : n;
     if (!row || hi <= lo) return;
     float *dst = row + (long)(x0 + lo) * v->xStep + v->xOffset;
+    if (v->xStep != 1) { smil_add_strided(dst, src + lo, hi - lo, v->xStep); return; }
 #if defined(__x86_64__)
-    if (avx2 && v->xStep == 1) { add_contiguous(dst, src + lo, hi - lo); return; }
-    if (avx2 && v->xStep == 2) { add_even(dst, src + lo, hi - lo); return; }
+    if (avx2) { add_contiguous(dst, src + lo, hi - lo); return; }
 #endif
-    for (int i = lo; i < hi; i++) dst[(long)(i - lo) * v->xStep] += src[i];
+    for (int i = lo; i < hi; i++) dst[i - lo] += src[i];
 }
 
 /// Windows ahead of the one being packed (or added into) whose lines are asked for: a band's

@@ -17,16 +17,16 @@ void smil_adam_update(size_t n, float *restrict w, const float *restrict g, floa
                       float *restrict v, float b1, float b2, float eps, float l2, float decay_keep,
                       float step_size, float bc2_sqrt);
 
-/// dst[i] = src[i * step] for i < n: one row of a strided 1x1 convolution's subsampled input
-/// (step 2, ResNet's downsample, vectorised with shuffles).
+/// dst[i] = src[i * step] for i < n, reading no further than src[(n - 1) * step]: a strided
+/// window's run of an im2col panel (step 2, ResNet's downsample, vectorised with shuffles).
 void smil_gather_strided(float *restrict dst, const float *restrict src, int n, int step);
 
 /// The inverse of smil_gather_strided over a whole row of `width`: dst[i * step] = src[i] for
 /// i < n, and every other element of the row zero, in one pass.
 void smil_spread_strided(float *restrict dst, int width, const float *restrict src, int n, int step);
 
-/// dst[i * step] += src[i] for i < n, the other floats of dst untouched: a strided 1x1
-/// convolution's input gradient added into a gradient sum.
+/// dst[i * step] += src[i] for i < n, the other floats of dst untouched (touching no further than
+/// dst[(n - 1) * step]): a strided convolution's input-gradient columns added into the gradient.
 void smil_add_strided(float *restrict dst, const float *restrict src, int n, int step);
 
 /// Whether the AVX2 + FMA kernels below can run on this processor.
