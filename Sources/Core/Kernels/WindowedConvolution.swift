@@ -49,16 +49,29 @@ struct PaddedPhases {
     /// Per im2col row: where its window reads output pixel (0, 0), from the image's first plane.
     let offsets: [Int]
 
+    /// The border above and left of each plane, and the padded planes' rows and columns.
+    static func shape(_ g: ConvGeometry) -> (top: Int, rows: Int, cols: Int) {
+        let s = g.stride, pad = g.padding
+        // Output row y reads phase row y + q, q = floor((k - padding) / stride) for kernel row k.
+        let top = -floorDiv(-pad, s)
+        let bottom = floorDiv(g.kernelH - 1 - pad, s), right = floorDiv(g.kernelW - 1 - pad, s)
+        return (top, top + max((g.height + s - 1) / s, g.outHeight + bottom), top + max((g.width + s - 1) / s, g.outWidth + right))
+    }
+
+    /// Floats of one image's padded planes.
+    static func imageFloats(_ g: ConvGeometry) -> Int {
+        let (_, rows, cols) = shape(g)
+        return g.inChannels * g.stride * g.stride * rows * cols
+    }
+
     init(_ input: UnsafePointer<Float>, _ g: ConvGeometry) {
         self.g = g
         let s = g.stride, pad = g.padding
-        let phaseRows = (g.height + s - 1) / s, phaseCols = (g.width + s - 1) / s
-        // Output row y reads phase row y + q, q = floor((k - padding) / stride) for kernel row k.
-        let top = -floorDiv(-pad, s), left = top
-        let bottom = floorDiv(g.kernelH - 1 - pad, s), right = floorDiv(g.kernelW - 1 - pad, s)
-        rows = top + max(phaseRows, g.outHeight + bottom)
-        cols = left + max(phaseCols, g.outWidth + right)
-        imageFloats = g.inChannels * s * s * rows * cols
+        let phaseRows = (g.height + s - 1) / s
+        let (top, rows, cols) = PaddedPhases.shape(g)
+        let left = top
+        (self.rows, self.cols) = (rows, cols)
+        imageFloats = PaddedPhases.imageFloats(g)
         var offsets: [Int] = []
         for c in 0..<g.inChannels {
             for ki in 0..<g.kernelH {
@@ -72,7 +85,6 @@ struct PaddedPhases {
         self.offsets = offsets
         let data = UnsafeMutablePointer<Float>.allocate(capacity: g.batch * imageFloats)
         self.data = data
-        let (rows, cols) = (self.rows, self.cols)
         Parallel.forEach(g.batch * g.inChannels * s * s) { index in
             // Phase (ry, rx) of input plane `index / (s * s)` (an image's channel).
             let ry = (index % (s * s)) / s, rx = index % s
@@ -226,7 +238,9 @@ struct InputGradientTarget {
 func windowedWeightGradient(input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                             gradWeight gw: UnsafeMutablePointer<Float>, _ g: ConvGeometry,
                             alsoInputGradient: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Bool)? = nil) {
-    if alsoInputGradient == nil && ConvSource.usesPhases(g) && g.outChannels % 16 == 0 {
+    // (The row kernel indexes the planes' rows with 32-bit offsets from an image's first plane.)
+    if alsoInputGradient == nil && ConvSource.usesPhases(g) && g.outChannels % 16 == 0
+        && PaddedPhases.imageFloats(g) < Int(Int32.max) {
         paddedPhasesWeightGradient(input: input, gradOutput: gradOutput, gradWeight: gw, g)
         return
     }
