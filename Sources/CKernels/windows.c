@@ -98,7 +98,7 @@ static inline void prefetch_window_rows(const smil_window *v, int y0, int rows, 
 /// read (or written) in order; the lines of the window WINDOWS_AHEAD on are asked for first.
 #define FOR_BAND_RUNS(run, write)                                                                   \
     do {                                                                                            \
-        const int total = rows * width;                                                             \
+        const int total = rows * width, avx2 = smil_has_avx2_fma();                                 \
         for (int p = 0; p < WINDOWS_AHEAD && p < k; p++) prefetch_window_rows(win + p, y0, rows, width, write); \
         for (int p = 0; p < k; p++) {                                                               \
             if (p + WINDOWS_AHEAD < k) prefetch_window_rows(win + p + WINDOWS_AHEAD, y0, rows, width, write); \
@@ -116,20 +116,10 @@ static inline void prefetch_window_rows(const smil_window *v, int y0, int rows, 
     } while (0)
 
 void smil_pack_band(float *restrict panel, int chunk, const smil_window *win, int k, int y0, int rows, int width) {
-#if defined(__x86_64__)
-    const int avx2 = smil_has_avx2_fma();
-#else
-    const int avx2 = 0;
-#endif
     FOR_BAND_RUNS(pack_run, 0);
 }
 
 void smil_add_band(const float *restrict panel, int chunk, const smil_window *win, int k, int y0, int rows, int width) {
-#if defined(__x86_64__)
-    const int avx2 = smil_has_avx2_fma();
-#else
-    const int avx2 = 0;
-#endif
     FOR_BAND_RUNS(add_run, 1);
 }
 
