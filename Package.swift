@@ -29,7 +29,7 @@ let package = Package(
                           swiftSettings: optimize),
 
         .target(name: "TestSupport", dependencies: ["Core"], path: "Tests/TestSupport"),
-        .testTarget(name: "CoreTests", dependencies: ["Core", "TestSupport"]),
+        .testTarget(name: "CoreTests", dependencies: ["Core", "CKernels", "TestSupport"]),
         .testTarget(name: "InterpreterTests", dependencies: ["Interpreter", "Core", "TestSupport"]),
         .testTarget(name: "SMILScriptTests", dependencies: ["SMILScript"]),
     ],

@@ -204,6 +204,90 @@ int smil_rows_gemm_bptr(int m, int n, int k, const float *a, int lda, const floa
     return 1;
 }
 
+/// Adds the 16 floats of (lo, hi) to the even floats of dst[0 .. 31]; the odd ones are stored
+/// back as they were (a blend, not + 0, which would turn -0 into +0).
+AVX2 static inline void add_even16(float *dst, __m256 lo, __m256 hi) {
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 parts[2] = {lo, hi};
+    for (int h = 0; h < 2; h++) {
+        __m256 l = _mm256_unpacklo_ps(parts[h], zero), u = _mm256_unpackhi_ps(parts[h], zero);
+        float *d = dst + 16 * h;
+        __m256 d0 = _mm256_loadu_ps(d), d1 = _mm256_loadu_ps(d + 8);
+        _mm256_storeu_ps(d, _mm256_blend_ps(d0, _mm256_add_ps(d0, _mm256_permute2f128_ps(l, u, 0x20)), 0x55));
+        _mm256_storeu_ps(d + 8, _mm256_blend_ps(d1, _mm256_add_ps(d1, _mm256_permute2f128_ps(l, u, 0x31)), 0x55));
+    }
+}
+
+/// Asks (for writing) for the 2 lines of each of `rows` rows that the block at row i, column j
+/// of smil_rows_gemm_add_even adds into.
+static inline void prefetch_even_block(float *dst, long ldd, int i, int j, int rows) {
+    for (int r = 0; r < rows; r++) {
+        const float *d = dst + (long)(i + r) * ldd + 2 * j;
+        __builtin_prefetch(d, 1, 3);
+        __builtin_prefetch(d + 16, 1, 3);
+    }
+}
+
+/// R (< 6) rows of smil_rows_gemm_add_even, two vectors each: the same multiply-add chains.
+AVX2 static inline __attribute__((always_inline)) void add_even_tail(int R, int n, int k, const float *a, int lda,
+                                                                      const float *b, int ldb, float *dst, long ldd) {
+    for (int j = 0; j < n; j += 16) {
+        __m256 x[5][2];
+        for (int r = 0; r < R; r++) { x[r][0] = _mm256_setzero_ps(); x[r][1] = x[r][0]; }
+        const float *bp = b + j;
+        for (int p = 0; p < k; p++, bp += ldb) {
+            __m256 y0 = _mm256_loadu_ps(bp), y1 = _mm256_loadu_ps(bp + 8);
+            for (int r = 0; r < R; r++) {
+                __m256 s = _mm256_broadcast_ss(a + (long)r * lda + p);
+                x[r][0] = _mm256_fmadd_ps(s, y0, x[r][0]);
+                x[r][1] = _mm256_fmadd_ps(s, y1, x[r][1]);
+            }
+        }
+        for (int r = 0; r < R; r++) add_even16(dst + (long)r * ldd + 2 * j, x[r][0], x[r][1]);
+    }
+}
+
+AVX2 static int rows_gemm_add_even(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *dst,
+                                   long ldd) {
+    int i = 0;
+    for (; i + 6 <= m; i += 6) {
+        const float *a0 = a + (long)i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda, *a4 = a3 + lda, *a5 = a4 + lda;
+        for (int j = 0; j < n; j += 16) {
+            // The next block's lines: about a block's worth of multiply-adds ahead of its adds.
+            if (j + 16 < n) prefetch_even_block(dst, ldd, i, j + 16, 6);
+            else if (i + 6 < m) prefetch_even_block(dst, ldd, i + 6, 0, m - i - 6 < 6 ? m - i - 6 : 6);
+            __m256 x00 = _mm256_setzero_ps(), x01 = x00, x10 = x00, x11 = x00, x20 = x00, x21 = x00;
+            __m256 x30 = x00, x31 = x00, x40 = x00, x41 = x00, x50 = x00, x51 = x00;
+            const float *bp = b + j;
+            for (int p = 0; p < k; p++, bp += ldb) FMA_6x16(a0 + p, a1 + p, a2 + p, a3 + p, a4 + p, a5 + p, bp);
+            float *d = dst + (long)i * ldd + 2 * j;
+            add_even16(d, x00, x01);
+            add_even16(d + ldd, x10, x11);
+            add_even16(d + 2 * ldd, x20, x21);
+            add_even16(d + 3 * ldd, x30, x31);
+            add_even16(d + 4 * ldd, x40, x41);
+            add_even16(d + 5 * ldd, x50, x51);
+        }
+    }
+    const float *at = a + (long)i * lda;
+    float *dt = dst + (long)i * ldd;
+    switch (m - i) {
+    case 5: add_even_tail(5, n, k, at, lda, b, ldb, dt, ldd); break;
+    case 4: add_even_tail(4, n, k, at, lda, b, ldb, dt, ldd); break;
+    case 3: add_even_tail(3, n, k, at, lda, b, ldb, dt, ldd); break;
+    case 2: add_even_tail(2, n, k, at, lda, b, ldb, dt, ldd); break;
+    case 1: add_even_tail(1, n, k, at, lda, b, ldb, dt, ldd); break;
+    default: break;
+    }
+    return 1;
+}
+
+int smil_rows_gemm_add_even(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *dst,
+                            long ldd) {
+    if (!smil_has_avx2_fma() || n % 16 != 0) return 0;
+    return rows_gemm_add_even(m, n, k, a, lda, b, ldb, dst, ldd);
+}
+
 /// Rows i0..i0+5 of C, columns j..j+15, over pairs p0..p1: the accumulators start from C (or
 /// zero) and take one fused multiply-add per pair, in pair order.
 AVX2 static void outer6(int p0, int p1, int i0, int j, const float *a, const int *arows, int lda, const float *b,
@@ -399,6 +483,8 @@ int smil_outer_gemm(int pairs, int k, int n, const float *a, const int *arows, i
                     const int *brows, int ldb, float *c, int ldc, int accumulate) { return 0; }
 int smil_rows_gemm_bptr(int m, int n, int k, const float *a, int lda, const float *const *brows, long boff, float *c,
                         int ldc) { return 0; }
+int smil_rows_gemm_add_even(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *dst,
+                            long ldd) { return 0; }
 int smil_table_gemm(int lo, int hi, int offsets, const int *table, int mirrored, const float *a, int kdim, const float *b,
                     int n, float *c) { return 0; }
 #endif

@@ -145,6 +145,7 @@ final class AutogradTests: XCTestCase {
             ("1x1 (GEMM)", [2, 5, 6, 7], [3, 5, 1, 1], 1, 0, 1),
             ("1x1, 16 outputs (row kernel)", [1, 16, 5, 9], [16, 16, 1, 1], 1, 0, 1),
             ("1x1 stride 2 (windowed, every other column)", [2, 3, 7, 6], [5, 3, 1, 1], 2, 0, 1),
+            ("1x1 stride 2, rows of 16 (added on the row kernel's stores)", [2, 3, 7, 32], [5, 3, 1, 1], 2, 0, 1),
             ("1x1 stride 2, 330 channels (subsample node)", [1, 330, 5, 4], [2, 330, 1, 1], 2, 0, 1)]
         for (name, xs, ws, stride, padding, dilation) in cases {
             let w = r(ws, seed: 3)

@@ -2,6 +2,7 @@
 // results whatever the thread count.
 
 import XCTest
+import CKernels
 @testable import Core
 import TestSupport
 
@@ -48,6 +49,37 @@ final class KernelTests: XCTestCase {
             // Columns past n in each row of C stay as they were.
             assertClose(c1, c2, tolerance: 1e-5, "smallKProduct \(m)x\(n)x\(k)")
         }
+    }
+
+    /// The row kernel adding its product into every other float of each row: blocks of 6 rows and
+    /// every tail of 1-5, -0 in the odd floats kept bit for bit, nothing touched past a row's
+    /// last odd float.
+    func testRowsGemmAddEvenMatchesReferenceLoop() throws {
+        try XCTSkipIf(smil_has_avx2_fma() == 0, "smil_rows_gemm_add_even needs AVX2 + FMA")
+        var rng = RandomGenerator(seed: 12)
+        for (m, n, k) in [(1, 16, 5), (2, 32, 9), (3, 16, 1), (4, 48, 64), (5, 16, 130), (6, 32, 7), (13, 64, 20)] {
+            let lda = k + 3, ldb = n + 5, ldd = 2 * n + 3
+            let a = (0..<m * lda).map { _ in Float(rng.nextNormal()) }, b = (0..<k * ldb).map { _ in Float(rng.nextNormal()) }
+            // Even floats of each row random, odd ones -0, the 3 past the row's 2n a sentinel.
+            var dst = (0..<m * ldd).map { i -> Float in i % ldd >= 2 * n ? 7 : i % ldd % 2 == 1 ? -0.0 : Float(rng.nextNormal()) }
+            let before = dst
+            XCTAssertEqual(smil_rows_gemm_add_even(Int32(m), Int32(n), Int32(k), a, Int32(lda), b, Int32(ldb), &dst, ldd), 1)
+            for i in 0..<m {
+                for j in 0..<ldd {
+                    let at = i * ldd + j
+                    if j < 2 * n && j % 2 == 0 {
+                        let sum = (0..<k).reduce(0.0) { $0 + Double(a[i * lda + $1]) * Double(b[$1 * ldb + j / 2]) }
+                        XCTAssertEqual(Double(dst[at]), Double(before[at]) + sum, accuracy: 1e-4 * max(1, abs(sum)), "m \(m) row \(i) column \(j / 2)")
+                    } else {
+                        XCTAssertEqual(dst[at].bitPattern, before[at].bitPattern, "m \(m) row \(i): float \(j) changed")
+                    }
+                }
+            }
+        }
+        // Columns that are not whole vectors are refused, with nothing written.
+        var dst = [Float](repeating: 1, count: 40)
+        XCTAssertEqual(smil_rows_gemm_add_even(1, 20, 1, [1], 1, [Float](repeating: 1, count: 20), 20, &dst, 40), 0)
+        XCTAssertEqual(dst, [Float](repeating: 1, count: 40))
     }
 
     func testConvolutionMatchesReferenceLoop() throws {
@@ -98,7 +130,16 @@ final class KernelTests: XCTestCase {
             ConvGeometry(batch: 2, inChannels: 3, height: 37, width: 40, outChannels: 16, kernelH: 7, kernelW: 7, stride: 2, padding: 3),
             // More output channels than the row kernel takes: the input gradient's columns on sgemm.
             ConvGeometry(batch: 1, inChannels: 4, height: 20, width: 40, outChannels: 330, kernelH: 1, kernelW: 1, stride: 2),
+            // The strided 1x1 adding its input gradient on the row kernel's stores: one band of 12
+            // rows and a last row of A alone (7 channels); bands of 2 rows and 4 rows of A after
+            // the blocks of 6 (64 channels); an odd input width, which keeps the columns route.
+            ConvGeometry(batch: 2, inChannels: 7, height: 23, width: 64, outChannels: 9, kernelH: 1, kernelW: 1, stride: 2),
+            ConvGeometry(batch: 2, inChannels: 64, height: 40, width: 128, outChannels: 20, kernelH: 1, kernelW: 1, stride: 2),
+            ConvGeometry(batch: 2, inChannels: 11, height: 15, width: 63, outChannels: 5, kernelH: 1, kernelW: 1, stride: 2),
         ]
+        if smil_has_avx2_fma() != 0 {
+            XCTAssertEqual(cases.filter { InputGradientTarget.addsOnStores($0) }.count, 2)
+        }
         for g in cases {
             XCTAssertTrue(g.tileCount(rows: g.tileRows) >= g.batch)
             if windowedApplies(g) && g.height == 90 {

@@ -48,6 +48,15 @@ int smil_rows_gemm(int m, int n, int k, const float *a, const int *arows, int ld
 int smil_rows_gemm_bptr(int m, int n, int k, const float *a, int lda, const float *const *brows, long boff, float *c,
                         int ldc);
 
+/// C = A x B on the row kernel (A m x k, rows lda apart; B k x n row-major, rows ldb apart), added
+/// into every other float of dst's rows: row i of C goes to dst + i * ldd, its column j added to
+/// dst[2 j]; the odd floats are stored back unchanged, and dst[2 n - 1] must lie in the row.
+/// Each element is the same chain of multiply-adds as smil_rows_gemm, then one add. The lines
+/// of the next 6 x 16 block are asked for while one block is computed. Needs AVX2 + FMA and n a
+/// multiple of 16; returns 0 (and does nothing) otherwise.
+int smil_rows_gemm_add_even(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *dst,
+                            long ldd);
+
 /// A sum of outer products over pairs of rows: C = (accumulate ? C : 0) + sum over p < pairs of
 /// A[ap]^T B[bp], with A[ap] the row of k floats at a + ap * lda (ap = arows ? arows[p] : p),
 /// B[bp] the row of n floats at b + bp * ldb (likewise), and C k x n with rows ldc apart. Each
