@@ -82,6 +82,47 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(dst, [Float](repeating: 1, count: 40))
     }
 
+    /// Max pooling against PyTorch's rule written as a loop (each window scanned row by row from
+    /// its first position, a value taking over when greater or NaN): windows clipped at every
+    /// edge, rows of 8-window blocks with scalar ends, ties, runs of -inf, and NaN in one, two and
+    /// all of a window's rows; with and without the positions, which the gradient follows.
+    func testMaxPoolMatchesPyTorchRule() throws {
+        var rng = RandomGenerator(seed: 21)
+        let geometries = [PoolGeometry(height: 9, width: 53, kernel: 3, stride: 2, padding: 1),
+                          PoolGeometry(height: 12, width: 40, kernel: 2, stride: 2, padding: 0),
+                          PoolGeometry(height: 7, width: 30, kernel: 5, stride: 2, padding: 2),
+                          PoolGeometry(height: 6, width: 11, kernel: 3, stride: 1, padding: 1),
+                          PoolGeometry(height: 8, width: 13, kernel: 4, stride: 3, padding: 2)]
+        for g in geometries {
+            let planes = 3, count = planes * g.height * g.width
+            // Few distinct values, so windows tie; -inf, and NaN in some windows' rows.
+            var x = (0..<count).map { _ in Float(Int(rng.nextUniform() * 4)) }
+            for i in 0..<count where rng.nextUniform() < 0.08 { x[i] = -.infinity }
+            for i in 0..<count where rng.nextUniform() < 0.04 { x[i] = .nan }
+            for i in 0..<(2 * g.width) { x[g.height * g.width + i] = -.infinity }  // plane 1 starts with two rows of -inf
+            let oh = g.outHeight, ow = g.outWidth, cells = planes * oh * ow
+            var y = [Float](repeating: 0, count: cells), at = [Int32](repeating: -1, count: cells)
+            var yAlone = [Float](repeating: 0, count: cells)
+            x.withUnsafeBufferPointer { xp in
+                maxPoolForward(xp.baseAddress!, &y, argmax: &at, planes: planes, g)
+                maxPoolForward(xp.baseAddress!, &yAlone, argmax: nil, planes: planes, g)
+            }
+            for p in 0..<planes { for oy in 0..<oh { for ox in 0..<ow {
+                let ys = max(oy * g.stride - g.padding, 0), ye = min(oy * g.stride - g.padding + g.kernel, g.height)
+                let xs = max(ox * g.stride - g.padding, 0), xe = min(ox * g.stride - g.padding + g.kernel, g.width)
+                var m = -Float.infinity, mi = ys * g.width + xs
+                for iy in ys..<ye { for ix in xs..<xe {
+                    let v = x[p * g.height * g.width + iy * g.width + ix]
+                    if v > m || v.isNaN { m = v; mi = iy * g.width + ix }
+                } }
+                let cell = (p * oh + oy) * ow + ox
+                XCTAssertEqual(y[cell].bitPattern, m.bitPattern, "\(g) plane \(p) cell (\(oy), \(ox))")
+                XCTAssertEqual(yAlone[cell].bitPattern, m.bitPattern, "\(g) without positions, cell (\(oy), \(ox))")
+                XCTAssertEqual(Int(at[cell]), mi, "\(g) plane \(p) position of cell (\(oy), \(ox))")
+            } } }
+        }
+    }
+
     func testConvolutionMatchesReferenceLoop() throws {
         RandomGenerator.seed(4)
         let cases: [ConvGeometry] = [

@@ -115,6 +115,14 @@ void smil_pack_band(float *restrict panel, int chunk, const smil_window *win, in
 /// input pixels its windows read; pixels outside the planes are skipped.
 void smil_add_band(const float *restrict panel, int chunk, const smil_window *win, int k, int y0, int rows, int width);
 
+/// Max pooling of one h x w plane into oh x ow (floor mode, the padding never chosen), as
+/// PyTorch's: each window is scanned row by row from its first position, and a value takes over
+/// when it is greater than the running maximum or NaN (so ties keep the first, and NaN wins).
+/// argmax, when not NULL, receives each maximum's index in the plane. Eight windows at a time on
+/// AVX2 at stride 2.
+void smil_max_pool_plane(const float *x, int h, int w, float *y, int *argmax, int oh, int ow, int kernel, int stride,
+                         int padding);
+
 /// dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols (8 x 8 blocks on AVX2).
 void smil_transpose(float *restrict dst, int ldd, const float *restrict src, int lds, int rows, int cols);
 

@@ -1,6 +1,8 @@
 // Pooling.swift: max and adaptive average pooling over NCHW planes, forward and backward.
 // Every (image, channel) plane is independent, so work is split by plane.
 
+import CKernels
+
 /// Max pooling geometry (PyTorch's floor mode, implicit -inf padding).
 public struct PoolGeometry: Equatable {
     public var height, width, kernel, stride, padding: Int
@@ -8,68 +10,17 @@ public struct PoolGeometry: Equatable {
     public var outWidth: Int { (width + 2 * padding - kernel) / stride + 1 }
 }
 
-/// Max-pools `planes` planes; `argmax` receives the flat in-plane index of each maximum. Separable:
-/// each input row of a window is reduced horizontally, then rows are compared top to bottom, so
-/// ties go to the first maximum in row-major order, as PyTorch's.
-func maxPoolForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>,
+/// Max-pools `planes` planes; `argmax` receives the flat in-plane index of each maximum. Each
+/// window is scanned row by row and a value takes over when greater or NaN, as PyTorch's: ties
+/// go to the first maximum in row-major order, and a NaN to the last NaN. (Eight windows at a
+/// time on AVX2 at stride 2; the branching loop it replaced was about 5% of a ResNet-18 train
+/// step, mispredicting on every other comparison.)
+func maxPoolForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>?,
                     planes: Int, _ g: PoolGeometry) {
-    let oh = g.outHeight, ow = g.outWidth
+    let inPlane = g.height * g.width, oh = g.outHeight, ow = g.outWidth
     Parallel.forEach(planes) { p in
-        let src = x + p * g.height * g.width, dst = y + p * oh * ow, arg = argmax + p * oh * ow
-        let rowMax = UnsafeMutablePointer<Float>.allocate(capacity: ow)
-        let rowArg = UnsafeMutablePointer<Int32>.allocate(capacity: ow)
-        defer { rowMax.deallocate(); rowArg.deallocate() }
-        for oy in 0..<oh {
-            let y0 = oy * g.stride - g.padding
-            let ys = max(y0, 0), ye = min(y0 + g.kernel, g.height)
-            let out = dst + oy * ow, outArg = arg + oy * ow
-            out.update(repeating: -.infinity, count: ow)
-            outArg.update(repeating: Int32(ys * g.width + max(-g.padding, 0)), count: ow)
-            for iy in ys..<ye {
-                let row = src + iy * g.width
-                for ox in 0..<ow {
-                    let x0 = ox * g.stride - g.padding
-                    let xs = max(x0, 0), xe = min(x0 + g.kernel, g.width)
-                    var m = -Float.infinity, mi = xs
-                    for ix in xs..<xe where row[ix] > m || row[ix].isNaN { m = row[ix]; mi = ix }
-                    rowMax[ox] = m
-                    rowArg[ox] = Int32(iy * g.width + mi)
-                }
-                for ox in 0..<ow where rowMax[ox] > out[ox] || (rowMax[ox].isNaN && !out[ox].isNaN) || (iy == ys && rowMax[ox] == out[ox]) {
-                    out[ox] = rowMax[ox]
-                    outArg[ox] = rowArg[ox]
-                }
-            }
-        }
-    }
-}
-
-/// Max-pools without recording where the maxima were (inference). Separable: each output row is
-/// the elementwise max of its window's input rows, each reduced horizontally first.
-func maxPoolForwardNoIndices(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, planes: Int, _ g: PoolGeometry) {
-    let oh = g.outHeight, ow = g.outWidth
-    Parallel.forEach(planes) { p in
-        let src = x + p * g.height * g.width, dst = y + p * oh * ow
-        let rowMax = UnsafeMutablePointer<Float>.allocate(capacity: ow)
-        defer { rowMax.deallocate() }
-        // Horizontal window of each output column (clipped to the row).
-        for oy in 0..<oh {
-            let y0 = oy * g.stride - g.padding
-            let ys = max(y0, 0), ye = min(y0 + g.kernel, g.height)
-            let out = dst + oy * ow
-            out.update(repeating: -.infinity, count: ow)
-            for iy in ys..<ye {
-                let row = src + iy * g.width
-                for ox in 0..<ow {
-                    let x0 = ox * g.stride - g.padding
-                    let xs = max(x0, 0), xe = min(x0 + g.kernel, g.width)
-                    var m = -Float.infinity
-                    for ix in xs..<xe { m = max(m, row[ix]) }
-                    rowMax[ox] = m
-                }
-                for ox in 0..<ow { out[ox] = max(out[ox], rowMax[ox]) }
-            }
-        }
+        smil_max_pool_plane(x + p * inPlane, Int32(g.height), Int32(g.width), y + p * oh * ow, argmax.map { $0 + p * oh * ow },
+                            Int32(oh), Int32(ow), Int32(g.kernel), Int32(g.stride), Int32(g.padding))
     }
 }
 

@@ -150,7 +150,7 @@ public enum Functional {
         }
         let out = Tensor(uninitializedShape: [n, c, g.outHeight, g.outWidth])
         guard GradMode.isEnabled && input.requiresGrad else {
-            maxPoolForwardNoIndices(input.storage.pointer, out.storage.pointer, planes: n * c, g)
+            maxPoolForward(input.storage.pointer, out.storage.pointer, argmax: nil, planes: n * c, g)
             return out
         }
         let argmax = UnsafeMutablePointer<Int32>.allocate(capacity: out.count)
