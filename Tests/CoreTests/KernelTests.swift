@@ -142,6 +142,9 @@ final class KernelTests: XCTestCase {
             ConvGeometry(batch: 1, inChannels: 2, height: 33, width: 64, outChannels: 8, kernelH: 5, kernelW: 4, stride: 2, padding: 1),
             ConvGeometry(batch: 2, inChannels: 4, height: 20, width: 96, outChannels: 7, kernelH: 3, kernelW: 3, stride: 3, padding: 1),
             ConvGeometry(batch: 2, inChannels: 5, height: 70, width: 150, outChannels: 20, kernelH: 1, kernelW: 1, stride: 2),
+            // Winograd over many tiles, and with many input channels.
+            ConvGeometry(batch: 3, inChannels: 4, height: 37, width: 37, outChannels: 6, kernelH: 3, kernelW: 3, stride: 1, padding: 1),
+            ConvGeometry(batch: 1, inChannels: 330, height: 6, width: 7, outChannels: 3, kernelH: 3, kernelW: 3, stride: 1, padding: 1),
         ]
         for g in cases {
             let x = Tensor.randn([g.batch, g.inChannels, g.height, g.width])
@@ -177,12 +180,18 @@ final class KernelTests: XCTestCase {
             ConvGeometry(batch: 2, inChannels: 7, height: 23, width: 64, outChannels: 9, kernelH: 1, kernelW: 1, stride: 2),
             ConvGeometry(batch: 2, inChannels: 64, height: 40, width: 128, outChannels: 20, kernelH: 1, kernelW: 1, stride: 2),
             ConvGeometry(batch: 2, inChannels: 11, height: 15, width: 63, outChannels: 5, kernelH: 1, kernelW: 1, stride: 2),
+            // Winograd's input gradient (a Winograd convolution of its own) over many tiles, with
+            // many channels on either side, and at ResNet-18's layer 2 on a 64 x 64 image.
+            ConvGeometry(batch: 3, inChannels: 4, height: 37, width: 37, outChannels: 6, kernelH: 3, kernelW: 3, stride: 1, padding: 1),
+            ConvGeometry(batch: 1, inChannels: 330, height: 6, width: 7, outChannels: 3, kernelH: 3, kernelW: 3, stride: 1, padding: 1),
+            ConvGeometry(batch: 1, inChannels: 3, height: 7, width: 6, outChannels: 330, kernelH: 3, kernelW: 3, stride: 1, padding: 1),
+            ConvGeometry(batch: 2, inChannels: 128, height: 8, width: 8, outChannels: 128, kernelH: 3, kernelW: 3, stride: 1, padding: 1),
         ]
         if smil_has_avx2_fma() != 0 {
             XCTAssertEqual(cases.filter { InputGradientTarget.addsOnStores($0) }.count, 2)
         }
         for g in cases {
-            XCTAssertTrue(g.tileCount(rows: g.tileRows) >= g.batch)
+            XCTAssertTrue(winogradApplies(g) || g.tileCount(rows: g.tileRows) >= g.batch)
             if windowedApplies(g) && g.height == 90 {
                 XCTAssertGreaterThanOrEqual(g.outHeight / inputGradientBandRows(g), 3, "input-gradient stripes in both passes")
             }
