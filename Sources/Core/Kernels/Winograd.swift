@@ -77,9 +77,10 @@ func winogradConvolution(input: UnsafePointer<Float>, output: UnsafeMutablePoint
     let oh = g.outHeight, ow = g.outWidth
     let th = (oh + 1) / 2, tw = (ow + 1) / 2, tilesPerImage = th * tw
     let total = g.batch * tilesPerImage
-    // Tiles per chunk: whole tile rows, bounded so that V and M stay near 2M floats (the 3x3
-    // layers of ResNet-18 at 64 to 256 channels 3-11% faster than with 8M, in 13, 14 and 17 of
-    // 20 rounds alternating in one process; 1M and 512K no better); fixed by the shape.
+    // Tiles per chunk: whole tile rows, bounded so that V and M stay near 2M floats; fixed by the
+    // shape. (With the products in one parallel region, below: the 3x3 layers of ResNet-18 at 64
+    // to 256 channels 3-11% faster than 8M floats and a region per product, in 13, 14 and 17 of
+    // 20 rounds alternating in one process. Alone, 2M and 8M measured the same; 1M was slower.)
     let rowsPerChunk = max(1, (1 << 21) / (16 * (C + O) * tw))
     let chunk = min(total, rowsPerChunk * tw)
     let v = UnsafeMutablePointer<Float>.allocate(capacity: 16 * C * chunk)
