@@ -123,6 +123,39 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Batch normalisation's channel sums (several chains side by side) against the single chain
+    /// they replace: runs that are not whole vectors, rows apart; the float statistics made from
+    /// them bit for bit.
+    func testChannelSumsMatchSerialLoops() {
+        var rng = RandomGenerator(seed: 31)
+        for (runs, n) in [(1, 5), (3, 16), (2, 37), (4, 1000), (10, 3136)] {
+            let stride = n + 7
+            let x = (0..<runs * stride).map { _ in Float(rng.nextNormal() * 3 + 1) }
+            let g = (0..<runs * stride).map { _ in Float(rng.nextNormal()) }
+            var sum = 0.0
+            for r in 0..<runs { for i in 0..<n { sum += Double(x[r * stride + i]) } }
+            let count = Double(runs * n), mean = sum / count
+            var squares = 0.0, sumG = 0.0, sumGX = 0.0
+            for r in 0..<runs {
+                for i in 0..<n {
+                    let v = Double(x[r * stride + i]) - mean
+                    squares += v * v
+                    sumG += Double(g[r * stride + i])
+                    sumGX += Double(g[r * stride + i]) * Double(x[r * stride + i] - Float(mean))
+                }
+            }
+            let s1 = smil_channel_sum(x, Int32(runs), stride, n, 0, 0), s2 = smil_channel_sum(x, Int32(runs), stride, n, mean, 1)
+            var g1 = 0.0, g2 = 0.0
+            smil_channel_gradient_sums(g, x, Int32(runs), stride, n, Float(mean), &g1, &g2)
+            XCTAssertEqual(s1, sum, accuracy: 1e-12 * abs(sum) + 1e-9, "sum, \(runs) x \(n)")
+            XCTAssertEqual(s2, squares, accuracy: 1e-12 * squares, "squares, \(runs) x \(n)")
+            XCTAssertEqual(g1, sumG, accuracy: 1e-12 * abs(sumG) + 1e-9, "gradient sum, \(runs) x \(n)")
+            XCTAssertEqual(g2, sumGX, accuracy: 1e-12 * abs(sumGX) + 1e-9, "gradient-times-x sum, \(runs) x \(n)")
+            XCTAssertEqual(Float(s1 / count).bitPattern, Float(mean).bitPattern, "mean, \(runs) x \(n)")
+            XCTAssertEqual(Float(s2 / count).bitPattern, Float(squares / count).bitPattern, "variance, \(runs) x \(n)")
+        }
+    }
+
     func testConvolutionMatchesReferenceLoop() throws {
         RandomGenerator.seed(4)
         let cases: [ConvGeometry] = [

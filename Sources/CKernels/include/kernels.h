@@ -115,6 +115,18 @@ void smil_pack_band(float *restrict panel, int chunk, const smil_window *win, in
 /// input pixels its windows read; pixels outside the planes are skipped.
 void smil_add_band(const float *restrict panel, int chunk, const smil_window *win, int k, int y0, int rows, int width);
 
+/// A channel's sum for batch normalisation, over `runs` runs of `n` floats `stride` floats apart
+/// (its plane in each image), in double: of the values, or (`squares`) of their squared distances
+/// from `mean`. Several sums run side by side (a single chain waits on each add), so the order of
+/// the additions is not the loop's; the float statistics made from them come out the same but for
+/// sums that fall within an ulp of a double's rounding.
+double smil_channel_sum(const float *x, int runs, long stride, long n, double mean, int squares);
+
+/// The same for batch normalisation's backward: the sum of g, and of g * (x - mean) (the
+/// difference taken in float), over a channel's runs.
+void smil_channel_gradient_sums(const float *g, const float *x, int runs, long stride, long n, float mean,
+                                double *sumG, double *sumGX);
+
 /// Max pooling of one h x w plane into oh x ow (floor mode, the padding never chosen), as
 /// PyTorch's: each window is scanned row by row from its first position, and a value takes over
 /// when it is greater than the running maximum or NaN (so ties keep the first, and NaN wins).

@@ -1,25 +1,18 @@
 // Normalization.swift: batch normalisation over NCHW buffers, forward and backward, optionally
 // fused with the ReLU that follows it in ResNets. Work is split by channel.
 
+import CKernels
+
 /// Per-channel batch statistics: mean and biased variance over N x H x W (double accumulation).
 func batchStatistics(_ x: UnsafePointer<Float>, batch: Int, channels: Int, plane: Int,
                      mean: UnsafeMutablePointer<Float>, variance: UnsafeMutablePointer<Float>) {
     Parallel.forEach(channels) { c in
-        var s: Double = 0
-        for n in 0..<batch {
-            let p = x + (n * channels + c) * plane
-            for i in 0..<plane { s += Double(p[i]) }
-        }
+        let p = x + c * plane, stride = channels * plane
         let count = Double(batch * plane)
-        let m = s / count
+        let m = smil_channel_sum(p, Int32(batch), stride, plane, 0, 0) / count
         mean[c] = Float(m)
         // Second pass for the variance: exact enough where sum-of-squares cancels badly.
-        var d2: Double = 0
-        for n in 0..<batch {
-            let p = x + (n * channels + c) * plane
-            for i in 0..<plane { let v = Double(p[i]) - m; d2 += v * v }
-        }
-        variance[c] = Float(d2 / count)
+        variance[c] = Float(smil_channel_sum(p, Int32(batch), stride, plane, m, 1) / count)
     }
 }
 
@@ -50,10 +43,7 @@ func batchNormBackward(_ x: UnsafePointer<Float>, _ gradOutput: UnsafePointer<Fl
     Parallel.forEach(channels) { c in
         let m = mean[c], inv = invstd[c], w = weight?[c] ?? 1
         var sumG: Double = 0, sumGX: Double = 0
-        for n in 0..<batch {
-            let g = gradOutput + (n * channels + c) * plane, xs = x + (n * channels + c) * plane
-            for i in 0..<plane { sumG += Double(g[i]); sumGX += Double(g[i]) * Double(xs[i] - m) }
-        }
+        smil_channel_gradient_sums(gradOutput + c * plane, x + c * plane, Int32(batch), channels * plane, plane, m, &sumG, &sumGX)
         let dBias = sumG, dWeight = sumGX * Double(inv)
         gradBias?[c] = Float(dBias)
         gradWeight?[c] = Float(dWeight)
