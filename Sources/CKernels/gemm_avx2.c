@@ -62,6 +62,21 @@ AVX2 static void rows6(int n, int k, const float *a0, const float *a1, const flo
     }
 }
 
+/// x[r] = the 16 floats of row r of A x B at b, for R (< 6) rows of A at a[r], k deep: one chain
+/// of multiply-adds over p per element, as in rows6.
+AVX2 static inline __attribute__((always_inline)) void block_R16(int R, int k, const float *const *a, const float *b,
+                                                                  int ldb, __m256 x[5][2]) {
+    for (int r = 0; r < R; r++) { x[r][0] = _mm256_setzero_ps(); x[r][1] = x[r][0]; }
+    for (int p = 0; p < k; p++, b += ldb) {
+        __m256 y0 = _mm256_loadu_ps(b), y1 = _mm256_loadu_ps(b + 8);
+        for (int r = 0; r < R; r++) {
+            __m256 s = _mm256_broadcast_ss(a[r] + p);
+            x[r][0] = _mm256_fmadd_ps(s, y0, x[r][0]);
+            x[r][1] = _mm256_fmadd_ps(s, y1, x[r][1]);
+        }
+    }
+}
+
 /// R rows (R < 6) of C, 8 * V columns at a time, V * R accumulators: the tail of a call to
 /// smil_rows_gemm, blocked so that enough independent sums are in flight (a single row of 16
 /// columns has only two, and waits on the latency of each multiply-add). Every element is the same
@@ -87,16 +102,7 @@ AVX2 static inline __attribute__((always_inline)) void rows_tail(int R, int V, i
     if (j < n) {  // n is a multiple of 16: the rest two vectors at a time
         for (; j < n; j += 16) {
             __m256 x[5][2];
-            for (int r = 0; r < R; r++) { x[r][0] = _mm256_setzero_ps(); x[r][1] = x[r][0]; }
-            const float *bp = b + j;
-            for (int p = 0; p < k; p++, bp += ldb) {
-                __m256 y0 = _mm256_loadu_ps(bp), y1 = _mm256_loadu_ps(bp + 8);
-                for (int r = 0; r < R; r++) {
-                    __m256 s = _mm256_broadcast_ss(a[r] + p);
-                    x[r][0] = _mm256_fmadd_ps(s, y0, x[r][0]);
-                    x[r][1] = _mm256_fmadd_ps(s, y1, x[r][1]);
-                }
-            }
+            block_R16(R, k, a, b + j, ldb, x);
             for (int r = 0; r < R; r++) put16(c[r] + j, x[r][0], x[r][1], accumulate);
         }
     }
@@ -231,18 +237,11 @@ static inline void prefetch_even_block(float *dst, long ldd, int i, int j, int r
 /// R (< 6) rows of smil_rows_gemm_add_even, two vectors each: the same multiply-add chains.
 AVX2 static inline __attribute__((always_inline)) void add_even_tail(int R, int n, int k, const float *a, int lda,
                                                                       const float *b, int ldb, float *dst, long ldd) {
+    const float *rows[5];
+    for (int r = 0; r < R; r++) rows[r] = a + (long)r * lda;
     for (int j = 0; j < n; j += 16) {
         __m256 x[5][2];
-        for (int r = 0; r < R; r++) { x[r][0] = _mm256_setzero_ps(); x[r][1] = x[r][0]; }
-        const float *bp = b + j;
-        for (int p = 0; p < k; p++, bp += ldb) {
-            __m256 y0 = _mm256_loadu_ps(bp), y1 = _mm256_loadu_ps(bp + 8);
-            for (int r = 0; r < R; r++) {
-                __m256 s = _mm256_broadcast_ss(a + (long)r * lda + p);
-                x[r][0] = _mm256_fmadd_ps(s, y0, x[r][0]);
-                x[r][1] = _mm256_fmadd_ps(s, y1, x[r][1]);
-            }
-        }
+        block_R16(R, k, rows, b + j, ldb, x);
         for (int r = 0; r < R; r++) add_even16(dst + (long)r * ldd + 2 * j, x[r][0], x[r][1]);
     }
 }
