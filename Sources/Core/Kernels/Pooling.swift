@@ -10,11 +10,11 @@ public struct PoolGeometry: Equatable {
     public var outWidth: Int { (width + 2 * padding - kernel) / stride + 1 }
 }
 
-/// Max-pools `planes` planes; `argmax` receives the flat in-plane index of each maximum. Each
-/// window is scanned row by row and a value takes over when greater or NaN, as PyTorch's: ties
-/// go to the first maximum in row-major order, and a NaN to the last NaN. (Eight windows at a
-/// time on AVX2 at stride 2; the branching loop it replaced was about 5% of a ResNet-18 train
-/// step, mispredicting on every other comparison.)
+/// Max-pools `planes` planes; `argmax`, where given, receives the flat in-plane index of each
+/// maximum (inference passes nil). Each window is scanned row by row and a value takes over when
+/// greater or NaN, as PyTorch's: ties go to the first maximum in row-major order, and a NaN to
+/// the last NaN. (Eight windows at a time on AVX2 at stride 2; the branching loop it replaced
+/// was about 5% of a ResNet-18 train step, mispredicting on every other comparison.)
 func maxPoolForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>?,
                     planes: Int, _ g: PoolGeometry) {
     let inPlane = g.height * g.width, oh = g.outHeight, ow = g.outWidth
