@@ -331,9 +331,12 @@ func windowedWeightGradient(input: UnsafePointer<Float>, gradOutput: UnsafePoint
     smil_transpose(gw, Int32(patch), transposed, Int32(o), Int32(patch), Int32(o))
 }
 
-/// Output rows per band of the input gradient on its own: about 256 KB of columns (at least 256
-/// pixels), so that each window's plane gets long runs of rows to add into.
-func inputGradientBandRows(_ g: ConvGeometry) -> Int { bandRows(g, columns: max(256, (1 << 16) / g.patch)) }
+/// Output rows per band of the input gradient on its own: about 256 KB of scratch (at least 256
+/// pixels), so that each window's plane gets long runs of rows to add into. The scratch is the
+/// band's columns (patch floats a pixel), or the band's gradient copied (O floats a pixel).
+func inputGradientBandRows(_ g: ConvGeometry, scratchPerColumn: Int? = nil) -> Int {
+    bandRows(g, columns: max(256, (1 << 16) / (scratchPerColumn ?? g.patch)))
+}
 
 /// Weight gradient of a strided convolution with a multiple of 16 output channels (the stem), as
 /// `windowedWeightGradient` but a row at a time with the panel's rows read from padded phase
@@ -369,7 +372,7 @@ func windowedInputGradient(gradOutput: UnsafePointer<Float>, weight: UnsafePoint
     let target = InputGradientTarget(gi, weight: weight, g, accumulate: accumulate)
     defer { target.finish() }
     let oh = g.outHeight, perColumn = target.scratchPerColumn
-    let rows = inputGradientBandRows(g), most = rows * g.outWidth
+    let rows = inputGradientBandRows(g, scratchPerColumn: perColumn), most = rows * g.outWidth
     // An output row reads `reach` input rows; output rows `apart` apart read none in common.
     let reach = (g.kernelH - 1) * g.dilation + 1, apart = (reach + g.stride - 1) / g.stride
     let stripe = (max(apart, rows) + rows - 1) / rows * rows, passes = windowedRowsOverlap(g) ? 2 : 1
