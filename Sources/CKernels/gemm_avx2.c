@@ -44,11 +44,65 @@ AVX2 static inline void put16(float *p, __m256 lo, __m256 hi, int accumulate) {
         v_ = _mm256_broadcast_ss(A5); x50 = _mm256_fmadd_ps(v_, b0_, x50); x51 = _mm256_fmadd_ps(v_, b1_, x51); \
     } while (0)
 
+/// Asks for the source lines of run r of `side`.
+static inline void side_prefetch(const smil_side_copy *side, int r) {
+    const char *p = (const char *)(side->src + (long)(r / side->inners) * side->srcOuter + (long)(r % side->inners) * side->srcInner);
+    long bytes = 4L * side->count * side->step;
+    for (long l = 0; l < bytes; l += 64) __builtin_prefetch(p + l, 0, 3);
+}
+
+/// Copies run r of `side`.
+AVX2 static inline void side_run(const smil_side_copy *side, int r) {
+    const float *s = side->src + (long)(r / side->inners) * side->srcOuter + (long)(r % side->inners) * side->srcInner;
+    float *d = side->dst + (long)(r / side->inners) * side->dstOuter + (long)(r % side->inners) * side->dstInner;
+    if (side->step == 1) {
+        for (int i = 0; i < side->count; i += 8) _mm256_storeu_ps(d + i, _mm256_loadu_ps(s + i));
+        return;
+    }
+    // The even floats of 16: one shuffle takes floats 0 2 | 8 10 ... lane by lane, the permute
+    // puts the two lanes' halves in order.
+    for (int i = 0; i < side->count; i += 8) {
+        __m256 e = _mm256_shuffle_ps(_mm256_loadu_ps(s + 2 * i), _mm256_loadu_ps(s + 2 * i + 8), 0x88);
+        _mm256_storeu_ps(d + i, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xd8)));
+    }
+}
+
+/// Asks for the first `ahead` runs' lines (once, before the first run is copied).
+static inline void side_start(smil_side_copy *side) {
+    if (side->done == 0)
+        for (int r = 0; r < side->ahead && r < side->runs; r++) side_prefetch(side, r);
+}
+
+/// Copies the next `runs` runs of `side` (fewer at its end), each after asking for the lines of
+/// the run `ahead` after it.
+AVX2 static inline void side_some(smil_side_copy *side, int runs) {
+    for (int e = 0; e < runs && side->done < side->runs; e++, side->done++) {
+        if (side->done + side->ahead < side->runs) side_prefetch(side, side->done + side->ahead);
+        side_run(side, side->done);
+    }
+}
+
+AVX2 static void side_copy_some(smil_side_copy *side, int runs) {
+    side_start(side);
+    side_some(side, runs);
+}
+
+void smil_side_copy_some(smil_side_copy *side, int runs) {
+    if (smil_has_avx2_fma()) side_copy_some(side, runs);
+}
+
 /// Six rows at a time: 6 x 16 accumulators, each step two loads of B and six broadcasts of A.
-AVX2 static void rows6(int n, int k, const float *a0, const float *a1, const float *a2, const float *a3,
-                       const float *a4, const float *a5, const float *b, int ldb, float *c0, float *c1,
-                       float *c2, float *c3, float *c4, float *c5, int accumulate) {
+AVX2 static inline __attribute__((always_inline)) void rows6_with(int n, int k, const float *a0, const float *a1,
+        const float *a2, const float *a3, const float *a4, const float *a5, const float *b, int ldb, float *c0,
+        float *c1, float *c2, float *c3, float *c4, float *c5, int accumulate, smil_side_copy *side, int perBlock) {
     for (int j = 0; j < n; j += 16) {
+        if (side) side_some(side, perBlock);
+        // With a side copy the rows of C are taken to be in memory too: the next block's lines
+        // are asked for, for writing, a block ahead of its stores.
+        if (side && j + 16 < n) {
+            __builtin_prefetch(c0 + j + 16, 1, 3); __builtin_prefetch(c1 + j + 16, 1, 3); __builtin_prefetch(c2 + j + 16, 1, 3);
+            __builtin_prefetch(c3 + j + 16, 1, 3); __builtin_prefetch(c4 + j + 16, 1, 3); __builtin_prefetch(c5 + j + 16, 1, 3);
+        }
         __m256 x00 = _mm256_setzero_ps(), x01 = x00, x10 = x00, x11 = x00, x20 = x00, x21 = x00;
         __m256 x30 = x00, x31 = x00, x40 = x00, x41 = x00, x50 = x00, x51 = x00;
         const float *bp = b + j;
@@ -60,6 +114,12 @@ AVX2 static void rows6(int n, int k, const float *a0, const float *a1, const flo
         put16(c4 + j, x40, x41, accumulate);
         put16(c5 + j, x50, x51, accumulate);
     }
+}
+
+AVX2 static void rows6(int n, int k, const float *a0, const float *a1, const float *a2, const float *a3,
+                       const float *a4, const float *a5, const float *b, int ldb, float *c0, float *c1,
+                       float *c2, float *c3, float *c4, float *c5, int accumulate) {
+    rows6_with(n, k, a0, a1, a2, a3, a4, a5, b, ldb, c0, c1, c2, c3, c4, c5, accumulate, NULL, 0);
 }
 
 /// x[r] = the 16 floats of row r of A x B at b, for R (< 6) rows of A at a[r], k deep: one chain
@@ -139,6 +199,27 @@ int smil_rows_gemm(int m, int n, int k, const float *a, const int *arows, int ld
     }
 #undef AROW
 #undef CROW
+    return 1;
+}
+
+AVX2 static void rows_gemm_side(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c,
+                                int ldc, int accumulate, smil_side_copy *side, int perBlock) {
+    if (side) side_start(side);
+    int i = 0;
+    for (; i + 6 <= m; i += 6) {
+        const float *ai = a + (long)i * lda;
+        float *ci = c + (long)i * ldc;
+        rows6_with(n, k, ai, ai + lda, ai + 2 * lda, ai + 3 * lda, ai + 4 * lda, ai + 5 * lda, b, ldb, ci, ci + ldc,
+                   ci + 2 * (long)ldc, ci + 3 * (long)ldc, ci + 4 * (long)ldc, ci + 5 * (long)ldc, accumulate, side,
+                   perBlock);
+    }
+    if (i < m) smil_rows_gemm(m - i, n, k, a + (long)i * lda, NULL, lda, b, ldb, c + (long)i * ldc, NULL, ldc, accumulate);
+}
+
+int smil_rows_gemm_side(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c, int ldc,
+                        int accumulate, smil_side_copy *side, int perBlock) {
+    if (!smil_has_avx2_fma() || n % 16 != 0) return 0;
+    rows_gemm_side(m, n, k, a, lda, b, ldb, c, ldc, accumulate, side, perBlock);
     return 1;
 }
 
@@ -247,7 +328,8 @@ AVX2 static inline __attribute__((always_inline)) void add_even_tail(int R, int 
 }
 
 AVX2 static int rows_gemm_add_even(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *dst,
-                                   long ldd) {
+                                   long ldd, smil_side_copy *side, int perBlock) {
+    if (side) side_start(side);
     int i = 0;
     for (; i + 6 <= m; i += 6) {
         const float *a0 = a + (long)i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda, *a4 = a3 + lda, *a5 = a4 + lda;
@@ -255,6 +337,7 @@ AVX2 static int rows_gemm_add_even(int m, int n, int k, const float *a, int lda,
             // The next block's lines: about a block's worth of multiply-adds ahead of its adds.
             if (j + 16 < n) prefetch_even_block(dst, ldd, i, j + 16, 6);
             else if (i + 6 < m) prefetch_even_block(dst, ldd, i + 6, 0, m - i - 6 < 6 ? m - i - 6 : 6);
+            if (side) side_some(side, perBlock);
             __m256 x00 = _mm256_setzero_ps(), x01 = x00, x10 = x00, x11 = x00, x20 = x00, x21 = x00;
             __m256 x30 = x00, x31 = x00, x40 = x00, x41 = x00, x50 = x00, x51 = x00;
             const float *bp = b + j;
@@ -284,7 +367,13 @@ AVX2 static int rows_gemm_add_even(int m, int n, int k, const float *a, int lda,
 int smil_rows_gemm_add_even(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *dst,
                             long ldd) {
     if (!smil_has_avx2_fma() || n % 16 != 0) return 0;
-    return rows_gemm_add_even(m, n, k, a, lda, b, ldb, dst, ldd);
+    return rows_gemm_add_even(m, n, k, a, lda, b, ldb, dst, ldd, NULL, 0);
+}
+
+int smil_rows_gemm_add_even_side(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *dst,
+                                 long ldd, smil_side_copy *side, int perBlock) {
+    if (!smil_has_avx2_fma() || n % 16 != 0) return 0;
+    return rows_gemm_add_even(m, n, k, a, lda, b, ldb, dst, ldd, side, perBlock);
 }
 
 /// Rows i0..i0+5 of C, columns j..j+15, over pairs p0..p1: the accumulators start from C (or
@@ -486,4 +575,9 @@ int smil_rows_gemm_add_even(int m, int n, int k, const float *a, int lda, const 
                             long ldd) { return 0; }
 int smil_table_gemm(int lo, int hi, int offsets, const int *table, int mirrored, const float *a, int kdim, const float *b,
                     int n, float *c) { return 0; }
+void smil_side_copy_some(smil_side_copy *side, int runs) {}
+int smil_rows_gemm_side(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c, int ldc,
+                        int accumulate, smil_side_copy *side, int perBlock) { return 0; }
+int smil_rows_gemm_add_even_side(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *dst,
+                                 long ldd, smil_side_copy *side, int perBlock) { return 0; }
 #endif

@@ -82,6 +82,79 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(dst, [Float](repeating: 1, count: 40))
     }
 
+    /// A copy carried out between the row kernels' blocks (`smil_side_copy`): runs of whole and
+    /// even floats, in (outer, inner) order, nothing written outside them; and the kernels that
+    /// carry it give the same bits as without it, whatever part of it they take.
+    func testSideCopiesInsideTheRowKernels() throws {
+        try XCTSkipIf(smil_has_avx2_fma() == 0, "the side copies run inside the AVX2 row kernels")
+        var rng = RandomGenerator(seed: 31)
+        let source = (0..<4000).map { _ in Float(rng.nextNormal()) }
+        /// A copy of 3 x `inners` runs of `count` floats, `step` apart in the source, into a
+        /// destination of sentinels; and what it must hold afterwards.
+        func copy(step: Int, inners: Int, count: Int) -> (smil_side_copy, [Float]) {
+            let srcOuter = 900, srcInner = 2 * count + 5, dstOuter = inners * (count + 3) + 2, dstInner = count + 3
+            var expected = [Float](repeating: 7, count: 3 * dstOuter)
+            for outer in 0..<3 { for inner in 0..<inners { for i in 0..<count {
+                expected[outer * dstOuter + inner * dstInner + i] = source[outer * srcOuter + inner * srcInner + i * step]
+            } } }
+            let side = smil_side_copy(src: nil, srcOuter: srcOuter, srcInner: srcInner, dst: nil, dstOuter: dstOuter,
+                                      dstInner: dstInner, runs: Int32(3 * inners), inners: Int32(inners), count: Int32(count),
+                                      step: Int32(step), ahead: 2, done: 0)
+            return (side, expected)
+        }
+        for (step, inners, count) in [(1, 1, 8), (2, 1, 16), (2, 3, 24), (1, 2, 40)] {
+            var (side, expected) = copy(step: step, inners: inners, count: count)
+            var dst = [Float](repeating: 7, count: expected.count)
+            source.withUnsafeBufferPointer { src in dst.withUnsafeMutableBufferPointer { d in
+                side.src = src.baseAddress!
+                side.dst = d.baseAddress!
+                smil_side_copy_some(&side, 2)
+                XCTAssertEqual(side.done, 2)
+                smil_side_copy_some(&side, 100)
+            } }
+            XCTAssertEqual(side.done, side.runs)
+            XCTAssertEqual(dst, expected, "step \(step), \(inners) inner runs of \(count)")
+        }
+        // The kernels: the product's bits as without a copy, the copy complete after the rest is
+        // taken, and some of it taken between the blocks.
+        for (m, n, k, accumulate) in [(13, 48, 20, 0), (6, 16, 3, 1), (64, 128, 64, 1), (5, 32, 9, 0)] {
+            let lda = k + 3, ldb = n + 5, ldc = n + 7
+            let a = (0..<m * lda).map { _ in Float(rng.nextNormal()) }, b = (0..<k * ldb).map { _ in Float(rng.nextNormal()) }
+            let c0 = (0..<m * ldc).map { _ in Float(rng.nextNormal()) }
+            var plain = c0, carried = c0
+            var (side, expected) = copy(step: 2, inners: 2, count: 16)
+            var dst = [Float](repeating: 7, count: expected.count)
+            XCTAssertEqual(smil_rows_gemm(Int32(m), Int32(n), Int32(k), a, nil, Int32(lda), b, Int32(ldb), &plain, nil,
+                                          Int32(ldc), Int32(accumulate)), 1)
+            source.withUnsafeBufferPointer { src in dst.withUnsafeMutableBufferPointer { d in
+                side.src = src.baseAddress!
+                side.dst = d.baseAddress!
+                XCTAssertEqual(smil_rows_gemm_side(Int32(m), Int32(n), Int32(k), a, Int32(lda), b, Int32(ldb), &carried,
+                                                   Int32(ldc), Int32(accumulate), &side, 1), 1)
+                XCTAssertEqual(side.done, Int32(min(6, m / 6 * n / 16)), "runs taken between the blocks, \(m) x \(n)")
+                smil_side_copy_some(&side, side.runs)
+            } }
+            XCTAssertEqual(plain.map(\.bitPattern), carried.map(\.bitPattern), "smil_rows_gemm_side \(m) x \(n) x \(k)")
+            XCTAssertEqual(dst, expected, "copy beside \(m) x \(n) x \(k)")
+
+            let ldd = 2 * n + 3
+            let d0 = (0..<m * ldd).map { _ in Float(rng.nextNormal()) }
+            var evenPlain = d0, evenCarried = d0
+            (side, expected) = copy(step: 1, inners: 1, count: 8)
+            dst = [Float](repeating: 7, count: expected.count)
+            XCTAssertEqual(smil_rows_gemm_add_even(Int32(m), Int32(n), Int32(k), a, Int32(lda), b, Int32(ldb), &evenPlain, ldd), 1)
+            source.withUnsafeBufferPointer { src in dst.withUnsafeMutableBufferPointer { d in
+                side.src = src.baseAddress!
+                side.dst = d.baseAddress!
+                XCTAssertEqual(smil_rows_gemm_add_even_side(Int32(m), Int32(n), Int32(k), a, Int32(lda), b, Int32(ldb),
+                                                            &evenCarried, ldd, &side, 2), 1)
+                smil_side_copy_some(&side, side.runs)
+            } }
+            XCTAssertEqual(evenPlain.map(\.bitPattern), evenCarried.map(\.bitPattern), "smil_rows_gemm_add_even_side \(m) x \(n) x \(k)")
+            XCTAssertEqual(dst, expected, "copy beside the even adds, \(m) x \(n) x \(k)")
+        }
+    }
+
     /// Max pooling against PyTorch's rule written as a loop (each window scanned row by row from
     /// its first position, a value taking over when greater or NaN): windows clipped at every
     /// edge, rows of 8-window blocks with scalar ends, ties, runs of -inf, and NaN in one, two and
@@ -175,10 +248,18 @@ final class KernelTests: XCTestCase {
             ConvGeometry(batch: 1, inChannels: 2, height: 33, width: 64, outChannels: 8, kernelH: 5, kernelW: 4, stride: 2, padding: 1),
             ConvGeometry(batch: 2, inChannels: 4, height: 20, width: 96, outChannels: 7, kernelH: 3, kernelW: 3, stride: 3, padding: 1),
             ConvGeometry(batch: 2, inChannels: 5, height: 70, width: 150, outChannels: 20, kernelH: 1, kernelW: 1, stride: 2),
+            // The strided 1x1 whose output rows are whole vectors (each band's panel packed by
+            // the one before it): one band per worker; six bands per image of 4 rows and a last
+            // of 1, a worker's bands crossing images, 13 output channels (a row after the 6s).
+            ConvGeometry(batch: 2, inChannels: 7, height: 23, width: 64, outChannels: 9, kernelH: 1, kernelW: 1, stride: 2),
+            ConvGeometry(batch: 3, inChannels: 64, height: 42, width: 128, outChannels: 13, kernelH: 1, kernelW: 1, stride: 2),
             // Winograd over many tiles, and with many input channels.
             ConvGeometry(batch: 3, inChannels: 4, height: 37, width: 37, outChannels: 6, kernelH: 3, kernelW: 3, stride: 1, padding: 1),
             ConvGeometry(batch: 1, inChannels: 330, height: 6, width: 7, outChannels: 3, kernelH: 3, kernelW: 3, stride: 1, padding: 1),
         ]
+        if smil_has_avx2_fma() != 0 {
+            XCTAssertEqual(cases.filter { InputGradientTarget.addsOnStores($0) }.count, 2, "cases of the packed-ahead forward")
+        }
         for g in cases {
             let x = Tensor.randn([g.batch, g.inChannels, g.height, g.width])
             let w = Tensor.randn([g.outChannels, g.inChannels, g.kernelH, g.kernelW]), b = Tensor.randn([g.outChannels])
@@ -213,6 +294,11 @@ final class KernelTests: XCTestCase {
             ConvGeometry(batch: 2, inChannels: 7, height: 23, width: 64, outChannels: 9, kernelH: 1, kernelW: 1, stride: 2),
             ConvGeometry(batch: 2, inChannels: 64, height: 40, width: 128, outChannels: 20, kernelH: 1, kernelW: 1, stride: 2),
             ConvGeometry(batch: 2, inChannels: 11, height: 15, width: 63, outChannels: 5, kernelH: 1, kernelW: 1, stride: 2),
+            // ... with whole vectors of output channels, each band's operands brought in by the one
+            // before it: bands of 1 row in groups of 5; bands of 8 rows and a last of 2, groups of
+            // 2 and 3 bands crossing images.
+            ConvGeometry(batch: 2, inChannels: 64, height: 40, width: 128, outChannels: 32, kernelH: 1, kernelW: 1, stride: 2),
+            ConvGeometry(batch: 3, inChannels: 5, height: 100, width: 64, outChannels: 16, kernelH: 1, kernelW: 1, stride: 2),
             // Winograd's input gradient (a Winograd convolution of its own) over many tiles, with
             // many channels on either side, and at ResNet-18's layer 2 on a 64 x 64 image.
             ConvGeometry(batch: 3, inChannels: 4, height: 37, width: 37, outChannels: 6, kernelH: 3, kernelW: 3, stride: 1, padding: 1),
@@ -221,7 +307,8 @@ final class KernelTests: XCTestCase {
             ConvGeometry(batch: 2, inChannels: 128, height: 8, width: 8, outChannels: 128, kernelH: 3, kernelW: 3, stride: 1, padding: 1),
         ]
         if smil_has_avx2_fma() != 0 {
-            XCTAssertEqual(cases.filter { InputGradientTarget.addsOnStores($0) }.count, 2)
+            XCTAssertEqual(cases.filter { InputGradientTarget.addsOnStores($0) }.count, 4)
+            XCTAssertEqual(cases.filter { InputGradientTarget.addsOnStores($0) && $0.outChannels % 16 == 0 }.count, 2)
         }
         for g in cases {
             XCTAssertTrue(winogradApplies(g) || g.tileCount(rows: g.tileRows) >= g.batch)
@@ -235,6 +322,9 @@ final class KernelTests: XCTestCase {
             // into buffers of NaN, which every float written over shows.
             var gx = [Float](repeating: .nan, count: x.count), gw = [Float](repeating: .nan, count: w.count)
             var gxAlone = gx, gwAlone = gw
+            // Both again, the input gradient added into a sum already held (as for a leaf's grad).
+            let held = Tensor.randn(x.shape).scalars
+            var gxHeld = held, gwHeld = gw
             x.withUnsafeBufferPointer { xp in
                 w.withUnsafeBufferPointer { wp in
                     gy.withUnsafeBufferPointer { gp in
@@ -244,6 +334,8 @@ final class KernelTests: XCTestCase {
                                        gradInput: &gxAlone, gradWeight: nil, gradBias: nil, g)
                         conv2dBackward(input: xp.baseAddress!, gradOutput: gp.baseAddress!, weight: wp.baseAddress!,
                                        gradInput: nil, gradWeight: &gwAlone, gradBias: nil, g)
+                        conv2dBackward(input: xp.baseAddress!, gradOutput: gp.baseAddress!, weight: wp.baseAddress!,
+                                       gradInput: &gxHeld, gradWeight: &gwHeld, gradBias: nil, g, accumulateInput: true)
                     }
                 }
             }
@@ -266,6 +358,9 @@ final class KernelTests: XCTestCase {
                         "input gradient alone \(g)")
             assertClose(try Tensor(gwAlone, shape: w.shape), try Tensor(ew.map { Float($0) }, shape: w.shape), tolerance: 1e-4,
                         "weight gradient alone \(g)")
+            assertClose(try Tensor(gxHeld, shape: x.shape), try Tensor(zip(held, ex).map { Float(Double($0) + $1) }, shape: x.shape),
+                        tolerance: 1e-4, "input gradient added to a held sum \(g)")
+            XCTAssertEqual(gwHeld, gw, "weight gradient beside a held input sum \(g)")
         }
     }
 

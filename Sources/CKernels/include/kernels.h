@@ -57,6 +57,37 @@ int smil_rows_gemm_bptr(int m, int n, int k, const float *a, int lda, const floa
 int smil_rows_gemm_add_even(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *dst,
                             long ldd);
 
+/// A copy carried out a little at a time inside the row kernels (`smil_rows_gemm_side`,
+/// `smil_rows_gemm_add_even_side`), so that the next band's operands come in from memory while
+/// this band's multiply-adds run, instead of in a pass of their own that waits on memory. Run r
+/// (r < runs) is (outer, inner) = (r / inners, r % inners): it writes `count` floats at
+/// dst + outer * dstOuter + inner * dstInner, float i taken from src + outer * srcOuter +
+/// inner * srcInner + i * step (step 1 or 2; count a multiple of 8). Each run's source lines are
+/// asked for `ahead` runs before it is copied. `done` counts the runs copied so far.
+typedef struct {
+    const float *src;
+    long srcOuter, srcInner;
+    float *dst;
+    long dstOuter, dstInner;
+    int runs, inners, count, step, ahead, done;
+} smil_side_copy;
+
+/// Copies up to `runs` more runs of `side` (asking for the lines of the runs `ahead` after them).
+void smil_side_copy_some(smil_side_copy *side, int runs);
+
+/// smil_rows_gemm without row indices (C = (accumulate ? C : 0) + A x B), with `perBlock` runs of
+/// `side` copied per 6 x 16 block (side may be NULL; the caller copies what is left with
+/// smil_side_copy_some). With a side copy, C's rows are taken to lie in memory as well: each
+/// block of 6 rows asks for the lines of the next one (for writing) before its multiply-adds. The same bits as
+/// smil_rows_gemm. Needs AVX2 + FMA and n a multiple of 16; returns 0 (and does nothing) otherwise.
+int smil_rows_gemm_side(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c, int ldc,
+                        int accumulate, smil_side_copy *side, int perBlock);
+
+/// smil_rows_gemm_add_even with `perBlock` runs of `side` copied per 6 x 16 block (side may be
+/// NULL; the caller copies what is left with smil_side_copy_some). The same bits as smil_rows_gemm_add_even.
+int smil_rows_gemm_add_even_side(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *dst,
+                                 long ldd, smil_side_copy *side, int perBlock);
+
 /// A sum of outer products over pairs of rows: C = (accumulate ? C : 0) + sum over p < pairs of
 /// A[ap]^T B[bp], with A[ap] the row of k floats at a + ap * lda (ap = arows ? arows[p] : p),
 /// B[bp] the row of n floats at b + bp * ldb (likewise), and C k x n with rows ldc apart. Each

@@ -442,6 +442,15 @@ func groupedWeightGradient(tiles: Int, size: Int, scratch: Int = 0, into gw: Uns
     }
 }
 
+/// Whether `groupedWeightGradient` runs tile t + 1 right after tile t, in the same group (so
+/// that tile t's product can bring in tile t + 1's operands).
+func groupedTileFollows(_ t: Int, tiles: Int) -> Bool {
+    let groups = max(1, min(weightGradientGroups, tiles))
+    guard t + 1 < tiles else { return false }
+    for group in 1..<max(1, groups) where group * tiles / groups == t + 1 { return false }
+    return true
+}
+
 /// The weight gradient of an im2col convolution, tile by tile: each tile's columns (about 1 MB)
 /// are written and read back by one thread while they are in its cache, and
 /// `gradOutput[O, tile] x columns[patch, tile]^T` added into its group's partial sum. (Columns of
