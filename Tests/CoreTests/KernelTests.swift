@@ -364,6 +364,39 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The downsample through the autograd, which keeps the sampled input pixels from the forward
+    /// for the weight gradient: the output as the kernel writes it without keeping them, bit for
+    /// bit; the gradients as taken from the input (the same bits with bands of one row, within
+    /// rounding with bands of 8 rows, whose weight gradient is summed a row at a time).
+    func testKeptSubsampleGivesTheSameGradients() throws {
+        try XCTSkipIf(smil_has_avx2_fma() == 0, "the kept subsample goes with the AVX2 row kernel's route")
+        RandomGenerator.seed(17)
+        for (g, bitwise) in [(ConvGeometry(batch: 2, inChannels: 64, height: 40, width: 128, outChannels: 32, kernelH: 1, kernelW: 1, stride: 2), true),
+                             (ConvGeometry(batch: 3, inChannels: 5, height: 100, width: 64, outChannels: 16, kernelH: 1, kernelW: 1, stride: 2), false)] {
+            XCTAssertTrue(keepsSubsample(g), "\(g)")
+            var x = Tensor.randn([g.batch, g.inChannels, g.height, g.width]), w = Tensor.randn([g.outChannels, g.inChannels, 1, 1])
+            let gy = Tensor.randn([g.batch, g.outChannels, g.outHeight, g.outWidth])
+            x.requiresGrad = true
+            w.requiresGrad = true
+            let y = try Functional.conv2d(x, weight: w, bias: nil, stride: 2)
+            try y.backward(gy)
+            var direct = [Float](repeating: .nan, count: y.count)
+            var gx = [Float](repeating: .nan, count: x.count), gw = [Float](repeating: .nan, count: w.count)
+            x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in gy.withUnsafeBufferPointer { gp in
+                conv2dForward(input: xp.baseAddress!, output: &direct, weight: wp.baseAddress!, bias: nil, g)
+                conv2dBackward(input: xp.baseAddress!, gradOutput: gp.baseAddress!, weight: wp.baseAddress!,
+                               gradInput: &gx, gradWeight: &gw, gradBias: nil, g)
+            } } }
+            XCTAssertEqual(y.scalars.map(\.bitPattern), direct.map(\.bitPattern), "output \(g)")
+            XCTAssertEqual(x.grad!.scalars.map(\.bitPattern), gx.map(\.bitPattern), "input gradient \(g)")
+            if bitwise {
+                XCTAssertEqual(w.grad!.scalars.map(\.bitPattern), gw.map(\.bitPattern), "weight gradient \(g)")
+            } else {
+                assertClose(w.grad!, try Tensor(gw, shape: w.shape), tolerance: 1e-5, "weight gradient \(g)")
+            }
+        }
+    }
+
     func testResultsDoNotDependOnThreadCount() throws {
         RandomGenerator.seed(5)
         let model = resnet18(embedder: true)

@@ -276,9 +276,11 @@ func forEachTile(_ g: ConvGeometry, scratch: Int, _ body: (Int, UnsafeMutablePoi
 
 /// Forward convolution: `output[n, o] = bias[o] + sum_c weight[o, c] (*) input[n, c]`.
 /// Shapes: input `[N, C, H, W]`, output `[N, O, OH, OW]`, weight `[O, C, KH, KW]`, bias `[O]`.
+/// With `keepingSubsample` (where `keepsSubsample(g)`), the input's sampled pixels are also left
+/// there, `[N, OH, C, OW]`, for `conv2dBackward`'s `subsample`.
 public func conv2dForward(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                           weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, _ g: ConvGeometry,
-                          winograd: WinogradWeights? = nil) {
+                          winograd: WinogradWeights? = nil, keepingSubsample: UnsafeMutablePointer<Float>? = nil) {
     if winogradApplies(g) {
         let u = winograd ?? WinogradWeights(weight, outChannels: g.outChannels, inChannels: g.inChannels)
         winogradConvolution(input: input, output: output, u: u.pointer, bias: bias, g)
@@ -286,7 +288,7 @@ public func conv2dForward(input: UnsafePointer<Float>, output: UnsafeMutablePoin
     }
     let plane = g.outPlane, ow = g.outWidth
     if windowedApplies(g) {
-        windowedForward(input: input, output: output, weight: weight, g)
+        windowedForward(input: input, output: output, weight: weight, g, keepingSubsample: keepingSubsample)
     } else if g.isStridedPointwise {
         let sub = UnsafeMutablePointer<Float>.allocate(capacity: g.batch * g.inChannels * plane)
         defer { sub.deallocate() }
@@ -335,10 +337,13 @@ public func conv2dForward(input: UnsafePointer<Float>, output: UnsafeMutablePoin
 
 /// Backward convolution. Writes `gradInput` (if given; or adds to it, with `accumulateInput`),
 /// and overwrites `gradWeight` and `gradBias` (if given) with the gradients for the whole batch.
+/// `keptSubsample`: what `conv2dForward` kept with `keepingSubsample`, which the weight gradient then
+/// reads instead of the input.
 public func conv2dBackward(input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                            weight: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
                            gradWeight: UnsafeMutablePointer<Float>?, gradBias: UnsafeMutablePointer<Float>?,
-                           _ g: ConvGeometry, winograd: WinogradWeights? = nil, accumulateInput: Bool = false) {
+                           _ g: ConvGeometry, winograd: WinogradWeights? = nil, accumulateInput: Bool = false,
+                           keptSubsample: UnsafePointer<Float>? = nil) {
     let plane = g.outPlane
     if let gb = gradBias {
         Parallel.forEach(g.outChannels) { o in
@@ -352,7 +357,7 @@ public func conv2dBackward(input: UnsafePointer<Float>, gradOutput: UnsafePointe
     }
     if windowedApplies(g) {
         windowedBackward(input: input, gradOutput: gradOutput, weight: weight, gradInput: gradInput, gradWeight: gradWeight,
-                         g, accumulate: accumulateInput)
+                         g, accumulate: accumulateInput, subsample: keptSubsample)
         return
     }
     if g.isStridedPointwise {

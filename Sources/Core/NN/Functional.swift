@@ -58,8 +58,12 @@ public enum Functional {
         let x = input.detached(), wt = weight.detached(), b = bias?.detached()
         // The Winograd-domain weight is shared by forward and backward.
         let winograd = winogradApplies(g) ? WinogradWeights(wt.storage.pointer, outChannels: g.outChannels, inChannels: c) : nil
+        // The downsample's sampled input pixels, kept for the weight gradient (a quarter of the
+        // input, read in order instead of every other pixel of every other row).
+        let subsample = recording && needInput && needWeight && keepsSubsample(g)
+            ? Tensor(uninitializedShape: [n, g.outHeight, c, g.outWidth]) : nil
         conv2dForward(input: x.storage.pointer, output: out.storage.pointer, weight: wt.storage.pointer,
-                      bias: b?.storage.pointer, g, winograd: winograd)
+                      bias: b?.storage.pointer, g, winograd: winograd, keepingSubsample: subsample?.storage.pointer)
         guard recording else { return out }
         let inputs = bias.map { [input, weight, $0] } ?? [input, weight]
         return out.recorded("conv2d", inputs, addingInto: { gout, sums in
@@ -71,7 +75,7 @@ public enum Functional {
             conv2dBackward(input: x.storage.pointer, gradOutput: gout.storage.pointer, weight: wt.storage.pointer,
                            gradInput: gi?.storage.pointer, gradWeight: gw?.storage.pointer,
                            gradBias: gb?.storage.pointer, g, winograd: needInput ? winograd : nil,
-                           accumulateInput: sum != nil)
+                           accumulateInput: sum != nil, keptSubsample: subsample.map { UnsafePointer($0.storage.pointer) })
             return bias == nil ? [gi, gw] : [gi, gw, gb]
         })
     }
