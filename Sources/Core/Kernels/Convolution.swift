@@ -277,10 +277,11 @@ func forEachTile(_ g: ConvGeometry, scratch: Int, _ body: (Int, UnsafeMutablePoi
 /// Forward convolution: `output[n, o] = bias[o] + sum_c weight[o, c] (*) input[n, c]`.
 /// Shapes: input `[N, C, H, W]`, output `[N, O, OH, OW]`, weight `[O, C, KH, KW]`, bias `[O]`.
 /// With `keepingSubsample` (where `keepsSubsample(g)`), the input's sampled pixels are also left
-/// there, `[N, OH, C, OW]`, for `conv2dBackward`'s `subsample`.
+/// there, `[N, OH, C, OW]`, for `conv2dBackward`'s `keptSubsample`.
 public func conv2dForward(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                           weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, _ g: ConvGeometry,
                           winograd: WinogradWeights? = nil, keepingSubsample: UnsafeMutablePointer<Float>? = nil) {
+    precondition(keepingSubsample == nil || keepsSubsample(g), "conv2dForward: \(g) keeps no subsample")
     if winogradApplies(g) {
         let u = winograd ?? WinogradWeights(weight, outChannels: g.outChannels, inChannels: g.inChannels)
         winogradConvolution(input: input, output: output, u: u.pointer, bias: bias, g)
@@ -344,6 +345,7 @@ public func conv2dBackward(input: UnsafePointer<Float>, gradOutput: UnsafePointe
                            gradWeight: UnsafeMutablePointer<Float>?, gradBias: UnsafeMutablePointer<Float>?,
                            _ g: ConvGeometry, winograd: WinogradWeights? = nil, accumulateInput: Bool = false,
                            keptSubsample: UnsafePointer<Float>? = nil) {
+    precondition(keptSubsample == nil || keepsSubsample(g), "conv2dBackward: \(g) keeps no subsample")
     let plane = g.outPlane
     if let gb = gradBias {
         Parallel.forEach(g.outChannels) { o in
