@@ -397,6 +397,31 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The downsample's route with its operands brought in by the band before (each worker's
+    /// bands forward, fixed groups backward): the same bits on 1, 2 and 3 threads.
+    func testDownsampleDoesNotDependOnThreadCount() throws {
+        RandomGenerator.seed(19)
+        let g = ConvGeometry(batch: 2, inChannels: 64, height: 40, width: 128, outChannels: 32, kernelH: 1, kernelW: 1, stride: 2)
+        let x0 = Tensor.randn([g.batch, g.inChannels, g.height, g.width]), w0 = Tensor.randn([g.outChannels, g.inChannels, 1, 1])
+        let gy = Tensor.randn([g.batch, g.outChannels, g.outHeight, g.outWidth])
+        let saved = Parallel.threads
+        defer { Parallel.threads = saved }
+        var results: [[Float]] = []
+        for threads in [1, 2, 3] {
+            Parallel.threads = threads
+            var x = x0, w = w0
+            x.requiresGrad = true
+            w.requiresGrad = true
+            let y = try Functional.conv2d(x, weight: w, bias: nil, stride: 2)
+            try y.backward(gy)
+            results.append(y.scalars + x.grad!.scalars + w.grad!.scalars)
+        }
+        for k in 1...2 {
+            XCTAssertEqual(zip(results[0], results[k]).filter { $0.bitPattern != $1.bitPattern }.count, 0,
+                           "output or gradients differ between 1 and \(k + 1) threads")
+        }
+    }
+
     func testResultsDoNotDependOnThreadCount() throws {
         RandomGenerator.seed(5)
         let model = resnet18(embedder: true)
