@@ -348,21 +348,21 @@ func windowedWeightGradient(input: UnsafePointer<Float>, gradOutput: UnsafePoint
         paddedPhasesWeightGradient(input: input, gradOutput: gradOutput, gradWeight: gw, g)
         return
     }
-    let source = makeSource(input, g)
-    defer { if source.phased { source.data.deallocate() } }
-    let table = windowTable(source)
     let target = alsoInputGradient.map { InputGradientTarget($0.0, weight: $0.1, g, accumulate: $0.2) }
     let oh = g.outHeight, ow = g.outWidth, plane = g.outPlane, patch = g.patch, o = g.outChannels
-    // Bands of output rows whose scratch (panel, transposed gradient, input-gradient columns) is
-    // about 64 KB: one row for the stem and the downsample (1x1/2 fused backward 3-7% faster
-    // than with 256-pixel bands, alternating in one process; 512 and 1024 slower still).
-    // Scratch per column: the panel, the transposed gradient, and the input gradient's columns
-    // or (added on the stores) the band's gradient copied contiguous.
     let onStores = target?.addsOnStores ?? false
     if let target = target, onStores, o % 16 == 0 {
         stridedPointwiseBackward(input: input, gradOutput: gradOutput, gradWeight: gw, target: target, g, subsample: subsample)
         return
     }
+    let source = makeSource(input, g)
+    defer { if source.phased { source.data.deallocate() } }
+    let table = windowTable(source)
+    // Bands of output rows whose scratch (panel, transposed gradient, input-gradient columns) is
+    // about 64 KB: one row for the stem and the downsample (1x1/2 fused backward 3-7% faster
+    // than with 256-pixel bands, alternating in one process; 512 and 1024 slower still).
+    // Scratch per column: the panel, the transposed gradient, and the input gradient's columns
+    // or (added on the stores) the band's gradient copied contiguous.
     let perColumn = patch + o + (target == nil ? 0 : onStores ? o : patch)
     let rows = bandRows(g, columns: (1 << 14) / perColumn), bands = (oh + rows - 1) / rows, most = rows * ow
     let transposed = UnsafeMutablePointer<Float>.allocate(capacity: patch * o)
@@ -433,9 +433,11 @@ func stridedPointwiseBackward(input: UnsafePointer<Float>, gradOutput: UnsafePoi
         var panel, copy: UnsafeMutablePointer<Float>
         var inputRows, gradient: smil_side_copy
     }
+    // Floats of one buffer's packed input rows: none where the forward kept them.
+    let panelFloats = subsample == nil ? c * most : 0
     func operands(_ t: Int, _ buffers: UnsafeMutablePointer<Float>) -> Operands {
         let n = t / bands, y0 = (t % bands) * rows, r = min(rows, oh - y0), columns = r * ow
-        let panel = buffers + (t % 2) * (c * most + o * ldCopy), copy = panel + c * most
+        let panel = buffers + (t % 2) * (panelFloats + o * ldCopy), copy = panel + panelFloats
         // Input row 2 y of every channel, its even floats (the 1x1/2 reads pixel (2 y, 2 x)).
         let inputRows = smil_side_copy(src: input + n * c * g.inPlane + 2 * y0 * g.width, srcOuter: g.inPlane,
                                        srcInner: 2 * g.width, dst: panel, dstOuter: columns, dstInner: ow,
@@ -447,7 +449,7 @@ func stridedPointwiseBackward(input: UnsafePointer<Float>, gradOutput: UnsafePoi
         return Operands(panel: panel, copy: copy, inputRows: inputRows, gradient: gradient)
     }
 
-    let scratch = most * ldT + 2 * (c * most + o * ldCopy)
+    let scratch = most * ldT + 2 * (panelFloats + o * ldCopy)
     groupedWeightGradient(tiles: tiles, size: c * o, scratch: scratch, into: transposed) { t, partial, beta, scratch in
         let bandT = scratch, buffers = scratch + most * ldT
         let n = t / bands, y0 = (t % bands) * rows, r = min(rows, oh - y0), columns = r * ow
