@@ -32,6 +32,14 @@ void smil_add_strided(float *restrict dst, const float *restrict src, int n, int
 /// Whether the AVX2 + FMA kernels below can run on this processor.
 int smil_has_avx2_fma(void);
 
+/// A hint that the caller is spinning on a flag (x86's `pause`), so that the core's other
+/// hyperthread and the memory bus are spared while it waits.
+static inline void smil_spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 /// Products of rows with one matrix, the rows gathered and scattered through optional indices:
 /// for i < m, C[ci] = (accumulate ? C[ci] : 0) + A[ai] x B, where A[ai] is the row of k floats at
 /// a + ai * lda with ai = arows ? arows[i] : i, C[ci] the row of n floats at c + ci * ldc with

@@ -1,8 +1,10 @@
 // Parallel.swift: splitting kernel work over the compute threads.
 
+import CKernels
 import Dispatch
-import Foundation
 import COpenBLAS
+import Foundation
+import Synchronization
 
 /// The compute thread pool's size and the one way kernels split work. Work is always cut into
 /// pieces whose bounds depend only on the problem, never on the thread count, so results are
@@ -23,17 +25,17 @@ public enum Parallel {
         return max(1, ProcessInfo.processInfo.activeProcessorCount)
     }()
 
-    /// Calls `body(i)` for every `i` in `0..<count`, spread over the threads. Each `i` must write
-    /// to its own memory.
+    /// Calls `body(i)` for every `i` in `0..<count`, spread over the threads (`ComputePool`): the
+    /// calling thread and the pool's helpers take the i's one at a time, in order. Each `i` must
+    /// write to its own memory. Called from inside another `forEach`, or while another thread's
+    /// runs, it runs on the calling thread alone.
     public static func forEach(_ count: Int, _ body: (Int) -> Void) {
         let t = threads
         if count <= 1 || t == 1 {
             for i in 0..<count { body(i) }
             return
         }
-        withoutActuallyEscaping(body) { body in
-            DispatchQueue.concurrentPerform(iterations: count) { body($0) }
-        }
+        ComputePool.shared.run(count, threads: min(t, count), body)
     }
 
     /// Cuts `0..<total` into pieces of about `grain` (a size fixed by the problem) and calls
@@ -44,6 +46,148 @@ public enum Parallel {
         let pieces = (total + g - 1) / g
         forEach(pieces) { p in
             body((p * g)..<min(total, (p + 1) * g))
+        }
+    }
+
+    /// Runs `min(threads, count)` workers, `body(worker, claim)` on each; `claim()` hands out the
+    /// units `0..<count` in order, one at a time, to whichever worker asks first (nil when none
+    /// are left). A worker that runs slower takes fewer units: this VM's two cores often differ
+    /// by 20-30% for a while, and work dealt out in fixed shares waits for the slower one. A
+    /// worker may claim its next unit before it runs the current one, to bring that unit's
+    /// operands in meanwhile. Each unit's result must not depend on which worker runs it.
+    public static func forEachClaimed(_ count: Int, _ body: (_ worker: Int, _ claim: () -> Int?) -> Void) {
+        guard count > 0 else { return }
+        let next = Atomic<Int>(0)
+        forEach(min(threads, count)) { worker in
+            body(worker) {
+                let unit = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                return unit < count ? unit : nil
+            }
+        }
+    }
+}
+
+/// The helper threads behind `Parallel.forEach`: the caller runs its share of a job's items and
+/// `threads - 1` helpers the rest. A helper that has finished a job spins for a while
+/// (`spinSeconds`) before it sleeps, so that the next job, a few microseconds later in a network's
+/// forward or backward, starts on both cores at once. (Dispatch's `concurrentPerform` parked its
+/// threads after every job: on this VM a helper took 40-80 us to start a job and the caller as
+/// long to learn that one had ended, a few times per layer.)
+///
+/// Each helper has a ticket: the caller offers it a job by storing the job's number there; the
+/// helper takes the job by negating it and hands it back by storing 0. Once the caller has run
+/// out of items, it takes back the offers not yet taken (a helper still asleep is not waited
+/// for) and waits for the helpers that took theirs.
+final class ComputePool: @unchecked Sendable {
+    static let shared = ComputePool()
+
+    /// How long a helper spins for the next job before it sleeps.
+    static let spinSeconds = 0.002
+
+    final class Helper: @unchecked Sendable {
+        let ticket = Atomic<Int>(0)
+    }
+
+    /// Guards `helpers`' growth and the sleepers' wait; the job fields below are written by the
+    /// one caller holding `busy`, before it offers the job, and read by a helper after it takes it.
+    private let lock = NSCondition()
+    private var helpers: [Helper] = []
+    private let sleepers = Atomic<Int>(0)
+    private let busy = Atomic<Bool>(false)
+    private var job = 0
+    private var body: ((Int) -> Void)?
+    private var count = 0
+    private let next = Atomic<Int>(0)
+
+    /// Runs `body(i)` for i in 0..<count on the calling thread and up to `threads - 1` helpers.
+    func run(_ count: Int, threads: Int, _ body: (Int) -> Void) {
+        guard threads > 1, busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+            for i in 0..<count { body(i) }
+            return
+        }
+        defer { busy.store(false, ordering: .releasing) }
+        let offered = ensureHelpers(threads - 1)
+        withoutActuallyEscaping(body) { body in
+            job += 1
+            self.body = body
+            self.count = count
+            next.store(0, ordering: .relaxed)
+            for helper in offered { helper.ticket.store(job, ordering: .sequentiallyConsistent) }
+            if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
+                lock.lock()
+                lock.broadcast()
+                lock.unlock()
+            }
+            work()
+            for helper in offered where !helper.ticket.compareExchange(expected: job, desired: 0, ordering: .acquiringAndReleasing).exchanged {
+                // Taken: wait until it is handed back (yielding, if it takes long, to a helper the
+                // system has descheduled on a busy machine).
+                var spins = 0
+                while helper.ticket.load(ordering: .acquiring) != 0 {
+                    smil_spin_pause()
+                    spins += 1
+                    if spins > 20_000 { sched_yield() }
+                }
+            }
+            self.body = nil
+        }
+    }
+
+    /// Takes items until none are left.
+    private func work() {
+        let body = self.body!, count = self.count
+        while true {
+            let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
+            guard i < count else { return }
+            body(i)
+        }
+    }
+
+    /// The first `n` helpers, starting those not yet running.
+    private func ensureHelpers(_ n: Int) -> ArraySlice<Helper> {
+        lock.lock()
+        defer { lock.unlock() }
+        while helpers.count < n {
+            let helper = Helper()
+            helpers.append(helper)
+            let thread = Thread { [unowned self] in self.serve(helper) }
+            thread.name = "smil-compute-\(helpers.count)"
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+        return helpers[0..<n]
+    }
+
+    /// A helper's loop: wait for an offer (spinning, then asleep), take it, run items, hand it back.
+    private func serve(_ helper: Helper) {
+        while true {
+            var offer = helper.ticket.load(ordering: .acquiring)
+            if offer <= 0 {
+                let start = DispatchTime.now().uptimeNanoseconds
+                var spins = 0
+                while offer <= 0 {
+                    smil_spin_pause()
+                    spins += 1
+                    if spins & 255 == 0,
+                       Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9 > ComputePool.spinSeconds { break }
+                    offer = helper.ticket.load(ordering: .acquiring)
+                }
+                if offer <= 0 {
+                    lock.lock()
+                    sleepers.add(1, ordering: .sequentiallyConsistent)
+                    while true {
+                        offer = helper.ticket.load(ordering: .sequentiallyConsistent)
+                        if offer > 0 { break }
+                        lock.wait()
+                    }
+                    sleepers.subtract(1, ordering: .sequentiallyConsistent)
+                    lock.unlock()
+                }
+            }
+            // Take the job, unless the caller has just taken the offer back.
+            guard helper.ticket.compareExchange(expected: offer, desired: -offer, ordering: .acquiringAndReleasing).exchanged else { continue }
+            work()
+            helper.ticket.store(0, ordering: .releasing)
         }
     }
 }
