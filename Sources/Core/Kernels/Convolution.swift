@@ -258,19 +258,14 @@ func makeSource(_ input: UnsafePointer<Float>, _ g: ConvGeometry) -> ConvSource 
     return source
 }
 
-/// Runs `body(tile, scratch)` for every tile, spread over the threads, each thread with its own
-/// scratch buffer of `scratch` floats. Each tile's result is the same whichever thread runs it.
+/// Runs `body(tile, scratch)` for every tile, spread over the threads (claimed one at a time),
+/// each thread with its own scratch buffer of `scratch` floats. Each tile's result is the same
+/// whichever thread runs it.
 func forEachTile(_ g: ConvGeometry, scratch: Int, _ body: (Int, UnsafeMutablePointer<Float>) -> Void) {
-    let tiles = g.tileCount(rows: g.tileRows)
-    let workers = max(1, min(Parallel.threads, tiles))
-    Parallel.forEach(workers) { w in
+    Parallel.forEachClaimed(g.tileCount(rows: g.tileRows)) { _, claim in
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: scratch)
         defer { buffer.deallocate() }
-        var t = w
-        while t < tiles {
-            body(t, buffer)
-            t += workers
-        }
+        while let t = claim() { body(t, buffer) }
     }
 }
 
@@ -424,38 +419,63 @@ public func conv2dBackward(input: UnsafePointer<Float>, gradOutput: UnsafePointe
 /// gradient of its own; the partials are added in group order.
 let weightGradientGroups = 8
 
-/// A weight gradient of `size` floats summed over `tiles` products: `product(t, partial, beta,
-/// scratch)` adds tile `t`'s product into `partial` (overwriting it when `beta` is 0), with
-/// `scratch` floats of scratch of its group's own. The tiles go in consecutive runs to
-/// `weightGradientGroups` groups, each into a partial of its own, added in group order: fixed by
-/// the shape, so the bits do not depend on the thread count.
+/// One tile's turn in `groupedWeightGradient`: add tile `index`'s product into `partial`
+/// (overwriting it when `beta` is 0), with the worker's own `scratch`. `next` is the tile the same
+/// worker runs after it (nil: none), whose operands it may bring in meanwhile; `turn` counts the
+/// tiles the worker ran before (0: nothing was brought in for this one).
+struct WeightGradientTile {
+    let index: Int
+    let next: Int?
+    let partial: UnsafeMutablePointer<Float>
+    let beta: Float
+    let scratch: UnsafeMutablePointer<Float>
+    let turn: Int
+}
+
+/// A weight gradient of `size` floats summed over `tiles` products. The tiles go in consecutive
+/// runs to `weightGradientGroups` groups, each summed in tile order into a partial of its own,
+/// and the partials are added in group order: fixed by the shape, so the bits do not depend on
+/// the thread count. The workers claim groups one at a time (`Parallel.forEachClaimed`), a worker
+/// its next group as it starts its current group's last tile, so that even a group's first tile
+/// can have its operands brought in. Each worker has `scratch` floats of its own. (16 or 32
+/// groups, for finer shares between the cores, were no faster at the downsample: 24 and 27 of
+/// 40 alternating rounds went to 8, the partials' sum costing what the balance saved.)
 func groupedWeightGradient(tiles: Int, size: Int, scratch: Int = 0, into gw: UnsafeMutablePointer<Float>,
-                           _ product: (Int, UnsafeMutablePointer<Float>, Float, UnsafeMutablePointer<Float>) -> Void) {
+                           _ product: (WeightGradientTile) -> Void) {
     let groups = max(1, min(weightGradientGroups, tiles))
     let partial = UnsafeMutablePointer<Float>.allocate(capacity: groups * size)
     defer { partial.deallocate() }
-    Parallel.forEach(groups) { group in
-        let first = group * tiles / groups, last = (group + 1) * tiles / groups
+    Parallel.forEachClaimed(groups) { _, claim in
+        guard var group = claim() else { return }
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(1, scratch))
         defer { buffer.deallocate() }
-        for t in first..<last { product(t, partial + group * size, t == first ? 0 : 1, buffer) }
-    }
-    Parallel.forRanges(size, grain: 4096) { r in
-        for x in r {
-            var s = partial[x]
-            for group in 1..<groups { s += partial[group * size + x] }
-            gw[x] = s
+        var turn = 0
+        while true {
+            let first = group * tiles / groups, last = (group + 1) * tiles / groups
+            var following: Int? = nil
+            for t in first..<last {
+                var next: Int? = t + 1
+                if t + 1 == last {
+                    following = claim()
+                    next = following.map { $0 * tiles / groups }
+                }
+                product(WeightGradientTile(index: t, next: next, partial: partial + group * size, beta: t == first ? 0 : 1,
+                                           scratch: buffer, turn: turn))
+                turn += 1
+            }
+            guard let following = following else { break }
+            group = following
         }
     }
-}
-
-/// Whether `groupedWeightGradient` runs tile t + 1 right after tile t, in the same group (so
-/// that tile t's product can bring in tile t + 1's operands).
-func groupedTileFollows(_ t: Int, tiles: Int) -> Bool {
-    let groups = max(1, min(weightGradientGroups, tiles))
-    guard t + 1 < tiles else { return false }
-    for group in 1..<max(1, groups) where group * tiles / groups == t + 1 { return false }
-    return true
+    // The partials added in group order (per element the same sum as a loop over the groups).
+    Parallel.forRanges(size, grain: 4096) { r in
+        let out = gw + r.lowerBound
+        out.update(from: partial + r.lowerBound, count: r.count)
+        for group in 1..<groups {
+            let p = partial + group * size + r.lowerBound
+            for x in 0..<r.count { out[x] += p[x] }
+        }
+    }
 }
 
 /// The weight gradient of an im2col convolution, tile by tile: each tile's columns (about 1 MB)
@@ -471,13 +491,13 @@ func convWeightGradient(input: UnsafePointer<Float>, gradOutput: UnsafePointer<F
     defer { if source.phased { source.data.deallocate() } }
     let rows = g.rowsFor(columns: max(256, (1 << 18) / max(1, g.patch)))
     let tiles = g.tileCount(rows: rows)
-    groupedWeightGradient(tiles: tiles, size: g.outChannels * g.patch, scratch: g.patch * rows * ow, into: gw) { t, partial, beta, col in
-        let (n, range) = g.tile(t, rows: rows)
+    groupedWeightGradient(tiles: tiles, size: g.outChannels * g.patch, scratch: g.patch * rows * ow, into: gw) { tile in
+        let (n, range) = g.tile(tile.index, rows: rows), col = tile.scratch
         let width = range.count * ow
         im2colTile(source, col, image: n, rows: range)
         sgemmSerial(transA: false, transB: true, m: g.outChannels, n: g.patch, k: width,
                     a: gradOutput + n * g.outChannels * plane + range.lowerBound * ow, lda: plane,
-                    b: col, ldb: width, beta: beta, c: partial, ldc: g.patch)
+                    b: col, ldb: width, beta: tile.beta, c: tile.partial, ldc: g.patch)
     }
 }
 

@@ -183,8 +183,10 @@ public func keepsSubsample(_ g: ConvGeometry) -> Bool {
 /// of output rows, `weight [O, C] x` each row's even input floats, the panel of the worker's next
 /// band packed by the row kernel between its blocks (`smil_rows_gemm_side`), so that its input
 /// rows come in from memory while this band's multiply-adds run, and the next block's output
-/// lines are asked for a block ahead. Each worker takes every `workers`-th band; each output
-/// element is the same chain of multiply-adds as on any route. (2 x 64 x 128 x 128 -> 128
+/// lines are asked for a block ahead. The workers claim bands one at a time, each its next band
+/// as it starts the current one (`Parallel.forEachClaimed`: every `workers`-th band each left the
+/// faster core idle for up to a third of the forward); each output element is the same chain of
+/// multiply-adds as on any route. (2 x 64 x 128 x 128 -> 128
 /// channels: 10% less time than packing each band before its products, 89 of 100 alternating
 /// rounds.) With `keeping`, the panels are packed into the kept subsample, `[N, OH, C, OW]`
 /// (each output row's C x OW block), for `stridedPointwiseBackward`, instead of the two buffers.
@@ -193,7 +195,6 @@ func stridedPointwiseForward(input: UnsafePointer<Float>, output: UnsafeMutableP
     let oh = g.outHeight, ow = g.outWidth, plane = g.outPlane, c = g.inChannels, o = g.outChannels
     // Bands of about 256 output pixels (a 64 KB panel at 64 input channels).
     let rows = bandRows(g, columns: max(ow, (1 << 14) / c)), bands = (oh + rows - 1) / rows, tiles = g.batch * bands
-    let workers = max(1, min(Parallel.threads, tiles))
     // Band t's panel: row q's C x ow floats at q * C * ow, channel p's at p * ow within it.
     func panelCopy(_ t: Int, into panel: UnsafeMutablePointer<Float>) -> smil_side_copy {
         let n = t / bands, y0 = (t % bands) * rows, r = min(rows, oh - y0)
@@ -201,31 +202,35 @@ func stridedPointwiseForward(input: UnsafePointer<Float>, output: UnsafeMutableP
                               dst: panel, dstOuter: ow, dstInner: c * ow, runs: Int32(c * r), inners: Int32(r),
                               count: Int32(ow), step: 2, ahead: 8, done: 0)
     }
-    Parallel.forEach(workers) { w in
-        let buffers = UnsafeMutablePointer<Float>.allocate(capacity: 2 * rows * c * ow)
-        defer { buffers.deallocate() }
+    Parallel.forEachClaimed(tiles) { _, claim in
+        guard var t = claim() else { return }
+        let buffers = subsample == nil ? UnsafeMutablePointer<Float>.allocate(capacity: 2 * rows * c * ow) : nil
+        defer { buffers?.deallocate() }
         // Band t's panel: in the kept subsample, or in one of the worker's two buffers in turn.
-        func panel(_ t: Int) -> UnsafeMutablePointer<Float> {
-            guard let subsample = subsample else { return buffers + (t / workers % 2) * rows * c * ow }
+        func panel(_ t: Int, turn: Int) -> UnsafeMutablePointer<Float> {
+            guard let subsample = subsample else { return buffers! + (turn % 2) * rows * c * ow }
             return subsample + (t / bands * oh + t % bands * rows) * c * ow
         }
-        var first = panelCopy(w, into: panel(w))
+        var first = panelCopy(t, into: panel(t, turn: 0))
         smil_side_copy_some(&first, first.runs)
-        var t = w
-        while t < tiles {
+        var turn = 0
+        while true {
             let n = t / bands, y0 = (t % bands) * rows, r = min(rows, oh - y0)
-            let current = panel(t)
-            let follows = t + workers < tiles
-            var next = follows ? panelCopy(t + workers, into: panel(t + workers)) : first
+            let current = panel(t, turn: turn)
+            // The worker's next band, claimed now so that its panel comes in during this one's products.
+            let following = claim()
+            var next = following.map { panelCopy($0, into: panel($0, turn: turn + 1)) } ?? first
             let out = output + n * o * plane + y0 * ow
             withUnsafeMutablePointer(to: &next) { side in
                 for q in 0..<r {
                     _ = smil_rows_gemm_side(Int32(o), Int32(ow), Int32(c), weight, Int32(c), current + q * c * ow, Int32(ow),
-                                            out + q * ow, Int32(plane), 0, follows ? side : nil, 1)
+                                            out + q * ow, Int32(plane), 0, following != nil ? side : nil, 1)
                 }
-                if follows { smil_side_copy_some(side, side.pointee.runs) }
+                if following != nil { smil_side_copy_some(side, side.pointee.runs) }
             }
-            t += workers
+            guard let following = following else { break }
+            t = following
+            turn += 1
         }
     }
 }
@@ -369,7 +374,8 @@ func windowedWeightGradient(input: UnsafePointer<Float>, gradOutput: UnsafePoint
     defer { transposed.deallocate() }
     let scratch = perColumn * most
     table.withUnsafeBufferPointer { windows in
-        groupedWeightGradient(tiles: g.batch * bands, size: patch * o, scratch: scratch, into: transposed) { t, partial, beta, scratch in
+        groupedWeightGradient(tiles: g.batch * bands, size: patch * o, scratch: scratch, into: transposed) { tile in
+            let t = tile.index, partial = tile.partial, beta = tile.beta, scratch = tile.scratch
             let n = t / bands, y0 = (t % bands) * rows, r = min(rows, oh - y0), columns = r * ow
             let panel = scratch, bandT = scratch + patch * most, extra = bandT + o * most
             let go = gradOutput + n * o * plane + y0 * ow
@@ -435,9 +441,9 @@ func stridedPointwiseBackward(input: UnsafePointer<Float>, gradOutput: UnsafePoi
     }
     // Floats of one buffer's packed input rows: none where the forward kept them.
     let panelFloats = subsample == nil ? c * most : 0
-    func operands(_ t: Int, _ buffers: UnsafeMutablePointer<Float>) -> Operands {
+    func operands(_ t: Int, turn: Int, _ buffers: UnsafeMutablePointer<Float>) -> Operands {
         let n = t / bands, y0 = (t % bands) * rows, r = min(rows, oh - y0), columns = r * ow
-        let panel = buffers + (t % 2) * (panelFloats + o * ldCopy), copy = panel + panelFloats
+        let panel = buffers + (turn % 2) * (panelFloats + o * ldCopy), copy = panel + panelFloats
         // Input row 2 y of every channel, its even floats (the 1x1/2 reads pixel (2 y, 2 x)).
         let inputRows = smil_side_copy(src: input + n * c * g.inPlane + 2 * y0 * g.width, srcOuter: g.inPlane,
                                        srcInner: 2 * g.width, dst: panel, dstOuter: columns, dstInner: ow,
@@ -450,18 +456,19 @@ func stridedPointwiseBackward(input: UnsafePointer<Float>, gradOutput: UnsafePoi
     }
 
     let scratch = most * ldT + 2 * (panelFloats + o * ldCopy)
-    groupedWeightGradient(tiles: tiles, size: c * o, scratch: scratch, into: transposed) { t, partial, beta, scratch in
-        let bandT = scratch, buffers = scratch + most * ldT
+    groupedWeightGradient(tiles: tiles, size: c * o, scratch: scratch, into: transposed) { tile in
+        let t = tile.index, partial = tile.partial, beta = tile.beta
+        let bandT = tile.scratch, buffers = tile.scratch + most * ldT
         let n = t / bands, y0 = (t % bands) * rows, r = min(rows, oh - y0), columns = r * ow
-        var this = operands(t, buffers)
-        if beta == 0 {  // the group's first band: no band before it brought its operands in
+        var this = operands(t, turn: tile.turn, buffers)
+        if tile.turn == 0 {  // the worker's first band: no band before it brought its operands in
             if subsample == nil { smil_side_copy_some(&this.inputRows, this.inputRows.runs) }
             smil_side_copy_some(&this.gradient, this.gradient.runs)
         }
         smil_transpose(bandT, Int32(ldT), this.copy, Int32(ldCopy), Int32(o), Int32(columns))
-        // The next band's copies, when it is this group's (else nothing is copied on the side).
-        let follows = groupedTileFollows(t, tiles: tiles)
-        var next = follows ? operands(t + 1, buffers) : this
+        // The worker's next band's copies (none after its last).
+        let follows = tile.next != nil
+        var next = tile.next.map { operands($0, turn: tile.turn + 1, buffers) } ?? this
         // Weight gradient, transposed: panel [C, pixels] x gradient^T [pixels, O], two runs of the
         // next band's gradient copied per 6 x 16 block.
         withUnsafeMutablePointer(to: &next.gradient) { gradient in
@@ -514,7 +521,8 @@ func paddedPhasesWeightGradient(input: UnsafePointer<Float>, gradOutput: UnsafeP
     let transposed = UnsafeMutablePointer<Float>.allocate(capacity: patch * o)
     defer { transposed.deallocate() }
     offsets.withUnsafeBufferPointer { offsets in
-        groupedWeightGradient(tiles: g.batch * oh, size: patch * o, scratch: o * ow, into: transposed) { t, partial, beta, rowT in
+        groupedWeightGradient(tiles: g.batch * oh, size: patch * o, scratch: o * ow, into: transposed) { tile in
+            let t = tile.index, partial = tile.partial, beta = tile.beta, rowT = tile.scratch
             let n = t / oh, y = t % oh
             smil_transpose(rowT, Int32(o), gradOutput + n * o * plane + y * ow, Int32(plane), Int32(o), Int32(ow))
             // Row p of the panel is the ow floats at base + offsets[p].
