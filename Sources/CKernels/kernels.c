@@ -18,6 +18,10 @@ void smil_adam_update(size_t n, float *restrict w, const float *restrict g, floa
     }
 }
 
+static _Thread_local int in_pool_job;
+int smil_in_pool_job(void) { return in_pool_job; }
+void smil_set_in_pool_job(int inside) { in_pool_job = inside; }
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define AVX2 __attribute__((target("avx2,fma")))

@@ -99,7 +99,7 @@ final class ParallelTests: XCTestCase {
                 Parallel.forEach(3) { i in Parallel.forEach(4) { j in item(i * 4 + j) } }
             }
             XCTAssertEqual(hits, Array(repeating: 1, count: 12))
-            // From several threads at once: one holds the pool, the others run alone.
+            // From several threads at once: one holds the pool, the others wait for it.
             let totals = (0..<4).map { _ in Counter() }
             DispatchQueue.concurrentPerform(iterations: 4) { caller in
                 for _ in 0..<200 {

@@ -40,6 +40,11 @@ static inline void smil_spin_pause(void) {
 #endif
 }
 
+/// Whether the calling thread is running items of a compute-pool job (a helper, or the caller
+/// that handed the job out), and setting it: a job started there runs on that thread alone.
+int smil_in_pool_job(void);
+void smil_set_in_pool_job(int inside);
+
 /// Products of rows with one matrix, the rows gathered and scattered through optional indices:
 /// for i < m, C[ci] = (accumulate ? C[ci] : 0) + A[ai] x B, where A[ai] is the row of k floats at
 /// a + ai * lda with ai = arows ? arows[i] : i, C[ci] the row of n floats at c + ci * ldc with

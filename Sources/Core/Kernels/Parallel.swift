@@ -27,8 +27,8 @@ public enum Parallel {
 
     /// Calls `body(i)` for every `i` in `0..<count`, spread over the threads (`ComputePool`): the
     /// calling thread and the pool's helpers take the i's one at a time, in order. Each `i` must
-    /// write to its own memory. Called from inside another `forEach`, or while another thread's
-    /// runs, it runs on the calling thread alone.
+    /// write to its own memory. Called from inside another `forEach`, it runs on the calling
+    /// thread alone; while another thread's runs, it waits for it.
     public static func forEach(_ count: Int, _ body: (Int) -> Void) {
         let t = threads
         if count <= 1 || t == 1 {
@@ -93,19 +93,28 @@ final class ComputePool: @unchecked Sendable {
     private let lock = NSCondition()
     private var helpers: [Helper] = []
     private let sleepers = Atomic<Int>(0)
+    /// Whether a caller holds the pool, and the threads waiting for it to be free.
     private let busy = Atomic<Bool>(false)
+    private let free = NSCondition()
+    private let waiting = Atomic<Int>(0)
     private var job = 0
     private var body: ((Int) -> Void)?
     private var count = 0
     private let next = Atomic<Int>(0)
 
-    /// Runs `body(i)` for i in 0..<count on the calling thread and up to `threads - 1` helpers.
+    /// Runs `body(i)` for i in 0..<count on the calling thread and up to `threads - 1` helpers:
+    /// inside another job on the calling thread alone; while another thread's job runs, after it.
     func run(_ count: Int, threads: Int, _ body: (Int) -> Void) {
-        guard threads > 1, busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+        guard threads > 1, smil_in_pool_job() == 0 else {
             for i in 0..<count { body(i) }
             return
         }
-        defer { busy.store(false, ordering: .releasing) }
+        acquire()
+        smil_set_in_pool_job(1)
+        defer {
+            smil_set_in_pool_job(0)
+            release()
+        }
         let offered = ensureHelpers(threads - 1)
         withoutActuallyEscaping(body) { body in
             job += 1
@@ -130,6 +139,27 @@ final class ComputePool: @unchecked Sendable {
                 }
             }
             self.body = nil
+        }
+    }
+
+    /// Makes the calling thread the pool's one caller, once the caller before it is done. (A data
+    /// loader's thread can hand out a job while the model's thread wants one: the model's layer
+    /// then waits for that job, a short one, instead of running on one core.)
+    private func acquire() {
+        if busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged { return }
+        free.lock()
+        waiting.add(1, ordering: .sequentiallyConsistent)
+        while !busy.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged { free.wait() }
+        waiting.subtract(1, ordering: .sequentiallyConsistent)
+        free.unlock()
+    }
+
+    private func release() {
+        busy.store(false, ordering: .sequentiallyConsistent)
+        if waiting.load(ordering: .sequentiallyConsistent) > 0 {
+            free.lock()
+            free.broadcast()
+            free.unlock()
         }
     }
 
@@ -160,6 +190,7 @@ final class ComputePool: @unchecked Sendable {
 
     /// A helper's loop: wait for an offer (spinning, then asleep), take it, run items, hand it back.
     private func serve(_ helper: Helper) {
+        smil_set_in_pool_job(1)
         while true {
             var offer = helper.ticket.load(ordering: .acquiring)
             if offer <= 0 {
