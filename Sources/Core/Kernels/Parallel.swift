@@ -88,8 +88,7 @@ final class ComputePool: @unchecked Sendable {
         let ticket = Atomic<Int>(0)
     }
 
-    /// Guards `helpers`' growth and the sleepers' wait; the job fields below are written by the
-    /// one caller holding `busy`, before it offers the job, and read by a helper after it takes it.
+    /// Guards `helpers`' growth and the sleepers' wait.
     private let lock = NSCondition()
     private var helpers: [Helper] = []
     private let sleepers = Atomic<Int>(0)
@@ -97,6 +96,8 @@ final class ComputePool: @unchecked Sendable {
     private let busy = Atomic<Bool>(false)
     private let free = NSCondition()
     private let waiting = Atomic<Int>(0)
+    /// The job: written by the one caller holding `busy` before it offers the job, read by a
+    /// helper after it takes it.
     private var job = 0
     private var body: ((Int) -> Void)?
     private var count = 0
