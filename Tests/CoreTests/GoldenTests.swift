@@ -12,11 +12,11 @@ final class GoldenLayerTests: XCTestCase {
         let conv = Conv2d(4, 6, kernelSize: 3, stride: 2, padding: 1)
         try conv.loadStateDict(["weight": .float(g.float("conv.weight")), "bias": .float(g.float("conv.bias"))])
         let y = try conv(x)
-        assertClose(y, try g.float("conv.y"), tolerance: 1e-4, "conv.y")
+        try assertMatchesGolden(y, g, "conv.y", tolerance: 1e-4)
         try y.mul(g.float("conv.r")).sum().backward()
-        assertClose(x.grad!, try g.float("conv.grad.x"), tolerance: 1e-3, "conv.grad.x")
-        assertClose(conv.weight.grad!, try g.float("conv.grad.weight"), tolerance: 1e-3, "conv.grad.weight")
-        assertClose(conv.bias!.grad!, try g.float("conv.grad.bias"), tolerance: 1e-3, "conv.grad.bias")
+        try assertMatchesGolden(x.grad!, g, "conv.grad.x", tolerance: 1e-3)
+        try assertMatchesGolden(conv.weight.grad!, g, "conv.grad.weight", tolerance: 1e-3)
+        try assertMatchesGolden(conv.bias!.grad!, g, "conv.grad.bias", tolerance: 1e-3)
     }
 
     func testBatchNormTrainEvalAndRunningStatistics() throws {
@@ -26,15 +26,15 @@ final class GoldenLayerTests: XCTestCase {
         bn.weight.value.assignForTests(try g.float("bn.weight"))
         bn.bias.value.assignForTests(try g.float("bn.bias"))
         let y = try bn(x)
-        assertClose(y, try g.float("bn.y_train"), tolerance: 1e-4, "bn.y_train")
+        try assertMatchesGolden(y, g, "bn.y_train", tolerance: 1e-4)
         try y.mul(g.float("bn.r")).sum().backward()
-        assertClose(x.grad!, try g.float("bn.grad.x"), tolerance: 1e-3, "bn.grad.x")
-        assertClose(bn.weight.grad!, try g.float("bn.grad.weight"), tolerance: 1e-3, "bn.grad.weight")
-        assertClose(bn.bias.grad!, try g.float("bn.grad.bias"), tolerance: 1e-3, "bn.grad.bias")
-        assertClose(bn.runningStatistics.mean, try g.float("bn.running_mean"), tolerance: 1e-4, "running_mean")
-        assertClose(bn.runningStatistics.variance, try g.float("bn.running_var"), tolerance: 1e-4, "running_var")
+        try assertMatchesGolden(x.grad!, g, "bn.grad.x", tolerance: 1e-3)
+        try assertMatchesGolden(bn.weight.grad!, g, "bn.grad.weight", tolerance: 1e-3)
+        try assertMatchesGolden(bn.bias.grad!, g, "bn.grad.bias", tolerance: 1e-3)
+        try assertMatchesGolden(bn.runningStatistics.mean, g, "bn.running_mean", tolerance: 1e-4)
+        try assertMatchesGolden(bn.runningStatistics.variance, g, "bn.running_var", tolerance: 1e-4)
         bn.eval()
-        assertClose(try bn(x.detached()), try g.float("bn.y_eval"), tolerance: 1e-4, "bn.y_eval")
+        try assertMatchesGolden(try bn(x.detached()), g, "bn.y_eval", tolerance: 1e-4)
         let tracked = bn.stateDict().first { $0.0 == "num_batches_tracked" }!.1
         guard case .int(let t) = tracked else { return XCTFail("num_batches_tracked is not int64") }
         XCTAssertEqual(t.scalars, [1])
@@ -44,9 +44,9 @@ final class GoldenLayerTests: XCTestCase {
         let g = try golden("layers.safetensors")
         var x = try g.float("maxpool.x"); x.requiresGrad = true
         let y = try MaxPool2d(3, stride: 2, padding: 1)(x)
-        assertClose(y, try g.float("maxpool.y"), tolerance: 1e-6, "maxpool.y")
+        try assertMatchesGolden(y, g, "maxpool.y", tolerance: 1e-6)
         try y.mul(g.float("maxpool.r")).sum().backward()
-        assertClose(x.grad!, try g.float("maxpool.grad.x"), tolerance: 1e-5, "maxpool.grad.x")
+        try assertMatchesGolden(x.grad!, g, "maxpool.grad.x", tolerance: 1e-5)
     }
 
     func testWeightedCrossEntropyMatchesPyTorch() throws {
@@ -57,8 +57,8 @@ final class GoldenLayerTests: XCTestCase {
         let loss = try Loss.crossEntropy(linear(x), g.int("ce.labels"), weight: g.float("ce.class_weight"))
         XCTAssertEqual(Double(try loss.item()), Double(try g.float("ce.loss").item()), accuracy: 1e-5)
         try loss.backward()
-        assertClose(x.grad!, try g.float("ce.grad.x"), tolerance: 1e-4, "ce.grad.x")
-        assertClose(linear.weight.grad!, try g.float("ce.grad.linear.weight"), tolerance: 1e-4, "ce.grad.linear.weight")
+        try assertMatchesGolden(x.grad!, g, "ce.grad.x", tolerance: 1e-4)
+        try assertMatchesGolden(linear.weight.grad!, g, "ce.grad.linear.weight", tolerance: 1e-4)
     }
 
     /// Steps a [3, 4] parameter three times with the recorded gradients and compares each result.
@@ -69,7 +69,7 @@ final class GoldenLayerTests: XCTestCase {
         for k in 1...3 {
             p.grad = try g.float("\(prefix).g\(k)")
             try opt.step()
-            assertClose(p.value, try g.float("\(prefix).p\(k)"), tolerance: 1e-5, "\(prefix).p\(k)")
+            try assertMatchesGolden(p.value, g, "\(prefix).p\(k)", tolerance: 1e-5)
         }
     }
 
@@ -98,27 +98,27 @@ final class GoldenResNetTests: XCTestCase {
         let input = try io.float("input")
         model.eval()
         let outEval = try GradMode.noGrad { try model(input) }
-        assertClose(outEval, try io.float("out_eval"), tolerance: 1e-4, "out_eval")
+        try assertMatchesGolden(outEval, io, "out_eval", tolerance: 1e-4)
 
         model.train()
         var x = input
         x.requiresGrad = true
         let outTrain = try model(x)
-        assertClose(outTrain, try io.float("out_train"), tolerance: 1e-4, "out_train")
+        try assertMatchesGolden(outTrain, io, "out_train", tolerance: 1e-4)
         try outTrain.mul(io.float("r")).sum().backward()
-        assertClose(x.grad!, try io.float("grad.input"), tolerance: 1e-3, "grad.input")
+        try assertMatchesGolden(x.grad!, io, "grad.input", tolerance: 1e-3)
         let params = Dictionary(uniqueKeysWithValues: model.namedParameters())
         for (name, _) in io.tensors where name.hasPrefix("grad.") && name != "grad.input" {
             let key = String(name.dropFirst("grad.".count))
             guard let p = params[key], let grad = p.grad else { XCTFail("no gradient for \(key)"); continue }
-            assertClose(grad, try io.float(name), tolerance: 1e-3, name)
+            try assertMatchesGolden(grad, io, name, tolerance: 1e-3)
         }
         let state = Dictionary(uniqueKeysWithValues: model.stateDict())
         var checked = 0
         for (name, _) in io.tensors where name.hasPrefix("after.") {
             let key = String(name.dropFirst("after.".count))
             guard let t = state[key] else { XCTFail("no buffer \(key)"); continue }
-            assertClose(t.asFloat, try io.float(name), tolerance: 1e-4, name)
+            try assertMatchesGolden(t.asFloat, io, name, tolerance: 1e-4)
             checked += 1
         }
         XCTAssertEqual(checked, 40, "every BatchNorm's running mean and variance")
@@ -130,5 +130,33 @@ extension Tensor {
     mutating func assignForTests(_ other: Tensor) {
         precondition(other.shape == shape)
         for i in 0..<count { self[flat: i] = other[flat: i] }
+    }
+}
+
+/// The rule every golden comparison goes through (TestSupport's `assertMatchesGolden`).
+final class GoldenConditioningTests: XCTestCase {
+    func testSpreadAboveTheToleranceGetsTheLooseBoundAndNothingElseDoes() throws {
+        XCTAssertEqual(goldenBound(spread: nil, tolerance: 1e-3), 1e-3, "no spread: the tight tolerance")
+        XCTAssertEqual(goldenBound(spread: 5.5e-5, tolerance: 1e-4), 1e-4, "well conditioned: the tight tolerance")
+        XCTAssertEqual(goldenBound(spread: 2.02e-2, tolerance: 1e-3), 6.06e-2, accuracy: 1e-12, "3 x spread above 5e-2")
+        XCTAssertEqual(goldenBound(spread: 1.29e-2, tolerance: 1e-4), 5e-2, "at least 5e-2")
+        let file = SafeTensors(metadata: ["spread": #"{"a": 0.02, "b": 1e-6}"#])
+        XCTAssertEqual(try goldenSpread(file), ["a": 0.02, "b": 1e-6])
+        XCTAssertEqual(try goldenSpread(SafeTensors()), [:])
+        XCTAssertThrowsError(try goldenSpread(SafeTensors(metadata: ["spread": #"{"a": -1}"#])))
+        XCTAssertThrowsError(try goldenSpread(SafeTensors(metadata: ["spread": "[1]"])))
+    }
+
+    /// The SparseConvMIL step's file marks exactly its two ill-conditioned tensors, and the loose
+    /// bound still catches a gradient with the wrong sign or none at all.
+    func testSparseConvMILStepSpread() throws {
+        let step = try golden("sparseconvmil_step.safetensors")
+        let spread = try goldenSpread(step)
+        let loose = spread.filter { goldenBound(spread: $0.value, tolerance: 1e-3) > 1e-3 }.keys.sorted()
+        XCTAssertEqual(loose, ["after.tile_embedder.conv1.weight", "grad.tile_embedder.conv1.weight"])
+        let g = try step.float("grad.tile_embedder.conv1.weight")
+        let bound = goldenBound(spread: spread["grad.tile_embedder.conv1.weight"], tolerance: 1e-3)
+        XCTAssertGreaterThan(relativeError(g.scaled(by: -1), g), bound, "a mis-signed gradient fails")
+        XCTAssertGreaterThan(relativeError(Tensor.zeros(g.shape), g), bound, "a missing gradient fails")
     }
 }

@@ -18,7 +18,7 @@ final class SparseConvMILTests: XCTestCase {
         model.train()
 
         let logits = try model.forward(tiles: step.float("tiles"), mapCoordinates: step.int("coords"))
-        assertClose(logits, try step.float("logits"), tolerance: 1e-4, "logits")
+        try assertMatchesGolden(logits, step, "logits", tolerance: 1e-4)
         let loss = try Loss.crossEntropy(logits, step.int("labels"))
         XCTAssertEqual(Double(try loss.item()), Double(try step.float("loss").item()), accuracy: 1e-4)
 
@@ -27,14 +27,14 @@ final class SparseConvMILTests: XCTestCase {
         try loss.backward()
         let params = Dictionary(uniqueKeysWithValues: model.namedParameters())
         for name in ["sparse_cnn.0.weight", "wsi_embedding_classifier.2.weight", "tile_embedder.conv1.weight"] {
-            let expected = try step.float("grad." + name)
-            assertClose(try params[name]!.grad!.reshaped(expected.shape), expected, tolerance: 1e-3, "grad." + name)
+            // The embedder's first convolution is ill conditioned here (the file's spread says how far
+            // PyTorch's own result moves): assertMatchesGolden gives it the loose bound, the rest 1e-3.
+            try assertMatchesGolden(params[name]!.grad!, step, "grad." + name, tolerance: 1e-3)
         }
         try opt.step()
         for (name, _) in step.tensors where name.hasPrefix("after.") {
             let key = String(name.dropFirst("after.".count))
-            let expected = try step.float(name)
-            assertClose(try params[key]!.value.reshaped(expected.shape), expected, tolerance: 1e-4, name)
+            try assertMatchesGolden(params[key]!.value, step, name, tolerance: 1e-4)
         }
     }
 

@@ -54,20 +54,20 @@ final class SparseGoldenTests: XCTestCase {
         let input = try InputLayer(mode: .mean)(g.int("coords"), features, spatialSize: (12, 12))
         // Rows compared by coordinate (and, as it happens, in the same first-appearance order).
         XCTAssertEqual(input.coordinates, try g.int("input_layer.coords"))
-        assertClose(input.features, try g.float("input_layer.features"), tolerance: 1e-6, "input_layer.features")
-        assertClose(try input.toDense(), try g.float("input_layer.dense"), tolerance: 1e-6, "input_layer.dense")
+        try assertMatchesGolden(input.features, g, "input_layer.features", tolerance: 1e-6)
+        try assertMatchesGolden(try input.toDense(), g, "input_layer.dense", tolerance: 1e-6)
 
         let conv = try SubmanifoldConv2d(8, 5, filter: 3)
         try conv.loadStateDict(["weight": .float(g.float("weight")), "bias": .float(g.float("bias"))])
         let out = try SparseReLU()(conv(input))
         XCTAssertEqual(out.coordinates, try g.int("out.coords"))
-        assertClose(out.features, try g.float("out.features"), tolerance: 1e-4, "out.features")
-        assertClose(try out.toDense(), try g.float("out.dense"), tolerance: 1e-4, "out.dense")
+        try assertMatchesGolden(out.features, g, "out.features", tolerance: 1e-4)
+        try assertMatchesGolden(try out.toDense(), g, "out.dense", tolerance: 1e-4)
 
         try out.features.mul(g.float("r")).sum().backward()
-        assertClose(features.grad!, try g.float("grad.features"), tolerance: 1e-3, "grad.features")
-        assertClose(try conv.weight.grad!.reshaped([9, 1, 8, 5]), try g.float("grad.weight"), tolerance: 1e-3, "grad.weight")
-        assertClose(conv.bias!.grad!, try g.float("grad.bias"), tolerance: 1e-3, "grad.bias")
+        try assertMatchesGolden(features.grad!, g, "grad.features", tolerance: 1e-3)
+        try assertMatchesGolden(try conv.weight.grad!.reshaped([9, 1, 8, 5]), g, "grad.weight", tolerance: 1e-3)
+        try assertMatchesGolden(conv.bias!.grad!, g, "grad.bias", tolerance: 1e-3)
     }
 }
 

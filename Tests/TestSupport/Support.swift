@@ -137,3 +137,43 @@ public func assertAddsIntoHeldSums(_ input: Tensor, _ name: String, file: Static
 public func golden(_ name: String) throws -> SafeTensors {
     try SafeTensors.read(sharedFile("golden/\(name)"))
 }
+
+/// How far the library that wrote a golden file moves its own result for each tensor, from the
+/// file's `spread` metadata (JSON: tensor name -> relative change when the same computation runs
+/// another way or on inputs perturbed by about 1e-6). Empty when the file says nothing.
+public func goldenSpread(_ file: SafeTensors) throws -> [String: Double] {
+    guard let text = file.metadata["spread"] else { return [:] }
+    guard let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+        throw CoreError.invalidArgument(op: "goldenSpread", "golden metadata \"spread\" is not a JSON object: \(text.prefix(80))")
+    }
+    var spread: [String: Double] = [:]
+    for (name, value) in object {
+        guard let v = (value as? NSNumber)?.doubleValue, v.isFinite, v >= 0 else {
+            throw CoreError.invalidArgument(op: "goldenSpread", "golden metadata \"spread\" for \(name) is not a non-negative number: \(value)")
+        }
+        spread[name] = v
+    }
+    return spread
+}
+
+/// The bound a golden tensor is checked against. A tensor whose spread exceeds `tolerance` is ill
+/// conditioned (a ReLU or max-pool decision lies within rounding distance of the input, so two
+/// correct float32 implementations, or two BLAS kernels, disagree by about the spread): it gets
+/// 5e-2 or 3 x spread, whichever is larger, which still catches a missing, detached or mis-signed
+/// gradient. Every other tensor keeps `tolerance`.
+public func goldenBound(spread: Double?, tolerance: Double) -> Double {
+    guard let spread, spread > tolerance else { return tolerance }
+    return max(5e-2, 3 * spread)
+}
+
+/// Asserts that `actual` matches the golden tensor `name` of `file` (reshaped to its shape) within
+/// `tolerance` relative, or within the loose bound of `goldenBound` where the file's own spread for
+/// `name` says the tensor is ill conditioned.
+public func assertMatchesGolden(_ actual: Tensor, _ file: SafeTensors, _ name: String, tolerance: Double,
+                                file sourceFile: StaticString = #filePath, line: UInt = #line) throws {
+    let expected = try file.float(name)
+    let bound = goldenBound(spread: try goldenSpread(file)[name], tolerance: tolerance)
+    let note = bound == tolerance ? name : "\(name) (ill conditioned: checked within \(bound))"
+    let shaped = actual.count == expected.count ? try actual.reshaped(expected.shape) : actual
+    assertClose(shaped, expected, tolerance: bound, note, file: sourceFile, line: line)
+}
