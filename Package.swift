@@ -2,8 +2,6 @@
 // smil: spatially-aware multiple instance learning on whole slide images, in Swift.
 import PackageDescription
 
-let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
-
 let package = Package(
     name: "smil",
     products: [
@@ -19,14 +17,15 @@ let package = Package(
 
         // libjpeg reports errors by longjmp: the jump stays inside this small C target.
         .target(name: "CJPEGCodec", dependencies: ["CJPEG"], path: "Sources/CJPEGCodec", linkerSettings: [.linkedLibrary("jpeg")]),
-        .target(name: "CKernels", path: "Sources/CKernels",
-                cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off", "-fno-math-errno"])]),
-        .target(name: "Core", dependencies: ["COpenBLAS", "CPNG", "CJPEG", "CJPEGCodec", "CKernels"], swiftSettings: optimize),
-        .target(name: "Interpreter", dependencies: ["Core"], swiftSettings: optimize),
-        .executableTarget(name: "SMILScript", dependencies: ["Core", "Interpreter", "CReadline"],
-                          swiftSettings: optimize),
-        .executableTarget(name: "smil-bench", dependencies: ["Core", "Interpreter"], path: "Sources/Bench",
-                          swiftSettings: optimize),
+        // No unsafeFlags anywhere, so that Core builds as another package's dependency: release
+        // builds are SwiftPM's plain -O with whole-module optimisation and bounds and overflow
+        // checks kept; the kernels' floating-point contraction is turned off by a pragma in
+        // kernels.h, not by a flag.
+        .target(name: "CKernels", path: "Sources/CKernels"),
+        .target(name: "Core", dependencies: ["COpenBLAS", "CPNG", "CJPEG", "CJPEGCodec", "CKernels"]),
+        .target(name: "Interpreter", dependencies: ["Core"]),
+        .executableTarget(name: "SMILScript", dependencies: ["Core", "Interpreter", "CReadline"]),
+        .executableTarget(name: "smil-bench", dependencies: ["Core", "Interpreter"], path: "Sources/Bench"),
 
         .target(name: "TestSupport", dependencies: ["Core"], path: "Tests/TestSupport"),
         .testTarget(name: "CoreTests", dependencies: ["Core", "CKernels", "TestSupport"]),

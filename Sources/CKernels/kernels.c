@@ -1,8 +1,17 @@
-// kernels.c: see include/kernels.h. Compiled without floating-point contraction, so each element
-// goes through exactly the operations, in the order, that PyTorch's loop uses.
+// kernels.c: see include/kernels.h. Without floating-point contraction (the pragma there), so each
+// element goes through exactly the operations, in the order, that PyTorch's loop uses.
 
 #include "kernels.h"
 #include <math.h>
+
+// The correctly rounded square root with no errno to set (v is never negative): sqrtf may set errno
+// for a negative argument, and that possible side effect keeps the compiler from vectorising the
+// loop unless the build passes -fno-math-errno, which a package dependency cannot.
+#if __has_builtin(__builtin_elementwise_sqrt)
+#define smil_sqrt(x) __builtin_elementwise_sqrt(x)
+#else
+#define smil_sqrt(x) sqrtf(x)
+#endif
 
 void smil_adam_update(size_t n, float *restrict w, const float *restrict g, float *restrict m,
                       float *restrict v, float b1, float b2, float eps, float l2, float decay_keep,
@@ -14,9 +23,11 @@ void smil_adam_update(size_t n, float *restrict w, const float *restrict g, floa
         float gj = g[j] + l2 * w[j];
         m[j] = b1 * m[j] + (1.0f - b1) * gj;
         v[j] = b2 * v[j] + (1.0f - b2) * gj * gj;
-        w[j] -= step_size * (m[j] / (sqrtf(v[j]) / bc2_sqrt + eps));
+        w[j] -= step_size * (m[j] / (smil_sqrt(v[j]) / bc2_sqrt + eps));
     }
 }
+
+atomic_int smil_interrupt_flag;
 
 static _Thread_local int in_pool_job;
 int smil_in_pool_job(void) { return in_pool_job; }

@@ -12,6 +12,8 @@ public enum CoreError: Error, CustomStringConvertible, Equatable {
     case stateDict(String)
     /// Autograd was asked for something it cannot do.
     case autograd(String)
+    /// The computation stopped at a safe point because `Interrupt.request()` was called (Ctrl-C).
+    case interrupted
 
     public var description: String {
         switch self {
@@ -20,6 +22,7 @@ public enum CoreError: Error, CustomStringConvertible, Equatable {
         case .file(let path, let msg): return "\(path): \(msg)"
         case .stateDict(let msg): return "load_state_dict: \(msg)"
         case .autograd(let msg): return "autograd: \(msg)"
+        case .interrupted: return "interrupted"
         }
     }
 }

@@ -128,7 +128,7 @@ struct REPL {
     func installSignalHandler() {
         signal(SIGINT) { _ in
             if replRunning {
-                replInterpreter?.interruptRequested = true
+                Interrupt.request()
             } else {
                 // At the prompt: drop the line, start a fresh prompt.
                 rl_replace_line("", 0)

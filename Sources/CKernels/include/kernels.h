@@ -6,6 +6,13 @@
 #define SMIL_KERNELS_H
 
 #include <stddef.h>
+#include <stdatomic.h>
+
+// Every kernel file includes this header first: no floating-point contraction from here to the end
+// of the file, so a * b + c is a product rounded and then a sum rounded, as in PyTorch's loops and
+// in the Swift reference loops, never one fused multiply-add (which the AVX2 functions' "fma"
+// target would otherwise allow). The explicit _mm256_fmadd_ps of the blocked products stay fused.
+#pragma STDC FP_CONTRACT OFF
 
 /// One Adam / AdamW update of n parameters, as torch.optim.Adam (non-foreach) computes it:
 ///   w *= 1 - lr * decay                     (decoupled weight decay, AdamW)
@@ -185,5 +192,16 @@ void smil_transpose(float *restrict dst, int ldd, const float *restrict src, int
 /// Asks for the cache line at p ahead of a load that would miss (hash probes: the line for a key
 /// a few iterations ahead is fetched while the current one is handled).
 static inline void smil_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+
+/// The process-wide interrupt request (Ctrl-C): set from a signal handler, read at safe points by
+/// the interpreter and by Core's layers, autograd and long kernels. A lock-free atomic int, so
+/// setting it is async-signal-safe and reading it is one relaxed load.
+extern atomic_int smil_interrupt_flag;
+static inline int smil_interrupt_requested(void) {
+    return atomic_load_explicit(&smil_interrupt_flag, memory_order_relaxed);
+}
+static inline void smil_interrupt_set(int requested) {
+    atomic_store_explicit(&smil_interrupt_flag, requested, memory_order_relaxed);
+}
 
 #endif

@@ -198,6 +198,8 @@ extension Node {
     private static func propagate(_ order: [Node], _ pending: inout [ObjectIdentifier: Tensor],
                                   _ borrowed: inout [ObjectIdentifier: Node]) throws {
         for node in order.reversed() {
+            // A safe point for Ctrl-C between nodes (and after a kernel that stopped early).
+            try Interrupt.check()
             guard let g = pending.removeValue(forKey: ObjectIdentifier(node)) else { continue }
             if node.isLeaf {
                 // Accumulate in place (copy-on-write keeps a grad the caller holds unchanged).

@@ -55,11 +55,15 @@ public enum Parallel {
     /// by 20-30% for a while, and work dealt out in fixed shares waits for the slower one. A
     /// worker may claim its next unit before it runs the current one, to bring that unit's
     /// operands in meanwhile. Each unit's result must not depend on which worker runs it.
+    /// Once Ctrl-C is requested (`Interrupt`), `claim()` hands out nothing more: the kernel ends
+    /// early with its output unfinished, and the layer or autograd node that ran it throws at its
+    /// next safe point, before the output is used.
     public static func forEachClaimed(_ count: Int, _ body: (_ worker: Int, _ claim: () -> Int?) -> Void) {
         guard count > 0 else { return }
         let next = Atomic<Int>(0)
         forEach(min(threads, count)) { worker in
             body(worker) {
+                if Interrupt.isRequested { return nil }
                 let unit = next.wrappingAdd(1, ordering: .relaxed).oldValue
                 return unit < count ? unit : nil
             }

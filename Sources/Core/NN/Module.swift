@@ -45,7 +45,14 @@ open class Module {
         throw CoreError.invalidArgument(op: typeName, "this module does not take a single tensor")
     }
 
-    public func callAsFunction(_ input: Tensor) throws -> Tensor { try forward(input) }
+    /// Runs `forward`, with a safe point for Ctrl-C (`Interrupt`) before and after: a network's
+    /// forward stops within one layer, and a layer whose kernel stopped early is never returned.
+    public func callAsFunction(_ input: Tensor) throws -> Tensor {
+        try Interrupt.check()
+        let output = try forward(input)
+        try Interrupt.check()
+        return output
+    }
 
     /// The class name shown in summaries and errors.
     open var typeName: String { String(describing: type(of: self)) }

@@ -18,32 +18,42 @@ final class Frame: ManagedBuffer<FrameHeader, Value> {
         return unsafeDowncast(buffer, to: Frame.self)
     }
 
-    @inline(__always) var slots: UnsafeMutablePointer<Value> { header.slots }
-    @inline(__always) var parent: Frame? { header.parent }
+    // The header is read and written through its pointer, never through `header`: that is a
+    // stored class property, so every access from outside the standard library goes through a
+    // dynamic exclusivity check (swift_beginAccess), which cost fib(32) more than its arithmetic.
+    // Nothing holds the header inout across a call, so no access can overlap another.
+    @inline(__always) var slots: UnsafeMutablePointer<Value> { withUnsafeMutablePointerToHeader { $0.pointee.slots } }
+    @inline(__always) var parent: Frame? { withUnsafeMutablePointerToHeader { $0.pointee.parent } }
 
     /// Makes room for `size` slots (the global frame grows as a session declares names).
     func grow(to size: Int) {
-        guard size > header.count else { return }
-        let bigger = UnsafeMutablePointer<Value>.allocate(capacity: size)
-        bigger.moveInitialize(from: header.slots, count: header.count)
-        (bigger + header.count).initialize(repeating: .nilValue, count: size - header.count)
-        if header.separate { header.slots.deallocate() }
-        header.slots = bigger
-        header.count = size
-        header.separate = true
+        withUnsafeMutablePointerToHeader { h in
+            guard size > h.pointee.count else { return }
+            let bigger = UnsafeMutablePointer<Value>.allocate(capacity: size)
+            bigger.moveInitialize(from: h.pointee.slots, count: h.pointee.count)
+            (bigger + h.pointee.count).initialize(repeating: .nilValue, count: size - h.pointee.count)
+            if h.pointee.separate { h.pointee.slots.deallocate() }
+            h.pointee.slots = bigger
+            h.pointee.count = size
+            h.pointee.separate = true
+        }
     }
 
     /// Sets every slot back to nil (a frame returned to its function's spare list).
     @inline(__always) func clear() {
-        let slots = header.slots
-        for i in 0..<header.count { slots[i] = .nilValue }
+        withUnsafeMutablePointerToHeader { h in
+            let slots = h.pointee.slots
+            for i in 0..<h.pointee.count { slots[i] = .nilValue }
+        }
     }
 
     deinit {
-        let slots = header.slots
-        // One value at a time: deinitialize(count:) goes through the generic array destroyer.
-        for i in 0..<header.count { _ = (slots + i).move() }
-        if header.separate { slots.deallocate() }
+        withUnsafeMutablePointerToHeader { h in
+            let slots = h.pointee.slots
+            // One value at a time: deinitialize(count:) goes through the generic array destroyer.
+            for i in 0..<h.pointee.count { _ = (slots + i).move() }
+            if h.pointee.separate { slots.deallocate() }
+        }
     }
 }
 
@@ -182,10 +192,12 @@ public final class Function {
     let body: Exec
     /// Frames of finished calls kept for the next call (see `CompiledFunction.reusesFrames`):
     /// recursion takes one per level, so the stack is as deep as the deepest recursion so far.
-    /// Each entry owns one reference, moved in and out without reference counting.
-    private var spares: UnsafeMutablePointer<Unmanaged<Frame>>? = nil
-    private var spareCount = 0
-    private var spareCapacity = 0
+    /// Each entry owns one reference, moved in and out without reference counting. Unchecked for
+    /// exclusivity (a dynamic check on every call otherwise): only `takeFrame`, `giveBack` and
+    /// `growSpares` touch them, each reading and assigning them whole, never inout across a call.
+    @exclusivity(unchecked) private var spares: UnsafeMutablePointer<Unmanaged<Frame>>? = nil
+    @exclusivity(unchecked) private var spareCount = 0
+    @exclusivity(unchecked) private var spareCapacity = 0
 
     init(_ kind: Kind) {
         self.kind = kind
