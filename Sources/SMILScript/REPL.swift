@@ -145,12 +145,19 @@ struct REPL {
             guard let interp = replInterpreter, let bufferPointer = rl_line_buffer else { return nil }
             let line = String(cString: bufferPointer)
             let upto = String(line.utf8.prefix(Int(end))) ?? line
+            // Nothing is added after a completed name or member (a '.' or '(' usually follows, as
+            // in IPython and the Julia REPL); a keyword gets a space, a folder its '/' (readline
+            // marks directories itself), and a file name nothing, before the closing quote.
+            rl_completion_append_character = 0
             // Inside an open string literal: complete file paths.
             if upto.filter({ $0 == "\"" }).count % 2 == 1 {
                 return rl_completion_matches(text, rl_filename_completion_function)
             }
             rl_attempted_completion_over = 1
             completionCandidates = interp.completions(upto).candidates
+            if completionCandidates.count == 1, Interpreter.isKeyword(completionCandidates[0]) {
+                rl_completion_append_character = 32
+            }
             return rl_completion_matches(text) { _, state in
                 let i = Int(state)
                 guard i < completionCandidates.count else { return nil }

@@ -8,13 +8,16 @@ import Interpreter
 struct TestRunner {
     let paths: [String]
 
-    /// The .smil files under the paths, sorted.
-    func files() -> [String] {
+    /// The .smil files under the paths, sorted, or nil (after saying which) when a path is missing:
+    /// a typo in CI's test path must fail the run, not pass it with nothing tested.
+    func files() -> [String]? {
         var out: [String] = []
+        var missing = false
         for p in paths {
             var isDir: ObjCBool = false
             guard FileManager.default.fileExists(atPath: p, isDirectory: &isDir) else {
                 printError("smil test: no such file or folder: \(p)")
+                missing = true
                 continue
             }
             if !isDir.boolValue { out.append(p); continue }
@@ -23,12 +26,17 @@ struct TestRunner {
                 if f.hasSuffix(".smil") { out.append((p as NSString).appendingPathComponent(f)) }
             }
         }
-        return out.sorted()
+        return missing ? nil : out.sorted()
     }
 
     func run() -> Int32 {
+        guard let files = files() else { return 1 }
+        guard !files.isEmpty else {
+            printError("smil test: no .smil files under \(paths.joined(separator: ", "))")
+            return 1
+        }
         var passed = 0, failed = 0, skipped = 0
-        for file in files() {
+        for file in files {
             let interp = Interpreter()
             interp.checkExpectations = true
             interp.output = { _ in }
@@ -59,6 +67,10 @@ struct TestRunner {
             }
         }
         print("\(passed) passed, \(failed) failed" + (skipped > 0 ? ", \(skipped) skipped" : ""))
+        if passed + failed == 0 {
+            printError("smil test: no test ran (no `test` block or `#>` check in \(files.count) file\(files.count == 1 ? "" : "s"))")
+            return 1
+        }
         return failed == 0 ? 0 : 1
     }
 }

@@ -48,17 +48,27 @@ func makeInterpreter(arguments: [String]) -> Interpreter {
             fflush(stdout)
             return
         }
-        let elapsed = Date().timeIntervalSince(start)
-        let rate = elapsed > 0 ? Double(done) / elapsed : 0
-        let eta = rate > 0 ? Double(total - done) / rate : 0
-        let width = 24, filled = total > 0 ? width * done / total : 0
-        var line = "\r[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] \(done)/\(total)"
-        line += String(format: "  %.2f it/s  ETA %.0fs", rate, eta)
-        if let loss = interp.progressLoss { line += String(format: "  loss %.4f", loss) }
-        print(line, terminator: "")
+        print(progressLine(done: done, total: total, elapsed: Date().timeIntervalSince(start), loss: interp.progressLoss),
+              terminator: "")
         fflush(stdout)
     }
     return interp
+}
+
+/// The progress bar's line: count, rate and ETA once two items are done (the clock starts at the
+/// first, so one item gives no rate), in s/it below one item a second as tqdm shows it, and the
+/// last loss.
+func progressLine(done: Int, total: Int, elapsed: Double, loss: Double?) -> String {
+    let width = 24, filled = total > 0 ? width * min(done, total) / total : 0
+    var line = "\r[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] \(done)/\(total)"
+    if done >= 2 && elapsed > 0 {
+        // Items since the clock started at the first one.
+        let rate = Double(done - 1) / elapsed
+        line += rate >= 1 ? String(format: "  %.2f it/s", rate) : String(format: "  %.2f s/it", 1 / rate)
+        line += String(format: "  ETA %.0fs", Double(max(total - done, 0)) / rate)
+    }
+    if let loss { line += String(format: "  loss %.4f", loss) }
+    return line
 }
 
 /// Reports a script error on stderr; returns the exit status.
@@ -68,6 +78,10 @@ func report(_ error: Error) -> Int32 {
     return 1
 }
 
+// Standard output reaches a file or a pipe at each newline, as it does a terminal: a script's lines
+// show in `> log.txt`, under `| tee`, nohup or a batch scheduler as they are printed, and are not
+// lost in a 4 KB buffer when the job is killed.
+setvbuf(stdout, nil, _IOLBF, 0)
 // Settles the compute threads first (this also stops OpenBLAS's own pool from spinning).
 _ = Parallel.threads
 var arguments = Array(CommandLine.arguments.dropFirst())

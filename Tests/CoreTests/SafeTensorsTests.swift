@@ -24,6 +24,29 @@ final class SafeTensorsTests: XCTestCase {
         return d
     }
 
+    /// A checkpoint survives a power cut: the new bytes are synced before the rename, and the
+    /// folder (which holds the name) after it; nothing is left beside the target.
+    func testAtomicWriteSyncsTheFileBeforeTheRenameAndTheFolderAfter() throws {
+        let path = dir.appendingPathComponent("model.safetensors").path
+        try Data("old".utf8).write(to: URL(fileURLWithPath: path))
+        var synced: [String] = []
+        try writeAtomically(Data("new".utf8), to: path, sync: { fd in
+            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)")) ?? "?"
+            let current = (try? String(contentsOfFile: path, encoding: .utf8)) ?? "?"
+            let what = target == self.dir.path ? "folder" : target.contains(".model.safetensors.tmp-") ? "temporary file" : target
+            synced.append("\(what), target holds \(current)")
+            return fsync(fd)
+        })
+        XCTAssertEqual(synced, ["temporary file, target holds old", "folder, target holds new"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["model.safetensors"])
+        // A failed sync is an error that names the file, and the old file stays.
+        XCTAssertThrowsError(try writeAtomically(Data("newer".utf8), to: path, sync: { _ in errno = EIO; return -1 })) { e in
+            XCTAssertTrue("\(e)".contains("model.safetensors") && "\(e)".contains("cannot sync"), "\(e)")
+        }
+        XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), "new")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["model.safetensors"])
+    }
+
     func testRoundTripWithMetadataAndRankZero() throws {
         let path = dir.appendingPathComponent("a.safetensors").path
         let st = SafeTensors(tensors: [("w", .float(try Tensor([1, -2.5, 3e-8, 4], shape: [2, 2]))),

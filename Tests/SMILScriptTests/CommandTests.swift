@@ -111,6 +111,73 @@ final class CommandTests: XCTestCase {
     }
 }
 
+extension CommandTests {
+    /// A typo in CI's test path, or a folder with no test in it, fails the run instead of passing
+    /// with nothing tested.
+    func testTestRunnerRefusesMissingPathsAndRunsWithNoTest() throws {
+        let (s1, out1, err1) = try runSmil(["test", "/no/such/path"])
+        XCTAssertEqual(s1, 1)
+        XCTAssertTrue(err1.contains("smil test: no such file or folder: /no/such/path"), err1)
+        XCTAssertFalse(out1.contains("0 passed, 0 failed"), out1)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("smil-empty-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (s2, _, err2) = try runSmil(["test", dir.path])
+        XCTAssertEqual(s2, 1)
+        XCTAssertTrue(err2.contains("no .smil files under"), err2)
+        try "let x = 1\n".write(to: dir.appendingPathComponent("plain.smil"), atomically: true, encoding: .utf8)
+        let (s3, out3, err3) = try runSmil(["test", dir.path])
+        XCTAssertEqual(s3, 1)
+        XCTAssertTrue(out3.hasSuffix("0 passed, 0 failed\n") && err3.contains("no test ran"), out3 + err3)
+    }
+
+    /// An empty script runs nothing and succeeds; a binary file is refused as not UTF-8, naming
+    /// the first bad byte; an unreadable one says why.
+    func testEmptyAndBinaryScripts() throws {
+        let (s1, out1, err1) = try runSmil(["/dev/null"])
+        XCTAssertEqual(s1, 0, err1)
+        XCTAssertEqual(out1 + err1, "")
+        let bin = FileManager.default.temporaryDirectory.appendingPathComponent("smil-bin-\(UUID().uuidString).smil")
+        defer { try? FileManager.default.removeItem(at: bin) }
+        try Data([0x70, 0x72, 0x69, 0x6E, 0x74, 0xFF, 0xFE, 0x00]).write(to: bin)
+        let (s2, _, err2) = try runSmil([bin.path])
+        XCTAssertEqual(s2, 1)
+        XCTAssertTrue(err2.contains("is not UTF-8 text (byte 0xFF at offset 5)"), err2)
+        XCTAssertFalse(err2.contains("cannot read"), err2)
+        let (s3, _, err3) = try runSmil(["/root"])
+        XCTAssertEqual(s3, 1)
+        XCTAssertTrue(err3.contains("cannot read /root"), err3)
+    }
+
+    /// Printed lines reach a pipe as they are printed, not in 4 KB bursts at exit: the first line
+    /// is read while the script still sleeps.
+    func testPrintReachesAPipeAtEachNewline() throws {
+        let binary = Bundle.main.bundleURL.appendingPathComponent("smil")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else { throw XCTSkip("smil binary not found") }
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = ["-e", "print(\"first\")\nlet t0 = time()\nwhile time() - t0 < 20 { }\nprint(\"second\")"]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        defer { p.terminate(); p.waitUntilExit() }
+        let fd = out.fileHandleForReading.fileDescriptor
+        var got = ""
+        let deadline = Date().addingTimeInterval(10)
+        var buffer = [UInt8](repeating: 0, count: 256)
+        while !got.contains("\n") && Date() < deadline {
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&pfd, 1, 100) > 0 {
+                let n = read(fd, &buffer, buffer.count)
+                if n <= 0 { break }
+                got += String(decoding: buffer[0..<n], as: UTF8.self)
+            }
+        }
+        XCTAssertEqual(got, "first\n", "the first line, while the script is still running")
+        XCTAssertTrue(p.isRunning)
+    }
+}
+
 final class ExampleTests: XCTestCase {
     /// The README's main job runs, learns the synthetic arrangement, and prints the same numbers
     /// twice for the same seed.

@@ -115,4 +115,58 @@ final class REPLTests: XCTestCase {
         XCTAssertTrue(again.waitFor(":vars"), again.screen)
         again.close()
     }
+
+    /// Completion flows: a completed name gets nothing after it, so `.` and a member completion
+    /// follow at once; a keyword gets its space.
+    func testCompletionAddsNothingAfterANameOrMember() throws {
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("smil-home-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        let s = try PTYSession(home: home)
+        XCTAssertTrue(s.waitFor("smil> "), s.screen)
+        s.send("var alpha_value = tensor([1.5, 2.0])\n")
+        s.send("alpha_val\t")
+        XCTAssertTrue(s.waitFor("alpha_value"), s.screen)
+        s.send(".su\t")
+        XCTAssertTrue(s.waitFor("alpha_value.sum"), s.screen)
+        s.send("()\n")
+        // The line as completed and entered, then its value.
+        XCTAssertTrue(s.waitFor("alpha_value.sum()\r\ntensor(3.5"), s.screen.debugDescription)
+        XCTAssertFalse(s.screen.contains("alpha_value .su"), s.screen)
+        XCTAssertFalse(s.screen.contains("error"), s.screen)
+        // A keyword is followed by a space: "whi<Tab>true {}" is a loop header.
+        s.send("var k = 0\n")
+        s.send("whi\t")
+        XCTAssertTrue(s.waitFor("while "), s.screen)
+        s.send("k < 3 { k += 1 }\nk * 10\n")
+        XCTAssertTrue(s.waitFor("while k < 3 { k += 1 }"), s.screen.debugDescription)
+        XCTAssertTrue(s.waitFor("k * 10\r\n30"), s.screen.debugDescription)
+        s.close()
+    }
+
+    /// Ctrl-C stops one long library call (a ResNet-50 forward of a minute's work) between its
+    /// layers and kernel tiles: the prompt is back within seconds and the workspace is intact.
+    func testCtrlCStopsALongForwardBetweenLayers() throws {
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("smil-home-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        let s = try PTYSession(home: home)
+        XCTAssertTrue(s.waitFor("smil> "), s.screen)
+        s.send("let m = resnet50(embedder: true)\nlet w = m.conv1.weight.clone()\n")
+        s.send("let x = randn([32, 3, 512, 512])\n")
+        s.send("print(\"g\" + \"o!\")\nlet y = no_grad(fn() => m(x))\n")
+        XCTAssertTrue(s.waitFor("go!", timeout: 60), s.screen)
+        Thread.sleep(forTimeInterval: 1.0)
+        let sent = Date()
+        s.send("\u{3}")
+        XCTAssertTrue(s.waitFor("interrupted", timeout: 10), s.screen)
+        let took = Date().timeIntervalSince(sent)
+        XCTAssertLessThan(took, 5, "the forward stops at the next layer, not at its end")
+        s.send("[allclose(m.conv1.weight, w), x.shape]\n")
+        XCTAssertTrue(s.waitFor("[true, [32, 3, 512, 512]]"), s.screen.debugDescription)
+        // The interrupted statement bound nothing: `y` holds no half-computed tensor.
+        s.send("y == nil\n")
+        XCTAssertTrue(s.waitFor("y == nil\r\ntrue"), s.screen.debugDescription)
+        s.close()
+    }
 }

@@ -189,23 +189,42 @@ public struct SafeTensors {
     }
 }
 
-/// Writes `data` to a temporary file in the target's folder, then renames it into place, so a
-/// crash never leaves a half-written file where a good one was.
+/// Writes `data` to a temporary file in the target's folder, syncs it, renames it into place and
+/// syncs the folder (SQLite's rule), so that neither a crash nor a power cut leaves a half-written
+/// file, or a new name pointing at an empty one, where a good file was.
 public func writeAtomically(_ data: Data, to path: String) throws {
+    try writeAtomically(data, to: path, sync: { fsync($0) })
+}
+
+/// `writeAtomically`, with the sync call given (tests record which descriptors are synced, and when).
+func writeAtomically(_ data: Data, to path: String, sync: (Int32) -> Int32) throws {
     let url = URL(fileURLWithPath: path)
-    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+    let folder = url.deletingLastPathComponent().path
+    let tmp = (folder as NSString).appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+    func failure(_ what: String) -> CoreError { CoreError.file(path: path, "\(what): \(String(cString: strerror(errno)))") }
+    let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw failure("cannot create a temporary file in \(folder)") }
+    var renamed = false
+    defer { if !renamed { unlink(tmp) } }
     do {
-        try data.write(to: tmp)
-        if rename(tmp.path, url.path) != 0 {
-            throw CoreError.file(path: path, "cannot rename the temporary file into place: \(String(cString: strerror(errno)))")
+        defer { close(fd) }
+        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            var done = 0
+            while done < raw.count {
+                let n = write(fd, raw.baseAddress! + done, raw.count - done)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { throw failure("cannot write") }
+                done += n
+            }
         }
-    } catch let e as CoreError {
-        try? FileManager.default.removeItem(at: tmp)
-        throw e
-    } catch {
-        try? FileManager.default.removeItem(at: tmp)
-        throw CoreError.file(path: path, "cannot write: \(error.localizedDescription)")
+        guard sync(fd) == 0 else { throw failure("cannot sync the temporary file") }
     }
+    guard rename(tmp, path) == 0 else { throw failure("cannot rename the temporary file into place") }
+    renamed = true
+    let dir = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard dir >= 0 else { throw failure("cannot open the folder to sync the new name") }
+    defer { close(dir) }
+    guard sync(dir) == 0 else { throw failure("cannot sync the folder") }
 }
 
 extension Module {

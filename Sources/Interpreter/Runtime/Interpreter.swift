@@ -82,10 +82,42 @@ public final class Interpreter {
     /// Runs a file.
     @discardableResult
     public func runFile(_ path: String) throws -> Value? {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ScriptError(.runtime, "cannot read \(path)")
+        try run(try Interpreter.readScript(path), name: path)
+    }
+
+    /// A script's text. Read through a file handle, so that /dev/null (an empty script, which runs
+    /// nothing) and named pipes work; a file that is not UTF-8 is refused with the first bad byte.
+    public static func readScript(_ path: String) throws -> String {
+        let data: Data
+        do {
+            let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+            defer { try? handle.close() }
+            data = try handle.readToEnd() ?? Data()
+        } catch {
+            let reason = (error as NSError).localizedFailureReason ?? (error as NSError).localizedDescription
+            throw ScriptError(.runtime, "cannot read \(path): \(reason)")
         }
-        return try run(text, name: path)
+        if let text = String(data: data, encoding: .utf8) { return text }
+        throw ScriptError(.runtime, "\(path) is not UTF-8 text (\(firstInvalidUTF8(data)))")
+    }
+
+    /// Where UTF-8 decoding of `data` first fails, as "byte 0xNN at offset N".
+    private static func firstInvalidUTF8(_ data: Data) -> String {
+        let bytes = [UInt8](data)
+        var decoder = UTF8()
+        var offset = 0, start = 0
+        var input = AnyIterator<UInt8> {
+            guard offset < bytes.count else { return nil }
+            offset += 1
+            return bytes[offset - 1]
+        }
+        while true {
+            switch decoder.decode(&input) {
+            case .scalarValue: start = offset
+            case .emptyInput: return "a sequence cut short at its end"
+            case .error: return String(format: "byte 0x%02X at offset %d", bytes[start], start)
+            }
+        }
     }
 
     func globalsGrew(_ size: Int) { globalFrame.grow(to: size) }

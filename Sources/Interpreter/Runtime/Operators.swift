@@ -5,6 +5,19 @@ import Foundation
 import Core
 
 extension Interpreter {
+    /// `a ** b` on floats by Python's rules: an error where Python raises (zero to a negative
+    /// power, a negative number to a fractional power, which Python makes complex, and a finite
+    /// result too large for a float) instead of inf or nan.
+    func floatPower(_ a: Double, _ b: Double, _ file: SourceFile, _ loc: SourceLocation) throws -> Double {
+        if a == 0 && b < 0 { throw fail("0.0 cannot be raised to a negative power (ZeroDivisionError in Python)", file, loc) }
+        if a < 0 && a.isFinite && b.isFinite && b != b.rounded() {
+            throw fail("a negative number cannot be raised to a fractional power (Python gives a complex number)", file, loc)
+        }
+        let p = Foundation.pow(a, b)
+        if p.isInfinite && a.isFinite && b.isFinite { throw fail("result of ** too large for a float (OverflowError in Python)", file, loc) }
+        return p
+    }
+
     func fail(_ msg: String, _ file: SourceFile, _ loc: SourceLocation, length: Int = 1) -> ScriptError {
         ScriptError(.runtime, msg, file: file, at: loc, length: length)
     }
@@ -43,12 +56,15 @@ extension Interpreter {
                 let m = a % b
                 return .int(m != 0 && (m < 0) != (b < 0) ? m + b : m)
             case "**":
-                if b < 0 { return .float(Foundation.pow(Double(a), Double(b))) }
+                if b < 0 {
+                    if a == 0 { throw fail("0 cannot be raised to a negative power (ZeroDivisionError in Python)", file, loc) }
+                    return .float(Foundation.pow(Double(a), Double(b)))
+                }
                 var result = 1, base = a, e = b
                 while e > 0 {
-                    if e & 1 == 1 { let (m, o) = result.multipliedReportingOverflow(by: base); if o { return .float(Foundation.pow(Double(a), Double(b))) }; result = m }
+                    if e & 1 == 1 { let (m, o) = result.multipliedReportingOverflow(by: base); if o { return .float(try floatPower(Double(a), Double(b), file, loc)) }; result = m }
                     e >>= 1
-                    if e > 0 { let (m, o) = base.multipliedReportingOverflow(by: base); if o { return .float(Foundation.pow(Double(a), Double(b))) }; base = m }
+                    if e > 0 { let (m, o) = base.multipliedReportingOverflow(by: base); if o { return .float(try floatPower(Double(a), Double(b), file, loc)) }; base = m }
                 }
                 return .int(result)
             default: if let c = comparison(op, a, b) { return c }
@@ -65,9 +81,11 @@ extension Interpreter {
                     return .float(a / b)
                 case "%":
                     if b == 0 { throw fail("float modulo by zero", file, loc) }
+                    // Python's float remainder: the divisor's sign, a zero result included (-0.0).
                     let m = Foundation.fmod(a, b)
-                    return .float(m != 0 && (m < 0) != (b < 0) ? m + b : m)
-                case "**": return .float(Foundation.pow(a, b))
+                    if m == 0 { return .float(b < 0 ? -0.0 : 0.0) }
+                    return .float((m < 0) != (b < 0) ? m + b : m)
+                case "**": return .float(try floatPower(a, b, file, loc))
                 default: if let c = comparison(op, a, b) { return c }
                 }
             }

@@ -4,23 +4,42 @@
 import Foundation
 import Core
 
-/// The shortest text that reads back as `d`, always with a '.' or an exponent (Python's repr).
+/// The shortest text that reads back as `d`, always with a '.' or an exponent, as Python's repr:
+/// positional from 1e-4 up to (not including) 1e16, exponent form outside (`1e-05`, `1e+16`).
 func formatFloat(_ d: Double) -> String {
     if d.isNaN { return "nan" }
     if d.isInfinite { return d > 0 ? "inf" : "-inf" }
-    var s = "\(d)"   // Swift prints the shortest round-trip form: 0.1, 3.0, 1e-08, 1e+16
-    if s.contains("e") {
-        // Python writes 1e-08 / 1e+16 as Swift does; make sure the exponent has two digits.
-        let parts = s.split(separator: "e")
-        var exp = String(parts[1])
-        let sign = exp.hasPrefix("-") ? "-" : "+"
-        exp = exp.trimmingPrefix { $0 == "-" || $0 == "+" }
-        if exp.count < 2 { exp = "0" + exp }
-        var mant = String(parts[0])
-        if mant.hasSuffix(".0") { mant.removeLast(2) }
-        s = mant + "e" + sign + exp
+    if d == 0 { return d.sign == .minus ? "-0.0" : "0.0" }
+    // Swift's description has the shortest round-trip digits; only its switch to exponent form
+    // (at 2^53 and 1e-4) differs from Python's, so take its digits and exponent and lay them out.
+    let (digits, exponent) = shortestDigits(Swift.abs(d))
+    let sign = d < 0 ? "-" : ""
+    if exponent < -4 || exponent >= 16 {
+        var mantissa = String(digits.first!)
+        if digits.count > 1 { mantissa += "." + digits.dropFirst() }
+        return sign + mantissa + "e" + (exponent < 0 ? "-" : "+") + (abs(exponent) < 10 ? "0" : "") + String(abs(exponent))
     }
-    return s
+    if exponent < 0 { return sign + "0." + String(repeating: "0", count: -exponent - 1) + digits }
+    if digits.count <= exponent + 1 { return sign + digits + String(repeating: "0", count: exponent + 1 - digits.count) + ".0" }
+    let point = digits.index(digits.startIndex, offsetBy: exponent + 1)
+    return sign + digits[..<point] + "." + digits[point...]
+}
+
+/// The shortest round-trip decimal digits of a positive finite `d` (no leading or trailing zeros)
+/// and the decimal exponent of the first: 1234.5 -> ("12345", 3), 0.001 -> ("1", -3).
+private func shortestDigits(_ d: Double) -> (String, Int) {
+    let text = d.description
+    let parts = text.split(separator: "e")
+    var exponent = parts.count == 2 ? Int(parts[1])! : 0
+    let mantissa = parts[0]
+    let point = mantissa.firstIndex(of: ".")
+    let whole = point.map { mantissa[..<$0] } ?? mantissa[...]
+    let fraction = point.map { mantissa[mantissa.index(after: $0)...] } ?? ""
+    var digits = String(whole + fraction)
+    exponent += whole.count - 1
+    while digits.hasPrefix("0") && digits.count > 1 { digits.removeFirst(); exponent -= 1 }
+    while digits.hasSuffix("0") && digits.count > 1 { digits.removeLast() }
+    return (digits, exponent)
 }
 
 extension String {
@@ -59,14 +78,16 @@ func quote(_ s: String) -> String {
     return out + "\""
 }
 
-/// Applies a Python format spec: `[[fill]align][sign][0][width][,][.precision][type]`.
+/// Applies a Python format spec: `[[fill]align][sign][#][0][width][,][.precision][type]`, with
+/// the types `s d n b o x X c` for integers and `e E f F g G n %` for numbers.
 func formatValue(_ v: Value, spec: String) throws -> String {
     var chars = Array(spec)
     var fill: Character = " ", align: Character? = nil, sign: Character = "-"
-    var width = 0, precision: Int? = nil, comma = false, type: Character? = nil
+    var width = 0, precision: Int? = nil, comma = false, type: Character? = nil, alternate = false
     if chars.count >= 2, "<>^=".contains(chars[1]) { fill = chars[0]; align = chars[1]; chars.removeFirst(2) }
     else if let c = chars.first, "<>^=".contains(c) { align = c; chars.removeFirst() }
     if let c = chars.first, "+- ".contains(c) { sign = c; chars.removeFirst() }
+    if chars.first == "#" { alternate = true; chars.removeFirst() }
     if chars.first == "0" { fill = "0"; if align == nil { align = "=" }; chars.removeFirst() }
     var digits = ""
     while let c = chars.first, c.isNumber { digits.append(c); chars.removeFirst() }
@@ -87,28 +108,50 @@ func formatValue(_ v: Value, spec: String) throws -> String {
     func number(_ d: Double, _ t: Character) throws -> String {
         negative = d < 0 || (d == 0 && d.sign == .minus)
         let a = Swift.abs(d)
+        let flag = alternate ? "#" : ""
         switch t {
-        case "f", "F": return String(format: "%.\(precision ?? 6)f", a)
+        case "f", "F": return String(format: "%\(flag).\(precision ?? 6)f", a)
         case "e", "E":
-            let s = String(format: "%.\(precision ?? 6)e", a)
+            let s = String(format: "%\(flag).\(precision ?? 6)e", a)
             return t == "E" ? s.uppercased() : s
-        case "g", "G": return String(format: "%.\(max(1, precision ?? 6))g", a)
+        case "g", "G", "n":
+            let s = String(format: "%\(alternate ? "#" : "").\(max(1, precision ?? 6))g", a)
+            return t == "G" ? s.uppercased() : s
         case "%": return String(format: "%.\(precision ?? 6)f", a * 100) + "%"
         default: throw ScriptError(.runtime, "bad format spec '\(spec)': unknown type '\(t)' for a number")
         }
+    }
+    var prefix = ""
+    if case .int = v, precision != nil, type.map({ "dnbBoxXc".contains($0) }) ?? true {
+        throw ScriptError(.runtime, "bad format spec '\(spec)': precision not allowed in integer format specifier")
     }
     switch v {
     case .int(let i) where type == nil || type == "d" || type == "n":
         negative = i < 0
         body = String(i.magnitude)
         if comma { body = grouped(body) }
+    case .int(let i) where type.map { "bBoxX".contains($0) } ?? false:
+        negative = i < 0
+        let radix = type == "b" ? 2 : type == "o" ? 8 : 16
+        body = String(i.magnitude, radix: radix, uppercase: type == "X")
+        if alternate { prefix = type == "b" ? "0b" : type == "o" ? "0o" : type == "X" ? "0X" : "0x" }
+    case .int(let i) where type == "c":
+        guard let scalar = i >= 0 && i <= 0x10FFFF ? Unicode.Scalar(UInt32(i)) : nil else {
+            throw ScriptError(.runtime, "bad format spec '\(spec)': %c arg not in range(0x110000): \(i)")
+        }
+        body = String(Character(scalar))
+    case .float where type.map { "bBoxXc".contains($0) } ?? false:
+        throw ScriptError(.runtime, "bad format spec '\(spec)': unknown format code '\(type!)' for a float")
     case .int, .float:
         let d: Double
         if case .int(let i) = v { d = Double(i) } else if case .float(let f) = v { d = f } else { d = 0 }
         if type == "d" { throw ScriptError(.runtime, "bad format spec '\(spec)': 'd' needs an integer, got a float") }
         if type == nil && precision == nil {
-            negative = d < 0
+            negative = d < 0 || (d == 0 && d.sign == .minus)
             body = formatFloat(Swift.abs(d))
+        } else if type == nil, let p = precision {
+            body = shortFloat(Swift.abs(d), significant: max(1, p))
+            negative = d < 0 || (d == 0 && d.sign == .minus)
         } else {
             body = try number(d, type ?? "g")
         }
@@ -120,7 +163,7 @@ func formatValue(_ v: Value, spec: String) throws -> String {
         body = render(v, quoted: false)
         if let p = precision { body = String(body.prefix(p)) }
     }
-    let signText = negative ? "-" : (sign == "+" ? "+" : (sign == " " ? " " : ""))
+    let signText = (negative ? "-" : (sign == "+" ? "+" : (sign == " " ? " " : ""))) + prefix
     let isNumber: Bool
     switch v { case .int, .float: isNumber = true; default: isNumber = false }
     let total = signText.count + body.count
@@ -132,6 +175,28 @@ func formatValue(_ v: Value, spec: String) throws -> String {
     case "=": return signText + padding + body
     default: return padding + signText + body
     }
+}
+
+/// Python's format with a precision and no type: `p` significant digits as 'g' gives them, but in
+/// exponent form from an exponent of p - 1 (not p) up, and fixed-point keeps a digit after the
+/// point ("2.0", not "2").
+func shortFloat(_ a: Double, significant p: Int) -> String {
+    guard a.isFinite else { return a.isNaN ? "nan" : "inf" }
+    let scientific = String(format: "%.\(p - 1)e", a)
+    let exponent = Int(scientific.split(separator: "e")[1])!
+    func trimmed(_ s: String) -> String {
+        guard s.contains(".") else { return s }
+        var t = s
+        while t.hasSuffix("0") { t.removeLast() }
+        if t.hasSuffix(".") { t.removeLast() }
+        return t
+    }
+    if exponent < -4 || exponent >= p - 1 {
+        let parts = scientific.split(separator: "e")
+        return trimmed(String(parts[0])) + "e" + parts[1]
+    }
+    let fixed = trimmed(String(format: "%.\(max(0, p - 1 - exponent))f", a))
+    return fixed.contains(".") ? fixed : fixed + ".0"
 }
 
 func grouped(_ digits: String) -> String {

@@ -17,6 +17,12 @@ extension Interpreter {
         }
     }
 
+    /// Whether `word` is a keyword that a space follows (completion adds one): not the values
+    /// `true`, `false` and `nil`.
+    public static func isKeyword(_ word: String) -> Bool {
+        keywordList.contains(word) && !["true", "false", "nil"].contains(word)
+    }
+
     static let keywordList = ["let", "var", "fn", "return", "if", "else", "while", "for", "in", "break", "continue",
                               "true", "false", "nil", "and", "or", "not", "assert", "import", "as", "test"]
 
