@@ -38,14 +38,20 @@ final class OptimizerObject: HostObject {
 }
 
 extension Interpreter {
-    /// The parameters behind a list of script tensors (leaf tensors become parameters of their own).
+    /// The parameters behind a module or a list of script tensors: module parameters as they are,
+    /// a script's own leaf tensors that require grad made parameters (`TensorBox.asParameter`).
     func parameters(_ v: Value, function: String) throws -> [Parameter] {
         let r = ArgumentReader(function: function)
         if case .object(let m as ModuleObject) = v { return m.module.allParameters() }
-        return try r.list(v, "params").map { item in
-            guard case .tensor(let box) = item else { throw r.wrong("params", "a list of tensors", item) }
-            if let p = box.parameter { return p }
-            throw ScriptError(.runtime, "\(function)(): every tensor in params must be a module parameter (use model.parameters())")
+        let items = try r.list(v, "params")
+        var seen = Set<ObjectIdentifier>()
+        return try items.enumerated().map { i, item in
+            guard case .tensor(let box) = item else { throw r.wrong("params", "a list of float tensors", item) }
+            let p = try box.asParameter(function: function, index: i)
+            guard seen.insert(ObjectIdentifier(p)).inserted else {
+                throw ScriptError(.runtime, "\(function)(): params[\(i)] appears twice in params (torch.optim refuses duplicates too)")
+            }
+            return p
         }
     }
 

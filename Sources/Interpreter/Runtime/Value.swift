@@ -108,11 +108,31 @@ public final class DictBox {
 /// A tensor held by reference: a script's own tensor, or a module's parameter (so that optimizer
 /// steps and scripts see the same values).
 public final class TensorBox {
-    public let parameter: Parameter?
+    public private(set) var parameter: Parameter?
     private var own: Tensor
 
     public init(_ t: Tensor) { own = t; parameter = nil }
     public init(parameter: Parameter) { self.parameter = parameter; own = Tensor.zeros([0]) }
+
+    /// The parameter this tensor is, made from it the first time a script's own leaf tensor is
+    /// handed to an optimizer (as torch.optim takes any leaf tensor): from then on the script's
+    /// tensor and the optimizer's parameter are one, so `opt.step()` updates what the script holds.
+    /// Its gradient so far is kept. A tensor that does not require grad, or that an operation
+    /// computed (not a leaf), is refused: nothing could ever reach it through `backward()`.
+    public func asParameter(function: String, index: Int) throws -> Parameter {
+        if let p = parameter { return p }
+        guard own.requiresGrad else {
+            throw CoreError.invalidArgument(op: "\(function)()", "params[\(index)] does not require grad (set its requires_grad = true first)")
+        }
+        guard own.isLeaf else {
+            throw CoreError.invalidArgument(op: "\(function)()", "params[\(index)] is not a leaf tensor (it was computed by an operation; optimize the tensors it came from, or a .detach() of it)")
+        }
+        let p = Parameter(own)
+        p.grad = own.grad
+        parameter = p
+        own = Tensor.zeros([0])
+        return p
+    }
 
     public var value: Tensor {
         get { parameter?.value ?? own }
