@@ -69,9 +69,15 @@ final class PTYSession {
 }
 
 final class REPLTests: XCTestCase {
-    func testInteractiveSession() throws {
+    /// A fresh HOME for one session (its own ~/.smil_history); the caller removes it.
+    func temporaryHome() throws -> String {
         let home = FileManager.default.temporaryDirectory.appendingPathComponent("smil-home-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+        return home
+    }
+
+    func testInteractiveSession() throws {
+        let home = try temporaryHome()
         defer { try? FileManager.default.removeItem(atPath: home) }
         let s = try PTYSession(home: home)
         XCTAssertTrue(s.waitFor("smil> "), s.screen)
@@ -119,8 +125,7 @@ final class REPLTests: XCTestCase {
     /// Completion flows: a completed name gets nothing after it, so `.` and a member completion
     /// follow at once; a keyword gets its space.
     func testCompletionAddsNothingAfterANameOrMember() throws {
-        let home = FileManager.default.temporaryDirectory.appendingPathComponent("smil-home-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+        let home = try temporaryHome()
         defer { try? FileManager.default.removeItem(atPath: home) }
         let s = try PTYSession(home: home)
         XCTAssertTrue(s.waitFor("smil> "), s.screen)
@@ -147,8 +152,7 @@ final class REPLTests: XCTestCase {
     /// Ctrl-C stops one long library call (a ResNet-50 forward of a minute's work) between its
     /// layers and kernel tiles: the prompt is back within seconds and the workspace is intact.
     func testCtrlCStopsALongForwardBetweenLayers() throws {
-        let home = FileManager.default.temporaryDirectory.appendingPathComponent("smil-home-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+        let home = try temporaryHome()
         defer { try? FileManager.default.removeItem(atPath: home) }
         let s = try PTYSession(home: home)
         XCTAssertTrue(s.waitFor("smil> "), s.screen)
