@@ -17,7 +17,7 @@ let package = Package(
 
         // libjpeg reports errors by longjmp: the jump stays inside this small C target.
         .target(name: "CJPEGCodec", dependencies: ["CJPEG"], path: "Sources/CJPEGCodec", linkerSettings: [.linkedLibrary("jpeg")]),
-        // No unsafeFlags anywhere, so that Core builds as another package's dependency: release
+        // No unsafe build flags anywhere, so that Core builds as another package's dependency: release
         // builds are SwiftPM's plain -O with whole-module optimisation and bounds and overflow
         // checks kept; the kernels' floating-point contraction is turned off by a pragma in
         // kernels.h, not by a flag.
