@@ -64,6 +64,8 @@ public enum Functional {
             ? Tensor(uninitializedShape: [n, g.outHeight, c, g.outWidth]) : nil
         conv2dForward(input: x.storage.pointer, output: out.storage.pointer, weight: wt.storage.pointer,
                       bias: b?.storage.pointer, g, winograd: winograd, keepingSubsample: subsample?.storage.pointer)
+        // Its tiles stop being claimed once Ctrl-C is requested: never return the unfinished output.
+        try Interrupt.check()
         guard recording else { return out }
         let inputs = bias.map { [input, weight, $0] } ?? [input, weight]
         return out.recorded("conv2d", inputs, addingInto: { gout, sums in
