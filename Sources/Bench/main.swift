@@ -71,8 +71,8 @@ do {
     switch workload {
     case "sgemm":
         for n in [256, 1024, 2048] {
-            let a = Tensor.randn([n, n]), b = Tensor.randn([n, n])
-            var c = Tensor.zeros([n, n])
+            let a = try Tensor.randn([n, n]), b = try Tensor.randn([n, n])
+            var c = try Tensor.zeros([n, n])
             let t = timeMedian(iters: iters, warmup: warmup) {
                 c.withUnsafeMutableBufferPointer { cp in
                     a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in
@@ -93,8 +93,8 @@ do {
         let only = args.firstIndex(of: "--only").flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil }
         for (cin, cout, k, s, size) in layers {
             if let only = only, !"conv_\(cin)x\(cout)_k\(k)s\(s)_\(size)".contains(only) { continue }
-            let conv = Conv2d(cin, cout, kernelSize: k, stride: s, padding: k / 2, bias: false)
-            let x = Tensor.randn([2, cin, size, size])
+            let conv = try Conv2d(cin, cout, kernelSize: k, stride: s, padding: k / 2, bias: false)
+            let x = try Tensor.randn([2, cin, size, size])
             let geometry = ConvGeometry(batch: 2, inChannels: cin, height: size, width: size, outChannels: cout,
                                         kernelH: k, kernelW: k, stride: s, padding: k / 2, dilation: 1)
             let fwd = try timeMedian(iters: iters, warmup: warmup) { _ = try GradMode.noGrad { try conv(x) } }
@@ -110,9 +110,9 @@ do {
             if args.contains("--split") {
                 // The kernels alone, outside autograd: forward, weight gradient, input gradient
                 // (added into a held sum, as backward does for a leaf's grad), and the seed's fill.
-                var y = Tensor.zeros([2, cout, geometry.outHeight, geometry.outWidth])
-                let dy = Tensor.randn(y.shape), w = conv.weight.value
-                var gw = Tensor.zeros(w.shape), gx = Tensor.zeros(x.shape)
+                var y = try Tensor.zeros([2, cout, geometry.outHeight, geometry.outWidth])
+                let dy = try Tensor.randn(y.shape), w = conv.weight.value
+                var gw = try Tensor.zeros(w.shape), gx = try Tensor.zeros(x.shape)
                 func time(_ body: () -> Void) -> Double { timeMedian(iters: iters, warmup: warmup, body) * 1000 }
                 let tf = time { x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in y.withUnsafeMutableBufferPointer { yp in
                     conv2dForward(input: xp.baseAddress!, output: yp.baseAddress!, weight: wp.baseAddress!, bias: nil, geometry)
@@ -134,21 +134,21 @@ do {
                                        gradInput: gp.baseAddress!, gradWeight: gwp.baseAddress!, gradBias: nil, geometry,
                                        accumulateInput: true)
                     } } } } } }
-                let ts = time { _ = Tensor.ones(y.shape) }
+                let ts = time { _ = Tensor(repeating: 1, shape: y.shape) }
                 print(String(format: "split: forward %.2f ms, weight gradient %.2f ms, input gradient %.2f ms, both gradients %.2f ms, seed %.2f ms; forward + both + seed %.2f ms, fwd+bwd %.2f ms",
                              tf, tw, ti, tb, ts, tf + tb + ts, both * 1000))
             }
         }
     case "w2a":
-        let model = resnet18(embedder: true).eval()
-        let x = Tensor.rand([10, 3, 512, 512])
+        let model = try resnet18(embedder: true).eval()
+        let x = try Tensor.rand([10, 3, 512, 512])
         let t = try timeMedian(iters: iters, warmup: warmup) { _ = try GradMode.noGrad { try model(x) } }
         report("W2a", 10 / t, "tiles/s", extra: "s_per_10=\(String(format: "%.3f", t))")
     case "w2b":
-        let embedder = resnet18(embedder: true)
-        let model = Sequential([embedder, Linear(512, 2)])
-        let opt = Adam(model.allParameters(), lr: 1e-3)
-        let x = Tensor.rand([10, 3, 224, 224])
+        let embedder = try resnet18(embedder: true)
+        let model = Sequential([embedder, try Linear(512, 2)])
+        let opt = try Adam(model.allParameters(), lr: 1e-3)
+        let x = try Tensor.rand([10, 3, 224, 224])
         let labels = IntTensor((0..<10).map { $0 % 2 })
         let t = try timeMedian(iters: iters, warmup: warmup) {
             opt.zeroGrad()
@@ -179,10 +179,10 @@ do {
             print("smil-bench train: \(script) defines no train(n)")
             exit(1)
         }
-        let model = Sequential([Linear(64, 128), ReLU(), Linear(128, 10)])
-        let opt = Adam(model.allParameters(), lr: 1e-3)
-        let x = Tensor.randn([32, 64])
-        let y = IntTensor.randint(0, 10, shape: [32])
+        let model = Sequential([try Linear(64, 128), ReLU(), try Linear(128, 10)])
+        let opt = try Adam(model.allParameters(), lr: 1e-3)
+        let x = try Tensor.randn([32, 64])
+        let y = try IntTensor.randint(0, 10, shape: [32])
         func swiftTrain(_ n: Int) throws {
             for _ in 0..<n {
                 opt.zeroGrad()
@@ -219,8 +219,8 @@ do {
     case "w1":
         // W1: a SparseConvMIL training step at the reference defaults on 2 slides x 5 tiles of 3x512x512.
         let model = try sparseConvMIL(classes: 2)
-        let opt = Adam(model.allParameters(), lr: 2e-3, weightDecay: 1e-6)
-        let tiles = Tensor.rand([2, 5, 3, 512, 512])
+        let opt = try Adam(model.allParameters(), lr: 2e-3, weightDecay: 1e-6)
+        let tiles = try Tensor.rand([2, 5, 3, 512, 512])
         let coords = try Tensor((0..<20).map { Float(($0 * 37) % 200) }, shape: [2, 5, 2])
         let labels = IntTensor([0, 1])
         let t = try timeMedian(iters: iters, warmup: warmup) {
@@ -268,7 +268,7 @@ do {
         }
         let n = flat.count / 3
         let coords = try IntTensor(flat, shape: [n, 3])
-        let features = Tensor.randn([n, 64])
+        let features = try Tensor.randn([n, 64])
         let conv = try SubmanifoldConv2d(64, 64, filter: 3, bias: false)
         let size = workload == "w3a" ? (1000, 1000) : (201, 201)
         let input = InputLayer()
@@ -319,7 +319,7 @@ do {
                 let t0 = now()
                 let y = try conv(SparseTensor(sites: cachedGrad.sites, features: fg))
                 let t1 = now()
-                let seed = Tensor.ones(y.features.shape)
+                let seed = try Tensor.ones(y.features.shape)
                 let t2 = now()
                 try y.features.backward(seed)
                 let t3 = now()

@@ -31,3 +31,21 @@ public enum CoreError: Error, CustomStringConvertible, Equatable {
 @inlinable public func shapeString(_ shape: [Int]) -> String {
     "[" + shape.map(String.init).joined(separator: ", ") + "]"
 }
+
+/// Argument checks for constructors and operations. Each throws `CoreError.invalidArgument` naming
+/// the operation, the argument and the value it got.
+enum Require {
+    static func positive(_ value: Int, _ name: String, op: String) throws {
+        guard value > 0 else { throw CoreError.invalidArgument(op: op, "\(name) must be positive, got \(value)") }
+    }
+
+    static func nonNegative(_ value: Int, _ name: String, op: String) throws {
+        guard value >= 0 else { throw CoreError.invalidArgument(op: op, "\(name) must be non-negative, got \(value)") }
+    }
+
+    static func inRange(_ value: Float, _ range: ClosedRange<Float>, _ name: String, op: String) throws {
+        guard range.contains(value) else {
+            throw CoreError.invalidArgument(op: op, "\(name) must be between \(range.lowerBound) and \(range.upperBound), got \(value)")
+        }
+    }
+}

@@ -12,10 +12,10 @@ struct Demo {
 
     func run() throws {
         RandomGenerator.seed(seed)
-        let model = resnet18(numClasses: 2)
-        let images = Tensor.rand([batch, 3, size, size])
-        let labels = IntTensor.randint(0, 2, shape: [batch])
-        let opt = Adam(model.allParameters(), lr: 1e-3)
+        let model = try resnet18(numClasses: 2)
+        let images = try Tensor.rand([batch, 3, size, size])
+        let labels = try IntTensor.randint(0, 2, shape: [batch])
+        let opt = try Adam(model.allParameters(), lr: 1e-3)
         print("smil \(smilVersion): resnet18 (\(model.numParameters()) parameters) on \(batch) random \(size)x\(size) images, "
               + "Adam lr 1e-3, seed \(seed), \(Parallel.threads) threads")
         let start = Date()

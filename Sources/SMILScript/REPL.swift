@@ -48,7 +48,7 @@ struct REPL {
         replInterpreter = interp
         interp.onExpressionValue = { [interp] v in
             if case .nilValue = v { return }
-            print(render(v, quoted: true))
+            print(interp.displayText(v))
             interp.setUnderscore(v)
         }
         installSignalHandler()

@@ -12,9 +12,12 @@ usage: smil                         interactive REPL (readline, history in ~/.sm
        smil test [PATH...]          run test scripts (default: tests/); ends with "N passed, N failed"
        smil notebook FILE.smil -o OUT.html|OUT.md   run cells (# %% lines), write a report
        smil demo [--steps N] [--seed N]   train a small ResNet on random tensors, printing the loss
+       smil fuzz [--calls N] [--seed N] [--start I]   random library calls with edge-case arguments
+                                    in a child process; reports every crash and hang with its call
        smil --version | --help
 
-Environment: SMIL_THREADS (compute threads, default all cores), SMIL_SEED (default seed).
+Environment: SMIL_THREADS (compute threads, default all cores), SMIL_SEED (default seed),
+SMIL_MEMORY_LIMIT (largest tensor, e.g. 8G; default memory + swap or the cgroup limit).
 """
 
 func printError(_ message: String) {
@@ -117,6 +120,31 @@ case "-e":
             return 0
         } catch { return report(error) }
     }
+case "fuzz":
+    var runner = FuzzRunner()
+    var i = 1
+    while i < arguments.count {
+        let flag = arguments[i]
+        if flag == "--verbose" { runner.verbose = true; i += 1; continue }
+        guard i + 1 < arguments.count, let value = Int(arguments[i + 1]), value >= 0 else {
+            fail("smil fuzz: \(flag) needs a non-negative whole number\n\n\(usage)")
+        }
+        switch flag {
+        case "--calls": runner.calls = value
+        case "--seed": runner.seed = UInt64(value)
+        case "--start": runner.start = value
+        case "--budget": runner.callBudget = Double(max(1, value))
+        default: fail("smil fuzz: unknown option \(flag)\n\n\(usage)")
+        }
+        i += 2
+    }
+    exit(runner.run())
+case "fuzz-worker":
+    // smil fuzz-worker SEED FROM TO LOG BUDGET: the child `smil fuzz` starts.
+    guard arguments.count == 6, let seed = UInt64(arguments[1]), let from = Int(arguments[2]), let to = Int(arguments[3]),
+          let budget = Double(arguments[5]) else { fail("smil fuzz-worker: started by smil fuzz, not by hand") }
+    let log = arguments[4]
+    runWithLargeStack { Fuzzer.work(seed: seed, from: from, to: to, log: log, budget: budget) }
 case "notebook":
     let rest = Array(arguments.dropFirst())
     guard let file = rest.first, let o = rest.firstIndex(of: "-o"), o + 1 < rest.count else {

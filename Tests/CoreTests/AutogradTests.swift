@@ -59,14 +59,14 @@ final class AutogradTests: XCTestCase {
 
     // MARK: finite differences
 
-    func r(_ shape: [Int], seed: UInt64 = 1, positive: Bool = false) -> Tensor {
+    func r(_ shape: [Int], seed: UInt64 = 1, positive: Bool = false) throws -> Tensor {
         RandomGenerator.seed(seed)
-        let t = Tensor.randn(shape)
+        let t = try Tensor.randn(shape)
         return positive ? t.abs().adding(0.5) : t
     }
 
     func testElementwiseGradients() throws {
-        let a = r([2, 3]), b = r([3], seed: 2), p = r([2, 3], seed: 3, positive: true)
+        let a = try r([2, 3]), b = try r([3], seed: 2), p = try r([2, 3], seed: 3, positive: true)
         try assertGradientsMatch([a, b]) { try $0[0].add($0[1]) }
         try assertGradientsMatch([a, b]) { try $0[0].sub($0[1]) }
         try assertGradientsMatch([a, b]) { try $0[0].mul($0[1]) }
@@ -88,7 +88,7 @@ final class AutogradTests: XCTestCase {
     }
 
     func testReductionAndShapeGradients() throws {
-        let a = r([2, 3, 4])
+        let a = try r([2, 3, 4])
         try assertGradientsMatch([a]) { try $0[0].sum(dims: [1]) }
         try assertGradientsMatch([a]) { try $0[0].mean(dims: [0, 2], keepDims: true) }
         try assertGradientsMatch([a]) { try $0[0].max(dim: 2).values }
@@ -108,7 +108,7 @@ final class AutogradTests: XCTestCase {
     }
 
     func testLayerGradients() throws {
-        let x = r([2, 3, 7, 6]), w = r([4, 3, 3, 3], seed: 2), b = r([4], seed: 3)
+        let x = try r([2, 3, 7, 6]), w = try r([4, 3, 3, 3], seed: 2), b = try r([4], seed: 3)
         try assertGradientsMatch([x, w, b]) { try Functional.conv2d($0[0], weight: $0[1], bias: $0[2], stride: 2, padding: 1) }
         try assertGradientsMatch([x, w]) { try Functional.conv2d($0[0], weight: $0[1], bias: nil, padding: 2, dilation: 2) }
         try assertGradientsMatch([x, r([5, 3, 1, 1], seed: 4)]) { try Functional.conv2d($0[0], weight: $0[1], bias: nil) }
@@ -117,11 +117,11 @@ final class AutogradTests: XCTestCase {
             try Functional.conv2d($0[0], weight: $0[1], bias: $0[2], stride: 2)
         }
         try assertGradientsMatch([x, r([3], seed: 5), r([3], seed: 6)]) {
-            var rm = Tensor.zeros([3]), rv = Tensor.ones([3])
+            var rm = try Tensor.zeros([3]), rv = try Tensor.ones([3])
             return try Functional.batchNorm2d($0[0], weight: $0[1], bias: $0[2], runningMean: &rm, runningVar: &rv, training: true)
         }
         try assertGradientsMatch([x, r([3], seed: 5), r([3], seed: 6)]) {
-            var rm = Tensor.full([3], 0.1), rv = Tensor.full([3], 2)
+            var rm = try Tensor.full([3], 0.1), rv = try Tensor.full([3], 2)
             return try Functional.batchNorm2d($0[0], weight: $0[1], bias: $0[2], runningMean: &rm, runningVar: &rv, training: false, relu: true)
         }
         // Max pooling: distinct values 0.1 apart, so the +-eps probes never change the argmax.
@@ -148,16 +148,16 @@ final class AutogradTests: XCTestCase {
             ("1x1 stride 2, rows of 16 (added on the row kernel's stores)", [2, 3, 7, 32], [5, 3, 1, 1], 2, 0, 1),
             ("1x1 stride 2, 330 channels (subsample node)", [1, 330, 5, 4], [2, 330, 1, 1], 2, 0, 1)]
         for (name, xs, ws, stride, padding, dilation) in cases {
-            let w = r(ws, seed: 3)
+            let w = try r(ws, seed: 3)
             try assertAddsIntoHeldSums(r(xs), name) { try Functional.conv2d($0, weight: w, bias: nil, stride: stride, padding: padding, dilation: dilation) }
         }
     }
 
     func testInterruptedBackwardGivesTakenGradBack() throws {
         // The convolution takes x's grad to add into; then a freed node throws before x's turn.
-        var x = r([1, 2, 6, 6])
+        var x = try r([1, 2, 6, 6])
         x.requiresGrad = true
-        let w = r([3, 2, 3, 3], seed: 2)
+        let w = try r([3, 2, 3, 3], seed: 2)
         try Functional.conv2d(x, weight: w, bias: nil, padding: 1).sum().backward()
         let once = try Tensor(x.grad!.scalars, shape: x.shape)
         var v = Tensor([1, 2])
@@ -172,7 +172,7 @@ final class AutogradTests: XCTestCase {
     }
 
     func testLossGradients() throws {
-        let logits = r([5, 4]), labels = IntTensor([0, 3, 1, 1, 2])
+        let logits = try r([5, 4]), labels = IntTensor([0, 3, 1, 1, 2])
         try assertGradientsMatch([logits]) { try Loss.crossEntropy($0[0], labels) }
         try assertGradientsMatch([logits]) { try Loss.crossEntropy($0[0], labels, weight: Tensor([1, 2, 0.5, 3])) }
         try assertGradientsMatch([logits, r([5, 4], seed: 2).sigmoid()]) { try Loss.bceWithLogits($0[0], $0[1]) }

@@ -13,17 +13,39 @@ func temporaryFolder(_ name: String) -> String {
 }
 
 /// A small tile embedder for tests: conv, batch norm, ReLU, global pooling -> [N, 16].
-func tinyEmbedder() -> Sequential {
-    Sequential([Conv2d(3, 16, kernelSize: 3, padding: 1), BatchNorm2d(16), ReLU(), AdaptiveAvgPool2d(1), Flatten()])
+func tinyEmbedder() throws -> Sequential {
+    Sequential([try Conv2d(3, 16, kernelSize: 3, padding: 1), try BatchNorm2d(16), ReLU(), try AdaptiveAvgPool2d(1), Flatten()])
 }
 
 final class MetricsTests: XCTestCase {
-    func testHandComputedMetrics() {
+    /// scikit-learn averages over the labels that occur: labels 0 and 7, all correct, score 1
+    /// (averaging over 0..7 would give 0.25), and a label of 10^18 costs nothing.
+    func testMetricsAverageOverTheLabelsThatOccur() throws {
+        let y = [0, 7, 7, 0], p = [0, 7, 7, 0]
+        XCTAssertEqual(Metrics.balancedAccuracy(y, p), 1)
+        let prf = Metrics.precisionRecallF1(y, p)
+        XCTAssertEqual(prf.precision, 1)
+        XCTAssertEqual(prf.recall, 1)
+        XCTAssertEqual(prf.f1, 1)
+        // sklearn: precision_recall_fscore_support([0, 1, 5], [0, 5, 5], average="macro") ->
+        // precisions 1, 0, 1/2; recalls 1, 0, 1 (label 1 is never predicted: zero_division 0).
+        let sparse = Metrics.precisionRecallF1([0, 1, 5], [0, 5, 5])
+        XCTAssertEqual(sparse.precision, 0.5, accuracy: 1e-12)
+        XCTAssertEqual(sparse.recall, 2.0 / 3, accuracy: 1e-12)
+        XCTAssertEqual(Metrics.balancedAccuracy([0, 1_000_000_000_000_000_000], [0, 1]), 0.5)
+        // With `classes`, absent classes count as zeros in the average, as sklearn's labels=range(c).
+        XCTAssertEqual(Metrics.precisionRecallF1([0, 1], [0, 1], classes: 4).recall, 0.5)
+        // A confusion matrix is indexed by label: negative or huge labels are errors, not crashes.
+        XCTAssertThrowsError(try Metrics.confusionMatrix([0, -1], [0, 0]))
+        XCTAssertThrowsError(try Metrics.confusionMatrix([0, 1 << 40], [0, 0]))
+    }
+
+    func testHandComputedMetrics() throws {
         let y = [0, 0, 1, 1, 2], p = [0, 1, 1, 1, 0]
         XCTAssertEqual(Metrics.accuracy(y, p), 0.6, accuracy: 1e-12)
         // Recalls 1/2, 1, 0 -> 0.5.
         XCTAssertEqual(Metrics.balancedAccuracy(y, p), 0.5, accuracy: 1e-12)
-        XCTAssertEqual(Metrics.confusionMatrix(y, p), [[1, 1, 0], [0, 2, 0], [1, 0, 0]])
+        XCTAssertEqual(try Metrics.confusionMatrix(y, p), [[1, 1, 0], [0, 2, 0], [1, 0, 0]])
         let prf = Metrics.precisionRecallF1(y, p)
         // Precisions 1/2, 2/3, 0; recalls 1/2, 1, 0.
         XCTAssertEqual(prf.precision, (0.5 + 2.0 / 3) / 3, accuracy: 1e-12)
@@ -137,7 +159,7 @@ final class SyntheticBenchmarkTests: XCTestCase {
         let ds = try SlideDataset(root: root, tilesPerSlide: 16)
         let parts = ds.split([0.75, 0.25])
         func run(_ model: MILModel) throws -> Double {
-            let opt = Adam(model.allParameters(), lr: 2e-3, weightDecay: 1e-6)
+            let opt = try Adam(model.allParameters(), lr: 2e-3, weightDecay: 1e-6)
             let train = try DataLoader(parts[0], batchSize: 4, workers: 2)
             for _ in 0..<12 { _ = try Trainer.trainEpoch(model, train, opt) }
             return try Trainer.evaluate(model, try DataLoader(parts[1], batchSize: 4, shuffle: false, workers: 0)).balancedAccuracy
@@ -149,7 +171,7 @@ final class SyntheticBenchmarkTests: XCTestCase {
                                        classifier: milHead(32, hidden: 32, classes: 2), downsample: 1, rotation: .d4, flip: true, resize: false)
         let sparseBAC = try run(sparse)
         RandomGenerator.seed(1)
-        let mean = PooledMIL(embedder: tinyEmbedder(), classifier: milHead(16, hidden: 32, classes: 2), pooling: .mean, dimension: 16)
+        let mean = try PooledMIL(embedder: tinyEmbedder(), classifier: try milHead(16, hidden: 32, classes: 2), pooling: .mean, dimension: 16)
         let meanBAC = try run(mean)
         print("synthetic arrangement: SparseConvMIL bac \(sparseBAC), MeanMIL bac \(meanBAC)")
         XCTAssertGreaterThanOrEqual(sparseBAC, 0.9)

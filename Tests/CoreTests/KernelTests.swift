@@ -7,12 +7,12 @@ import CKernels
 import TestSupport
 
 final class KernelTests: XCTestCase {
-    func testGemmMatchesReferenceLoop() {
+    func testGemmMatchesReferenceLoop() throws {
         RandomGenerator.seed(3)
         for (m, n, k, ta, tb) in [(3, 5, 4, false, false), (70, 300, 90, true, false), (257, 65, 129, false, true),
                                   (130, 140, 150, true, true), (20, 30, 20_000, true, false), (9, 7, 9000, false, true)] {
-            let a = Tensor.randn([m * k]), b = Tensor.randn([k * n])
-            var c1 = Tensor.randn([m * n]), c2 = c1
+            let a = try Tensor.randn([m * k]), b = try Tensor.randn([k * n])
+            var c1 = try Tensor.randn([m * n]), c2 = c1
             let lda = ta ? m : k, ldb = tb ? k : n
             a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in
                 c1.withUnsafeMutableBufferPointer { cp in
@@ -30,12 +30,12 @@ final class KernelTests: XCTestCase {
 
     /// The convolution tiles' product: row-kernel chunks, the sgemm tail of `n % 16` columns, and
     /// the sgemm fallback above `smallKLimit`, on operands with rows wider than the product.
-    func testSmallKProductMatchesReferenceLoop() {
+    func testSmallKProductMatchesReferenceLoop() throws {
         RandomGenerator.seed(5)
         for (m, n, k) in [(1, 16, 1), (7, 45, 3), (64, 300, 147), (13, 1000, 64), (5, 9, 40), (6, 48, smallKLimit + 1)] {
             let lda = k + 3, ldb = n + 5, ldc = n + 7
-            let a = Tensor.randn([m * lda]), b = Tensor.randn([k * ldb])
-            var c1 = Tensor.full([m * ldc], 7), c2 = c1
+            let a = try Tensor.randn([m * lda]), b = try Tensor.randn([k * ldb])
+            var c1 = try Tensor.full([m * ldc], 7), c2 = c1
             a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in
                 c1.withUnsafeMutableBufferPointer { cp in
                     smallKProduct(m: m, n: n, k: k, a: ap.baseAddress!, lda: lda, b: bp.baseAddress!, ldb: ldb,
@@ -261,8 +261,8 @@ final class KernelTests: XCTestCase {
             XCTAssertEqual(cases.filter { InputGradientTarget.addsOnStores($0) }.count, 2, "cases of the packed-ahead forward")
         }
         for g in cases {
-            let x = Tensor.randn([g.batch, g.inChannels, g.height, g.width])
-            let w = Tensor.randn([g.outChannels, g.inChannels, g.kernelH, g.kernelW]), b = Tensor.randn([g.outChannels])
+            let x = try Tensor.randn([g.batch, g.inChannels, g.height, g.width])
+            let w = try Tensor.randn([g.outChannels, g.inChannels, g.kernelH, g.kernelW]), b = try Tensor.randn([g.outChannels])
             let y = try Functional.conv2d(x, weight: w, bias: b, stride: g.stride, padding: g.padding, dilation: g.dilation)
             let expected = try Tensor(referenceConv2d(input: x.scalars, weight: w.scalars, bias: b.scalars, g), shape: y.shape)
             assertClose(y, expected, tolerance: 1e-5, "\(g)")
@@ -315,15 +315,15 @@ final class KernelTests: XCTestCase {
             if windowedApplies(g) && g.height == 90 {
                 XCTAssertGreaterThanOrEqual(g.outHeight / inputGradientBandRows(g), 3, "input-gradient stripes in both passes")
             }
-            let x = Tensor.randn([g.batch, g.inChannels, g.height, g.width])
-            let w = Tensor.randn([g.outChannels, g.inChannels, g.kernelH, g.kernelW])
-            let gy = Tensor.randn([g.batch, g.outChannels, g.outHeight, g.outWidth])
+            let x = try Tensor.randn([g.batch, g.inChannels, g.height, g.width])
+            let w = try Tensor.randn([g.outChannels, g.inChannels, g.kernelH, g.kernelW])
+            let gy = try Tensor.randn([g.batch, g.outChannels, g.outHeight, g.outWidth])
             // Both gradients (in one pass, where the windowed route fuses them), and each alone;
             // into buffers of NaN, which every float written over shows.
             var gx = [Float](repeating: .nan, count: x.count), gw = [Float](repeating: .nan, count: w.count)
             var gxAlone = gx, gwAlone = gw
             // Both again, the input gradient added into a sum already held (as for a leaf's grad).
-            let held = Tensor.randn(x.shape).scalars
+            let held = try Tensor.randn(x.shape).scalars
             var gxHeld = held, gwHeld = gw
             x.withUnsafeBufferPointer { xp in
                 w.withUnsafeBufferPointer { wp in
@@ -374,8 +374,8 @@ final class KernelTests: XCTestCase {
         for (g, bitwise) in [(ConvGeometry(batch: 2, inChannels: 64, height: 40, width: 128, outChannels: 32, kernelH: 1, kernelW: 1, stride: 2), true),
                              (ConvGeometry(batch: 3, inChannels: 5, height: 100, width: 64, outChannels: 16, kernelH: 1, kernelW: 1, stride: 2), false)] {
             XCTAssertTrue(keepsSubsample(g), "\(g)")
-            var x = Tensor.randn([g.batch, g.inChannels, g.height, g.width]), w = Tensor.randn([g.outChannels, g.inChannels, 1, 1])
-            let gy = Tensor.randn([g.batch, g.outChannels, g.outHeight, g.outWidth])
+            var x = try Tensor.randn([g.batch, g.inChannels, g.height, g.width]), w = try Tensor.randn([g.outChannels, g.inChannels, 1, 1])
+            let gy = try Tensor.randn([g.batch, g.outChannels, g.outHeight, g.outWidth])
             x.requiresGrad = true
             w.requiresGrad = true
             let y = try Functional.conv2d(x, weight: w, bias: nil, stride: 2)
@@ -402,8 +402,8 @@ final class KernelTests: XCTestCase {
     func testDownsampleDoesNotDependOnThreadCount() throws {
         RandomGenerator.seed(19)
         let g = ConvGeometry(batch: 2, inChannels: 64, height: 40, width: 128, outChannels: 32, kernelH: 1, kernelW: 1, stride: 2)
-        let x0 = Tensor.randn([g.batch, g.inChannels, g.height, g.width]), w0 = Tensor.randn([g.outChannels, g.inChannels, 1, 1])
-        let gy = Tensor.randn([g.batch, g.outChannels, g.outHeight, g.outWidth])
+        let x0 = try Tensor.randn([g.batch, g.inChannels, g.height, g.width]), w0 = try Tensor.randn([g.outChannels, g.inChannels, 1, 1])
+        let gy = try Tensor.randn([g.batch, g.outChannels, g.outHeight, g.outWidth])
         let saved = Parallel.threads
         defer { Parallel.threads = saved }
         var results: [[Float]] = []
@@ -424,8 +424,8 @@ final class KernelTests: XCTestCase {
 
     func testResultsDoNotDependOnThreadCount() throws {
         RandomGenerator.seed(5)
-        let model = resnet18(embedder: true)
-        let x = Tensor.rand([2, 3, 64, 64])
+        let model = try resnet18(embedder: true)
+        let x = try Tensor.rand([2, 3, 64, 64])
         let saved = Parallel.threads
         defer { Parallel.threads = saved }
         var outputs: [[Float]] = [], grads: [[Float]] = []
@@ -452,7 +452,7 @@ final class WinogradTests: XCTestCase {
         for (n, c, o, h, w, pad) in [(2, 3, 5, 7, 9, 1), (1, 4, 2, 6, 5, 0), (3, 2, 3, 5, 8, 2), (2, 8, 4, 1, 1, 1)] {
             let g = ConvGeometry(batch: n, inChannels: c, height: h, width: w, outChannels: o, kernelH: 3, kernelW: 3, padding: pad)
             XCTAssertTrue(winogradApplies(g))
-            var x = Tensor.randn([n, c, h, w]), wt = Tensor.randn([o, c, 3, 3])
+            var x = try Tensor.randn([n, c, h, w]), wt = try Tensor.randn([o, c, 3, 3])
             x.requiresGrad = true
             wt.requiresGrad = true
             let y = try Functional.conv2d(x, weight: wt, bias: nil, padding: pad)

@@ -22,7 +22,7 @@ final class SparseConvMILTests: XCTestCase {
         let loss = try Loss.crossEntropy(logits, step.int("labels"))
         XCTAssertEqual(Double(try loss.item()), Double(try step.float("loss").item()), accuracy: 1e-4)
 
-        let opt = Adam(model.allParameters(), lr: 2e-3, weightDecay: 1e-6)
+        let opt = try Adam(model.allParameters(), lr: 2e-3, weightDecay: 1e-6)
         opt.zeroGrad()
         try loss.backward()
         let params = Dictionary(uniqueKeysWithValues: model.namedParameters())

@@ -51,7 +51,7 @@ final class SafeTensorsTests: XCTestCase {
         let path = dir.appendingPathComponent("a.safetensors").path
         let st = SafeTensors(tensors: [("w", .float(try Tensor([1, -2.5, 3e-8, 4], shape: [2, 2]))),
                                        ("count", .int(try IntTensor([7], shape: []))),
-                                       ("empty", .float(Tensor.zeros([0, 3])))],
+                                       ("empty", .float(try Tensor.zeros([0, 3])))],
                              metadata: ["seed": "0", "note": "hi"])
         try st.write(to: path)
         let back = try SafeTensors.read(path)

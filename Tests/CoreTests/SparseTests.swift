@@ -25,9 +25,9 @@ func randomSites(_ n: Int, h: Int, w: Int, batch: Int, duplicates: Bool, seed: U
 }
 
 /// Reads a dense `[B, C, H, W]` map at the given sites: `[N, C]`.
-func readDense(_ dense: Tensor, at sites: SiteSet) -> Tensor {
+func readDense(_ dense: Tensor, at sites: SiteSet) throws -> Tensor {
     let c = dense.shape[1], h = dense.shape[2], w = dense.shape[3]
-    var out = Tensor.zeros([sites.count, c])
+    var out = try Tensor.zeros([sites.count, c])
     for i in 0..<sites.count {
         for j in 0..<c {
             out[flat: i * c + j] = dense[flat: ((Int(sites.batches[i]) * c + j) * h + Int(sites.rows[i])) * w + Int(sites.cols[i])]
@@ -37,9 +37,9 @@ func readDense(_ dense: Tensor, at sites: SiteSet) -> Tensor {
 }
 
 /// SparseConvNet's `[k, in, out]` weight as a dense `[out, in, f, f]` kernel.
-func denseKernel(_ weight: Tensor, filter f: Int) -> Tensor {
+func denseKernel(_ weight: Tensor, filter f: Int) throws -> Tensor {
     let cin = weight.shape[1], cout = weight.shape[2]
-    var w = Tensor.zeros([cout, cin, f, f])
+    var w = try Tensor.zeros([cout, cin, f, f])
     for k in 0..<(f * f) { for i in 0..<cin { for o in 0..<cout {
         w[flat: ((o * cin + i) * f + k / f) * f + k % f] = weight[flat: (k * cin + i) * cout + o]
     } } }
@@ -79,11 +79,11 @@ final class SparsePropertyTests: XCTestCase {
                                          (3, 4, 270, true), (5, 5, 280, true)] as [(Int, UInt64, Int, Bool)] {
             RandomGenerator.seed(seed)
             let coords = randomSites(n, h: 9, w: 11, batch: 3, duplicates: !dense, seed: seed)
-            var feats = Tensor.randn([n, 4])
+            var feats = try Tensor.randn([n, 4])
             feats.requiresGrad = true
             let x = try InputLayer()(coords, feats, spatialSize: (9, 11))
             let conv = try SubmanifoldConv2d(4, 6, filter: filter)
-            conv.bias!.value.assign(Tensor.randn([6]))
+            conv.bias!.value.assign(try Tensor.randn([6]))
             let y = try conv(x)
             XCTAssertTrue(y.sites === x.sites, "submanifold keeps the site set")
             let book = x.sites.submanifoldRulebook(filter: filter)
@@ -91,22 +91,22 @@ final class SparsePropertyTests: XCTestCase {
             XCTAssertEqual(book.pairCount, book.neighbours!.filter { $0 >= 0 }.count, "pairs for filter \(filter)")
             let dense = try Functional.conv2d(x.toDense(), weight: denseKernel(conv.weight.value.detached(), filter: filter),
                                               bias: conv.bias!.value.detached(), padding: filter / 2)
-            assertClose(y.features, readDense(dense, at: x.sites), tolerance: 1e-5, "forward, filter \(filter)")
+            assertClose(y.features, try readDense(dense, at: x.sites), tolerance: 1e-5, "forward, filter \(filter)")
 
             // Backward: the same loss through the dense route gives the same feature gradient.
-            let r = Tensor.randn(y.features.shape)
+            let r = try Tensor.randn(y.features.shape)
             try y.features.mul(r).sum().backward()
             let sparseGrad = feats.grad!
             feats.grad = nil
             var f2 = feats.detached()
             f2.requiresGrad = true
             let x2 = try InputLayer()(coords, f2, spatialSize: (9, 11))
-            var wd = denseKernel(conv.weight.value.detached(), filter: filter)
+            var wd = try denseKernel(conv.weight.value.detached(), filter: filter)
             wd.requiresGrad = true
             let d2 = try Functional.conv2d(x2.toDense(), weight: wd, bias: conv.bias!.value.detached(), padding: filter / 2)
             try readDenseDifferentiable(d2, at: x2.sites).mul(r).sum().backward()
             assertClose(sparseGrad, f2.grad!, tolerance: 1e-5, "feature gradient, filter \(filter)")
-            assertClose(denseKernel(conv.weight.grad!, filter: filter), wd.grad!, tolerance: 1e-5, "weight gradient, filter \(filter)")
+            assertClose(try denseKernel(conv.weight.grad!, filter: filter), wd.grad!, tolerance: 1e-5, "weight gradient, filter \(filter)")
         }
     }
 
@@ -119,7 +119,7 @@ final class SparsePropertyTests: XCTestCase {
             let y = try conv(x)
             let dense = try Functional.conv2d(x.toDense(), weight: denseKernel(conv.weight.value, filter: filter), bias: nil, stride: stride)
             XCTAssertEqual([y.spatialSize.rows, y.spatialSize.cols], [dense.shape[2], dense.shape[3]])
-            assertClose(y.features, readDense(dense, at: y.sites), tolerance: 1e-5, "conv f\(filter) s\(stride)")
+            assertClose(y.features, try readDense(dense, at: y.sites), tolerance: 1e-5, "conv f\(filter) s\(stride)")
             // Every output site where the dense result is nonzero is active.
             let active = try y.toDense()
             for i in 0..<dense.count where dense[flat: i] != 0 { XCTAssertNotEqual(active[flat: i], 0) }
@@ -129,7 +129,7 @@ final class SparsePropertyTests: XCTestCase {
             let holes = try Tensor.where(try InputLayer()(coords, Tensor.ones([40, 3]), spatialSize: (10, 9)).toDense(),
                                          x.toDense(), Tensor.full([1], -.infinity))
             let densePool = try Functional.maxPool2d(holes, kernel: filter, stride: stride)
-            assertClose(pooled.features, readDense(densePool, at: pooled.sites), tolerance: 1e-6, "max pool f\(filter) s\(stride)")
+            assertClose(pooled.features, try readDense(densePool, at: pooled.sites), tolerance: 1e-6, "max pool f\(filter) s\(stride)")
         }
     }
 
@@ -183,7 +183,7 @@ final class SparsePropertyTests: XCTestCase {
         let saved = Parallel.threads
         defer { Parallel.threads = saved }
         for coords in maps {
-            let feats = Tensor.randn([coords.shape[0], 16])
+            let feats = try Tensor.randn([coords.shape[0], 16])
             var results: [[Float]] = []
             for t in [1, 2, 3] {
                 Parallel.threads = t
@@ -215,9 +215,9 @@ final class SparsePropertyTests: XCTestCase {
                                      (880, 30, 16, 16), (3000, 56, 16, 32)] {
             RandomGenerator.seed(UInt64(n))
             let coords = randomSites(n, h: size, w: size, batch: 1, duplicates: false, seed: UInt64(n))
-            let feats = Tensor.randn([n, cin])
+            let feats = try Tensor.randn([n, cin])
             let subm = try SubmanifoldConv2d(cin, cout, filter: 3)
-            subm.bias!.value.assign(Tensor.randn([cout]))
+            subm.bias!.value.assign(try Tensor.randn([cout]))
             let strided = try SparseConv2d(cin, cout, filter: 3, stride: 2)
             SparseKernels.fused = true
             XCTAssertTrue(SparseKernels.apply(cin: cin, cout: cout), "the fused kernels take \(cin) -> \(cout)")
@@ -292,9 +292,9 @@ final class SparsePropertyTests: XCTestCase {
         for (coords, size, cin, cout, forced) in cases {
             let n = coords.shape[0]
             RandomGenerator.seed(UInt64(n))
-            let feats = Tensor.randn([n, cin])
+            let feats = try Tensor.randn([n, cin])
             let subm = try SubmanifoldConv2d(cin, cout, filter: 3)
-            subm.bias!.value.assign(Tensor.randn([cout]))
+            subm.bias!.value.assign(try Tensor.randn([cout]))
             var results: [[Tensor]] = []
             for winograd in [true, false] {
                 SparseKernels.winograd = winograd
@@ -318,7 +318,7 @@ final class SparsePropertyTests: XCTestCase {
         // gradient is still the table route's.
         SparseKernels.winogradTileCost = 18
         let diskCoords = try IntTensor(d, shape: [d.count / 3, 3])
-        let plainFeatures = Tensor.randn([diskCoords.shape[0], 16])
+        let plainFeatures = try Tensor.randn([diskCoords.shape[0], 16])
         let layer = try SubmanifoldConv2d(16, 16, filter: 3)
         var weightGrads: [Tensor] = []
         for winograd in [true, false] {
@@ -356,7 +356,7 @@ final class SparsePropertyTests: XCTestCase {
         for fused in [true, false] {
             SparseKernels.fused = fused
             let subm = try SubmanifoldConv2d(16, 16, filter: 3)
-            var f = Tensor.zeros([0, 16])
+            var f = try Tensor.zeros([0, 16])
             f.requiresGrad = true
             let y = try subm.forward(InputLayer()(try IntTensor([], shape: [0, 3]), f, spatialSize: (10, 10)))
             XCTAssertEqual(y.features.shape, [0, 16])
@@ -405,7 +405,7 @@ final class SparsePropertyTests: XCTestCase {
 
     func testSparseConvNetWeightLayoutLoads() throws {
         let conv = try SubmanifoldConv2d(2, 3, filter: 3)
-        let w = Tensor.randn([9, 1, 2, 3])
+        let w = try Tensor.randn([9, 1, 2, 3])
         try conv.loadStateDict(["weight": .float(w), "bias": .float(.zeros([3]))])
         XCTAssertEqual(conv.weight.value.shape, [9, 2, 3])
         XCTAssertEqual(conv.weight.value.scalars, w.scalars)

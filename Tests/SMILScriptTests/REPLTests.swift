@@ -110,6 +110,15 @@ final class REPLTests: XCTestCase {
         XCTAssertTrue(s.waitFor("true"), s.screen)
         s.send(":vars\n")
         XCTAssertTrue(s.waitFor("model  Linear"), s.screen)
+
+        // A module typed alone shows its summary table; summary(input:) adds output shapes.
+        s.send("Sequential([model, ReLU()])\n")
+        XCTAssertTrue(s.waitFor("Total params: 8"), s.screen)
+        XCTAssertTrue(s.screen.contains("├─0 (Linear)"), s.screen)
+        s.send("model.summary(input: [5, 3])\n")
+        XCTAssertTrue(s.waitFor("Input size: [5, 3]"), s.screen)
+        XCTAssertTrue(s.screen.contains("Output shape"), s.screen)
+        XCTAssertFalse(s.screen.contains("\\n"), s.screen)
         s.close()
 
         // History survives a restart, multi-line entries whole.

@@ -85,7 +85,7 @@ public func assertGradientsMatch(_ inputs: [Tensor], eps: Float = 1e-2, toleranc
             XCTFail("input \(k) got no gradient", file: file, line: line)
             continue
         }
-        var numeric = Tensor.zeros(xs[k].shape)
+        var numeric = try Tensor.zeros(xs[k].shape)
         for i in 0..<xs[k].count {
             var plus = xs.map { $0.detached() }, minus = xs.map { $0.detached() }
             plus[k][flat: i] += eps

@@ -99,9 +99,16 @@ public final class SlideDataset {
 
     /// Samples slide `index` with `rng`: K tiles with replacement, decoded, cropped, augmented.
     public func sample(_ index: Int, rng: inout RandomGenerator) throws -> SlideSample {
+        guard slides.indices.contains(index) else {
+            throw CoreError.invalidArgument(op: "SlideDataset", "slide index \(index) out of range (\(slides.count) slides)")
+        }
+        guard tilesPerSlide > 0 else {
+            throw CoreError.invalidArgument(op: "SlideDataset", "tiles_per_slide must be positive, got \(tilesPerSlide)")
+        }
         let slide = slides[index]
         var tiles: [Tensor] = [], coords: [Float] = []
         for _ in 0..<tilesPerSlide {
+            try Interrupt.check()
             let t = slide.tiles[rng.nextInt(0, slide.tiles.count)]
             var image = try ImageIO.read(t.path)
             if let s = tileSize { image = try crop(image, to: s, random: augmentation != nil, rng: &rng, path: t.path) }

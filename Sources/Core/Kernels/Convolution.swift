@@ -7,6 +7,15 @@
 import CKernels
 
 
+/// How many positions a window of `kernel` cells (spread by `dilation`) takes sliding by `stride`
+/// over `size` cells padded by `padding` on both sides: PyTorch's
+/// floor((size + 2 padding - dilation (kernel - 1) - 1) / stride) + 1, rounding down also when the
+/// window is larger than the padded input (then it is 0 or less, which callers report).
+@inlinable public func slidingOutputSize(_ size: Int, kernel: Int, stride: Int, padding: Int, dilation: Int = 1) -> Int {
+    let span = size + 2 * padding - dilation * (kernel - 1) - 1
+    return (span >= 0 ? span / stride : -((-span + stride - 1) / stride)) + 1
+}
+
 /// Geometry of one 2-D convolution: sizes, kernel, stride, padding, dilation.
 public struct ConvGeometry: Equatable {
     public var batch, inChannels, height, width: Int
@@ -20,8 +29,8 @@ public struct ConvGeometry: Equatable {
         (self.stride, self.padding, self.dilation) = (stride, padding, dilation)
     }
 
-    public var outHeight: Int { (height + 2 * padding - dilation * (kernelH - 1) - 1) / stride + 1 }
-    public var outWidth: Int { (width + 2 * padding - dilation * (kernelW - 1) - 1) / stride + 1 }
+    public var outHeight: Int { slidingOutputSize(height, kernel: kernelH, stride: stride, padding: padding, dilation: dilation) }
+    public var outWidth: Int { slidingOutputSize(width, kernel: kernelW, stride: stride, padding: padding, dilation: dilation) }
     var outPlane: Int { outHeight * outWidth }
     var inPlane: Int { height * width }
     /// Rows of the im2col matrix: one per (input channel, kernel row, kernel column).

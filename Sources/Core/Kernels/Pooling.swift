@@ -6,8 +6,8 @@ import CKernels
 /// Max pooling geometry (PyTorch's floor mode, implicit -inf padding).
 public struct PoolGeometry: Equatable {
     public var height, width, kernel, stride, padding: Int
-    public var outHeight: Int { (height + 2 * padding - kernel) / stride + 1 }
-    public var outWidth: Int { (width + 2 * padding - kernel) / stride + 1 }
+    public var outHeight: Int { slidingOutputSize(height, kernel: kernel, stride: stride, padding: padding) }
+    public var outWidth: Int { slidingOutputSize(width, kernel: kernel, stride: stride, padding: padding) }
 }
 
 /// Max-pools `planes` planes; `argmax`, where given, receives the flat in-plane index of each

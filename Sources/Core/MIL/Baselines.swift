@@ -27,14 +27,14 @@ public final class PooledMIL: Module, MILModel {
     public let classifier: Module
     let attentionV, attentionU, attentionW: Linear?
 
-    public init(embedder: Module, classifier: Module, pooling: Pooling, dimension: Int) {
+    public init(embedder: Module, classifier: Module, pooling: Pooling, dimension: Int) throws {
         self.pooling = pooling
         tileEmbedder = embedder
         self.classifier = classifier
         if case .attention(let hidden, let gated) = pooling {
-            attentionV = Linear(dimension, hidden)
-            attentionU = gated ? Linear(dimension, hidden) : nil
-            attentionW = Linear(hidden, 1)
+            attentionV = try Linear(dimension, hidden)
+            attentionU = gated ? try Linear(dimension, hidden) : nil
+            attentionW = try Linear(hidden, 1)
         } else {
             attentionV = nil; attentionU = nil; attentionW = nil
         }
@@ -85,6 +85,6 @@ public final class PooledMIL: Module, MILModel {
 }
 
 /// The reference classifier head: Linear(D, hidden) -> ReLU -> Linear(hidden, classes).
-public func milHead(_ dimension: Int, hidden: Int, classes: Int) -> Sequential {
-    Sequential([Linear(dimension, hidden), ReLU(), Linear(hidden, classes)])
+public func milHead(_ dimension: Int, hidden: Int, classes: Int) throws -> Sequential {
+    Sequential([try Linear(dimension, hidden), ReLU(), try Linear(hidden, classes)])
 }

@@ -146,12 +146,12 @@ public func sparseConvMIL(classes: Int, embedder: Module? = nil, embedderName: S
         tile = e
         dim = (e as? ResNet)?.featureDimension ?? 512
     } else {
-        let builders: [String: () -> ResNet] = ["resnet18": { resnet18(embedder: true) }, "resnet34": { resnet34(embedder: true) },
-                                                "resnet50": { resnet50(embedder: true) }, "wide_resnet50_2": { wideResnet50_2(embedder: true) }]
+        let builders: [String: () throws -> ResNet] = ["resnet18": { try resnet18(embedder: true) }, "resnet34": { try resnet34(embedder: true) },
+                                                       "resnet50": { try resnet50(embedder: true) }, "wide_resnet50_2": { try wideResnet50_2(embedder: true) }]
         guard let make = builders[embedderName] else {
             throw CoreError.invalidArgument(op: "sparseconvmil", "unknown embedder \"\(embedderName)\" (known: \(builders.keys.sorted().joined(separator: ", ")))")
         }
-        let r = make()
+        let r = try make()
         tile = r
         dim = r.featureDimension
     }
@@ -163,6 +163,6 @@ public func sparseConvMIL(classes: Int, embedder: Module? = nil, embedderName: S
         c = out
     }
     layers.append(SparseGlobalAvgPool())
-    let head = Sequential([Linear(c, hidden), ReLU(), Linear(hidden, classes)])
+    let head = Sequential([try Linear(c, hidden), ReLU(), try Linear(hidden, classes)])
     return try SparseConvMIL(embedder: tile, sparseCNN: SparseSequential(layers), classifier: head, downsample: downsample)
 }

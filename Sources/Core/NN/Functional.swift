@@ -38,14 +38,16 @@ public enum Functional {
         if let b = bias, b.shape != [weight.shape[0]] {
             throw CoreError.shapeMismatch(op: "conv2d", "bias of shape \(shapeString(b.shape)) does not match \(weight.shape[0]) output channels")
         }
-        guard stride > 0, padding >= 0, dilation > 0 else {
-            throw CoreError.invalidArgument(op: "conv2d", "stride \(stride), padding \(padding), dilation \(dilation) out of range")
+        // Bounded so that the geometry's arithmetic cannot overflow (a real padding is a few pixels).
+        guard (1...(1 << 30)).contains(stride), (0...(1 << 30)).contains(padding), (1...(1 << 30)).contains(dilation) else {
+            throw CoreError.invalidArgument(op: "conv2d", "stride \(stride), padding \(padding), dilation \(dilation) out of range (stride and dilation from 1, padding from 0, each at most 2^30)")
         }
         let g = ConvGeometry(batch: n, inChannels: c, height: h, width: w, outChannels: weight.shape[0],
                              kernelH: weight.shape[2], kernelW: weight.shape[3], stride: stride, padding: padding, dilation: dilation)
         guard g.outHeight > 0, g.outWidth > 0 else {
             throw CoreError.shapeMismatch(op: "conv2d", "calculated output size (\(g.outHeight) x \(g.outWidth)) is too small for input \(shapeString(input.shape)) and kernel \(weight.shape[2]) x \(weight.shape[3])")
         }
+        try Memory.checkAllocation([n, g.outChannels, g.outHeight, g.outWidth], op: "conv2d")
         let needInput = input.requiresGrad, needWeight = weight.requiresGrad, needBias = bias?.requiresGrad ?? false
         let recording = GradMode.isEnabled && (needInput || needWeight || needBias)
         if g.isStridedPointwise && recording && !windowedApplies(g) {
@@ -147,7 +149,7 @@ public enum Functional {
     public static func maxPool2d(_ input: Tensor, kernel: Int, stride: Int? = nil, padding: Int = 0) throws -> Tensor {
         let (n, c, h, w) = try input.requireNCHW("max_pool2d")
         let s = stride ?? kernel
-        guard kernel > 0, s > 0, padding >= 0, padding * 2 <= kernel else {
+        guard kernel > 0, s > 0, padding >= 0, padding <= kernel / 2 else {
             throw CoreError.invalidArgument(op: "max_pool2d", "kernel \(kernel), stride \(s), padding \(padding): padding should be at most half of the kernel")
         }
         let g = PoolGeometry(height: h, width: w, kernel: kernel, stride: s, padding: padding)
@@ -176,6 +178,7 @@ public enum Functional {
         guard outHeight > 0, outWidth > 0 else {
             throw CoreError.invalidArgument(op: "adaptive_avg_pool2d", "output size \(outHeight) x \(outWidth) must be positive")
         }
+        try Memory.checkAllocation([n, c, outHeight, outWidth], op: "adaptive_avg_pool2d")
         let out = Tensor(uninitializedShape: [n, c, outHeight, outWidth])
         adaptiveAvgPoolForward(input.storage.pointer, out.storage.pointer, planes: n * c, h: h, w: w, oh: outHeight, ow: outWidth)
         let inShape = input.shape
@@ -195,7 +198,10 @@ public enum Functional {
             throw CoreError.shapeMismatch(op: "linear", "bias of shape \(shapeString(b.shape)) does not match \(weight.shape[0]) outputs")
         }
         let inF = weight.shape[1], outF = weight.shape[0]
-        let rows = input.count / max(inF, 1)
+        // Counted from the leading sizes, not input.count / inF: with no input features the input
+        // is empty but the output still has a row (the bias) for every leading index.
+        let rows = input.shape.dropLast().reduce(1, *)
+        try Memory.checkAllocation(Array(input.shape.dropLast()) + [outF], op: "linear")
         let out = Tensor(uninitializedShape: Array(input.shape.dropLast()) + [outF])
         let x = input.detached(), wt = weight.detached()
         gemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: x.storage.pointer, lda: inF,

@@ -4,9 +4,10 @@ import Foundation
 
 /// PyTorch's default initialisation for Linear and Conv2d: kaiming_uniform(a = sqrt(5)), which
 /// is U(-1/sqrt(fan_in), 1/sqrt(fan_in)), for weight and bias alike.
-func defaultUniform(_ shape: [Int], fanIn: Int) -> Tensor {
+func defaultUniform(_ shape: [Int], fanIn: Int, op: String) throws -> Tensor {
+    try Memory.checkAllocation(shape, op: op)
     let bound = fanIn > 0 ? 1 / Float(fanIn).squareRoot() : 0
-    return Tensor.rand(shape, low: -bound, high: bound)
+    return try Tensor.rand(shape, low: -bound, high: bound)
 }
 
 /// `y = x W^T + b`: weight `[out, in]`, bias `[out]`.
@@ -15,11 +16,14 @@ public final class Linear: Module {
     public let weight: Parameter
     public let bias: Parameter?
 
-    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) {
+    /// Zero features are allowed, as in PyTorch: `Linear(0, 3)` maps `[N, 0]` to the bias.
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) throws {
+        try Require.nonNegative(inFeatures, "in_features", op: "Linear")
+        try Require.nonNegative(outFeatures, "out_features", op: "Linear")
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
-        let w = defaultUniform([outFeatures, inFeatures], fanIn: inFeatures)
-        let b = bias ? defaultUniform([outFeatures], fanIn: inFeatures) : nil
+        let w = try defaultUniform([outFeatures, inFeatures], fanIn: inFeatures, op: "Linear")
+        let b = bias ? try defaultUniform([outFeatures], fanIn: inFeatures, op: "Linear") : nil
         weight = Parameter(w)
         self.bias = b.map { Parameter($0) }
         super.init()
@@ -41,16 +45,26 @@ public final class Conv2d: Module {
     public let bias: Parameter?
 
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
-                dilation: Int = 1, bias: Bool = true) {
+                dilation: Int = 1, bias: Bool = true) throws {
+        try Require.positive(inChannels, "in_channels", op: "Conv2d")
+        try Require.positive(outChannels, "out_channels", op: "Conv2d")
+        try Require.positive(kernelSize, "kernel_size", op: "Conv2d")
+        try Require.positive(stride, "stride", op: "Conv2d")
+        try Require.nonNegative(padding, "padding", op: "Conv2d")
+        try Require.positive(dilation, "dilation", op: "Conv2d")
+        guard stride <= 1 << 30, padding <= 1 << 30, dilation <= 1 << 30 else {
+            throw CoreError.invalidArgument(op: "Conv2d", "stride \(stride), padding \(padding) and dilation \(dilation) must each be at most 2^30")
+        }
         self.inChannels = inChannels
         self.outChannels = outChannels
         self.kernelSize = kernelSize
         self.stride = stride
         self.padding = padding
         self.dilation = dilation
-        let fanIn = inChannels * kernelSize * kernelSize
-        weight = Parameter(defaultUniform([outChannels, inChannels, kernelSize, kernelSize], fanIn: fanIn))
-        self.bias = bias ? Parameter(defaultUniform([outChannels], fanIn: fanIn)) : nil
+        let shape = [outChannels, inChannels, kernelSize, kernelSize]
+        let fanIn = try Memory.checkAllocation(shape, op: "Conv2d") / outChannels
+        weight = Parameter(try defaultUniform(shape, fanIn: fanIn, op: "Conv2d"))
+        self.bias = bias ? Parameter(try defaultUniform([outChannels], fanIn: fanIn, op: "Conv2d")) : nil
         super.init()
         registerParameter("weight", weight)
         if let b = self.bias { registerParameter("bias", b) }
@@ -74,14 +88,17 @@ public final class BatchNorm2d: Module {
     public let weight, bias: Parameter
     let runningMean, runningVar, batchesTracked: Buffer
 
-    public init(_ numFeatures: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
+    public init(_ numFeatures: Int, eps: Float = 1e-5, momentum: Float = 0.1) throws {
+        try Require.nonNegative(numFeatures, "num_features", op: "BatchNorm2d")
+        guard eps >= 0, eps.isFinite else { throw CoreError.invalidArgument(op: "BatchNorm2d", "eps must be finite and non-negative, got \(eps)") }
+        try Require.inRange(momentum, 0...1, "momentum", op: "BatchNorm2d")
         self.numFeatures = numFeatures
         self.eps = eps
         self.momentum = momentum
-        weight = Parameter(.ones([numFeatures]))
-        bias = Parameter(.zeros([numFeatures]))
-        runningMean = Buffer(.float(.zeros([numFeatures])))
-        runningVar = Buffer(.float(.ones([numFeatures])))
+        weight = Parameter(try .full([numFeatures], 1, op: "BatchNorm2d"))
+        bias = Parameter(try .full([numFeatures], 0, op: "BatchNorm2d"))
+        runningMean = Buffer(.float(try .full([numFeatures], 0, op: "BatchNorm2d")))
+        runningVar = Buffer(.float(try .full([numFeatures], 1, op: "BatchNorm2d")))
         batchesTracked = Buffer(.int(IntTensor(repeating: 0, shape: [])))
         super.init()
         registerParameter("weight", weight)
@@ -97,8 +114,8 @@ public final class BatchNorm2d: Module {
     public func forward(_ x: Tensor, relu: Bool) throws -> Tensor {
         var rm = runningMean.value.asFloat, rv = runningVar.value.asFloat
         // Drop our references first so the in-place update does not copy.
-        runningMean.value = .float(.zeros([0]))
-        runningVar.value = .float(.zeros([0]))
+        runningMean.value = .float(Tensor(repeating: 0, shape: [0]))
+        runningVar.value = .float(Tensor(repeating: 0, shape: [0]))
         defer { runningMean.value = .float(rm); runningVar.value = .float(rv) }
         let y = try Functional.batchNorm2d(x, weight: weight.value, bias: bias.value, runningMean: &rm, runningVar: &rv,
                                            training: training, momentum: momentum, eps: eps, relu: relu)
@@ -106,6 +123,8 @@ public final class BatchNorm2d: Module {
             t.scalars[0] += 1
             batchesTracked.value = .int(t)
         }
+        // ResNet's blocks call this fused form directly, not through callAsFunction.
+        ModelSummary.observe(self, shapeString(y.shape))
         return y
     }
 
@@ -123,7 +142,13 @@ public final class ReLU: Module {
 /// Max pooling with a square window.
 public final class MaxPool2d: Module {
     public let kernelSize, stride, padding: Int
-    public init(_ kernelSize: Int, stride: Int? = nil, padding: Int = 0) {
+    public init(_ kernelSize: Int, stride: Int? = nil, padding: Int = 0) throws {
+        try Require.positive(kernelSize, "kernel_size", op: "MaxPool2d")
+        if let stride { try Require.positive(stride, "stride", op: "MaxPool2d") }
+        try Require.nonNegative(padding, "padding", op: "MaxPool2d")
+        guard padding <= kernelSize / 2 else {
+            throw CoreError.invalidArgument(op: "MaxPool2d", "padding (\(padding)) must be at most half of kernel_size (\(kernelSize))")
+        }
         self.kernelSize = kernelSize
         self.stride = stride ?? kernelSize
         self.padding = padding
@@ -137,7 +162,9 @@ public final class MaxPool2d: Module {
 /// Adaptive average pooling to a fixed output size.
 public final class AdaptiveAvgPool2d: Module {
     public let outHeight, outWidth: Int
-    public init(_ outHeight: Int, _ outWidth: Int? = nil) {
+    public init(_ outHeight: Int, _ outWidth: Int? = nil) throws {
+        try Require.positive(outHeight, "output_size", op: "AdaptiveAvgPool2d")
+        if let outWidth { try Require.positive(outWidth, "output_size", op: "AdaptiveAvgPool2d") }
         self.outHeight = outHeight
         self.outWidth = outWidth ?? outHeight
     }
@@ -150,7 +177,10 @@ public final class AdaptiveAvgPool2d: Module {
 /// Randomly zeroes elements in training.
 public final class Dropout: Module {
     public let p: Float
-    public init(_ p: Float = 0.5) { self.p = p }
+    public init(_ p: Float = 0.5) throws {
+        try Require.inRange(p, 0...1, "dropout probability p", op: "Dropout")
+        self.p = p
+    }
     public override func forward(_ x: Tensor) throws -> Tensor { try Functional.dropout(x, p: p, training: training) }
     public override var extraDescription: String { "p=\(p)" }
 }

@@ -51,6 +51,7 @@ open class Module {
         try Interrupt.check()
         let output = try forward(input)
         try Interrupt.check()
+        ModelSummary.observe(self, shapeString(output.shape))
         return output
     }
 

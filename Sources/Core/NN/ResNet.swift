@@ -8,11 +8,11 @@ public final class BasicBlock: Module {
     let bn1, bn2: BatchNorm2d
     let downsample: Sequential?
 
-    init(inplanes: Int, planes: Int, stride: Int, downsample: Sequential?) {
-        conv1 = Conv2d(inplanes, planes, kernelSize: 3, stride: stride, padding: 1, bias: false)
-        bn1 = BatchNorm2d(planes)
-        conv2 = Conv2d(planes, planes, kernelSize: 3, padding: 1, bias: false)
-        bn2 = BatchNorm2d(planes)
+    init(inplanes: Int, planes: Int, stride: Int, downsample: Sequential?) throws {
+        conv1 = try Conv2d(inplanes, planes, kernelSize: 3, stride: stride, padding: 1, bias: false)
+        bn1 = try BatchNorm2d(planes)
+        conv2 = try Conv2d(planes, planes, kernelSize: 3, padding: 1, bias: false)
+        bn2 = try BatchNorm2d(planes)
         self.downsample = downsample
         super.init()
         registerChild("conv1", conv1)
@@ -38,14 +38,14 @@ public final class Bottleneck: Module {
     let bn1, bn2, bn3: BatchNorm2d
     let downsample: Sequential?
 
-    init(inplanes: Int, planes: Int, stride: Int, downsample: Sequential?, baseWidth: Int) {
+    init(inplanes: Int, planes: Int, stride: Int, downsample: Sequential?, baseWidth: Int) throws {
         let width = planes * baseWidth / 64
-        conv1 = Conv2d(inplanes, width, kernelSize: 1, bias: false)
-        bn1 = BatchNorm2d(width)
-        conv2 = Conv2d(width, width, kernelSize: 3, stride: stride, padding: 1, bias: false)
-        bn2 = BatchNorm2d(width)
-        conv3 = Conv2d(width, planes * Bottleneck.expansion, kernelSize: 1, bias: false)
-        bn3 = BatchNorm2d(planes * Bottleneck.expansion)
+        conv1 = try Conv2d(inplanes, width, kernelSize: 1, bias: false)
+        bn1 = try BatchNorm2d(width)
+        conv2 = try Conv2d(width, width, kernelSize: 3, stride: stride, padding: 1, bias: false)
+        bn2 = try BatchNorm2d(width)
+        conv3 = try Conv2d(width, planes * Bottleneck.expansion, kernelSize: 1, bias: false)
+        bn3 = try BatchNorm2d(planes * Bottleneck.expansion)
         self.downsample = downsample
         super.init()
         registerChild("conv1", conv1)
@@ -79,35 +79,40 @@ public final class ResNet: Module {
     let avgpool: AdaptiveAvgPool2d
     public let fc: Module
 
-    public init(block: Block, layers counts: [Int], numClasses: Int = 1000, widthPerGroup: Int = 64, embedder: Bool = false) {
+    public init(block: Block, layers counts: [Int], numClasses: Int = 1000, widthPerGroup: Int = 64, embedder: Bool = false) throws {
+        try Require.positive(numClasses, "num_classes", op: "ResNet")
+        guard counts.count == 4, counts.allSatisfy({ (1...64).contains($0) }) else {
+            throw CoreError.invalidArgument(op: "ResNet", "layers must be four block counts from 1 to 64, got \(counts)")
+        }
+        try Require.positive(widthPerGroup, "width_per_group", op: "ResNet")
         let expansion = block == .basic ? BasicBlock.expansion : Bottleneck.expansion
         var inplanes = 64
-        conv1 = Conv2d(3, 64, kernelSize: 7, stride: 2, padding: 3, bias: false)
-        bn1 = BatchNorm2d(64)
-        maxpool = MaxPool2d(3, stride: 2, padding: 1)
+        conv1 = try Conv2d(3, 64, kernelSize: 7, stride: 2, padding: 3, bias: false)
+        bn1 = try BatchNorm2d(64)
+        maxpool = try MaxPool2d(3, stride: 2, padding: 1)
         var built: [Sequential] = []
         for (i, (planes, count)) in zip([64, 128, 256, 512], counts).enumerated() {
             let stride = i == 0 ? 1 : 2
             var downsample: Sequential? = nil
             if stride != 1 || inplanes != planes * expansion {
-                downsample = Sequential([Conv2d(inplanes, planes * expansion, kernelSize: 1, stride: stride, bias: false),
-                                         BatchNorm2d(planes * expansion)])
+                downsample = Sequential([try Conv2d(inplanes, planes * expansion, kernelSize: 1, stride: stride, bias: false),
+                                         try BatchNorm2d(planes * expansion)])
             }
             var blocks: [Module] = []
             for j in 0..<count {
                 let s = j == 0 ? stride : 1, d = j == 0 ? downsample : nil
                 switch block {
-                case .basic: blocks.append(BasicBlock(inplanes: inplanes, planes: planes, stride: s, downsample: d))
-                case .bottleneck: blocks.append(Bottleneck(inplanes: inplanes, planes: planes, stride: s, downsample: d, baseWidth: widthPerGroup))
+                case .basic: blocks.append(try BasicBlock(inplanes: inplanes, planes: planes, stride: s, downsample: d))
+                case .bottleneck: blocks.append(try Bottleneck(inplanes: inplanes, planes: planes, stride: s, downsample: d, baseWidth: widthPerGroup))
                 }
                 inplanes = planes * expansion
             }
             built.append(Sequential(blocks))
         }
         layers = built
-        avgpool = AdaptiveAvgPool2d(1)
+        avgpool = try AdaptiveAvgPool2d(1)
         featureDimension = 512 * expansion
-        fc = embedder ? Identity() : Linear(512 * expansion, numClasses)
+        fc = embedder ? Identity() : try Linear(512 * expansion, numClasses)
         super.init()
         registerChild("conv1", conv1)
         registerChild("bn1", bn1)
@@ -119,7 +124,7 @@ public final class ResNet: Module {
         // torchvision: kaiming_normal_(fan_out, relu) for convolutions; BN weight 1, bias 0.
         for (_, p) in namedParameters() where p.value.rank == 4 {
             let fanOut = p.value.shape[0] * p.value.shape[2] * p.value.shape[3]
-            p.value.assign(Tensor.randn(p.value.shape, std: (2 / Float(fanOut)).squareRoot()))
+            p.value.assign(try Tensor.randn(p.value.shape, std: (2 / Float(fanOut)).squareRoot()))
         }
     }
 
@@ -137,18 +142,18 @@ public final class ResNet: Module {
 }
 
 /// torchvision's `resnet18`.
-public func resnet18(numClasses: Int = 1000, embedder: Bool = false) -> ResNet {
-    ResNet(block: .basic, layers: [2, 2, 2, 2], numClasses: numClasses, embedder: embedder)
+public func resnet18(numClasses: Int = 1000, embedder: Bool = false) throws -> ResNet {
+    try ResNet(block: .basic, layers: [2, 2, 2, 2], numClasses: numClasses, embedder: embedder)
 }
 /// torchvision's `resnet34`.
-public func resnet34(numClasses: Int = 1000, embedder: Bool = false) -> ResNet {
-    ResNet(block: .basic, layers: [3, 4, 6, 3], numClasses: numClasses, embedder: embedder)
+public func resnet34(numClasses: Int = 1000, embedder: Bool = false) throws -> ResNet {
+    try ResNet(block: .basic, layers: [3, 4, 6, 3], numClasses: numClasses, embedder: embedder)
 }
 /// torchvision's `resnet50`.
-public func resnet50(numClasses: Int = 1000, embedder: Bool = false) -> ResNet {
-    ResNet(block: .bottleneck, layers: [3, 4, 6, 3], numClasses: numClasses, embedder: embedder)
+public func resnet50(numClasses: Int = 1000, embedder: Bool = false) throws -> ResNet {
+    try ResNet(block: .bottleneck, layers: [3, 4, 6, 3], numClasses: numClasses, embedder: embedder)
 }
 /// torchvision's `wide_resnet50_2` (bottleneck width doubled).
-public func wideResnet50_2(numClasses: Int = 1000, embedder: Bool = false) -> ResNet {
-    ResNet(block: .bottleneck, layers: [3, 4, 6, 3], numClasses: numClasses, widthPerGroup: 128, embedder: embedder)
+public func wideResnet50_2(numClasses: Int = 1000, embedder: Bool = false) throws -> ResNet {
+    try ResNet(block: .bottleneck, layers: [3, 4, 6, 3], numClasses: numClasses, widthPerGroup: 128, embedder: embedder)
 }

@@ -9,7 +9,12 @@ open class SparseModule: Module {
         throw CoreError.invalidArgument(op: typeName, "this layer does not take a sparse map")
     }
 
-    public func callAsFunction(_ x: SparseTensor) throws -> SparseTensor { try forward(x) }
+    public func callAsFunction(_ x: SparseTensor) throws -> SparseTensor {
+        try Interrupt.check()
+        let y = try forward(x)
+        ModelSummary.observe(self, "sparse \(shapeString(y.features.shape))")
+        return y
+    }
 
     /// Dense tensors are not sparse maps: an error naming the layer.
     public override func forward(_ input: Tensor) throws -> Tensor {
@@ -112,7 +117,7 @@ public final class InputLayer: Module {
             for i in 0..<n where mode == .last || chosen[Int(dst[i])] < 0 { chosen[Int(dst[i])] = i }
             for i in 0..<n { weightOf[i] = chosen[Int(dst[i])] == i ? 1 : 0 }
         }
-        var out = Tensor.zeros([m, c])
+        var out = Tensor(repeating: 0, shape: [m, c])
         let f = features.detached()
         out.withUnsafeMutableBufferPointer { o in
             f.withUnsafeBufferPointer { src in
@@ -146,14 +151,20 @@ open class SparseConvolutionBase: SparseModule {
     public let weight: Parameter
     public let bias: Parameter?
 
-    init(channels inChannels: Int, _ outChannels: Int, filter: Int, bias: Bool) {
+    init(channels inChannels: Int, _ outChannels: Int, filter: Int, bias: Bool, op: String) throws {
+        try Require.positive(inChannels, "in_channels", op: op)
+        try Require.positive(outChannels, "out_channels", op: op)
+        try Require.positive(filter, "filter", op: op)
+        let (area, overflow) = filter.multipliedReportingOverflow(by: filter)
+        guard !overflow else { throw Memory.tooLarge([filter, filter, inChannels, outChannels], bytes: nil, op: op) }
+        try Memory.checkAllocation([area, inChannels, outChannels], op: op)
         self.inChannels = inChannels
         self.outChannels = outChannels
         self.filter = filter
         // SparseConvNet: normal with std sqrt(2 / (in * filter^2)), bias zero.
         let std = (2 / Float(inChannels * filter * filter)).squareRoot()
-        weight = Parameter(Tensor.randn([filter * filter, inChannels, outChannels], std: std))
-        self.bias = bias ? Parameter(.zeros([outChannels])) : nil
+        weight = Parameter(try Tensor.randn([area, inChannels, outChannels], std: std))
+        self.bias = bias ? Parameter(try .zeros([outChannels])) : nil
         super.init()
         registerParameter("weight", weight)
         if let b = self.bias { registerParameter("bias", b) }
@@ -245,7 +256,7 @@ public final class SubmanifoldConv2d: SparseConvolutionBase {
         guard filter > 0, filter % 2 == 1 else {
             throw CoreError.invalidArgument(op: "SubmanifoldConv2d", "filter must be odd and positive, got \(filter)")
         }
-        super.init(channels: inChannels, outChannels, filter: filter, bias: bias)
+        try super.init(channels: inChannels, outChannels, filter: filter, bias: bias, op: "SubmanifoldConv2d")
     }
 
     public override func forward(_ x: SparseTensor) throws -> SparseTensor {
@@ -265,7 +276,7 @@ public final class SparseConv2d: SparseConvolutionBase {
             throw CoreError.invalidArgument(op: "SparseConv2d", "filter and stride must be positive, got \(filter) and \(stride)")
         }
         self.stride = stride
-        super.init(channels: inChannels, outChannels, filter: filter, bias: bias)
+        try super.init(channels: inChannels, outChannels, filter: filter, bias: bias, op: "SparseConv2d")
     }
 
     public override func forward(_ x: SparseTensor) throws -> SparseTensor {
@@ -280,7 +291,9 @@ public final class SparseConv2d: SparseConvolutionBase {
 public final class SparseMaxPool2d: SparseModule {
     public let size, stride: Int
 
-    public init(_ size: Int, stride: Int? = nil) {
+    public init(_ size: Int, stride: Int? = nil) throws {
+        try Require.positive(size, "size", op: "SparseMaxPool2d")
+        if let stride { try Require.positive(stride, "stride", op: "SparseMaxPool2d") }
         self.size = size
         self.stride = stride ?? size
     }
@@ -293,7 +306,7 @@ public final class SparseMaxPool2d: SparseModule {
         sparseMaxPoolForward(input: x.features.storage.pointer, output: out.storage.pointer, argmax: argmax.pointer,
                              rulebook: book, nOut: nOut, channels: c)
         let pooled = out.recorded("sparse_max_pool", [x.features]) { g in
-            var gi = Tensor.zeros([nIn, c])
+            var gi = Tensor(repeating: 0, shape: [nIn, c])
             let gp = g.storage.pointer, arg = argmax.pointer
             // Split by channel: an input may win several windows, but each channel is one thread's.
             gi.withUnsafeMutableBufferPointer { d in
@@ -322,8 +335,8 @@ public final class SparseReLU: SparseModule {
 public final class SparseBatchNorm: SparseModule {
     public let norm: BatchNorm2d
 
-    public init(_ channels: Int, eps: Float = 1e-4, momentum: Float = 0.1) {
-        norm = BatchNorm2d(channels, eps: eps, momentum: momentum)
+    public init(_ channels: Int, eps: Float = 1e-4, momentum: Float = 0.1) throws {
+        norm = try BatchNorm2d(channels, eps: eps, momentum: momentum)
         super.init()
         for (name, p) in norm.parameters { registerParameter(name, p) }
         for (name, b) in norm.buffers { registerBuffer(name, b) }
@@ -373,7 +386,7 @@ public final class SparseGlobalPool: SparseModule {
             }
         }
         return out.recorded(typeName, [x.features]) { g in
-            var gi = Tensor.zeros([n, c])
+            var gi = Tensor(repeating: 0, shape: [n, c])
             let gp = g.storage.pointer
             gi.withUnsafeMutableBufferPointer { d in
                 if kind == .average {

@@ -31,7 +31,7 @@ public struct SparseTensor {
         guard cells <= 1 << 31 else {
             throw CoreError.invalidArgument(op: "to_dense", "a dense [\(b), \(c), \(h), \(w)] map would hold \(cells) values")
         }
-        var dense = Tensor.zeros([b, c, h, w])
+        var dense = try Tensor.zeros([b, c, h, w])
         let f = features.detached(), s = sites
         dense.withUnsafeMutableBufferPointer { d in
             for i in 0..<n {

@@ -9,7 +9,7 @@ public struct IntTensor: Equatable {
 
     /// A tensor with the given values and shape.
     public init(_ scalars: [Int], shape: [Int]) throws {
-        guard scalars.count == shape.reduce(1, *), shape.allSatisfy({ $0 >= 0 }) else {
+        guard try Memory.checkAllocation(shape, elementSize: MemoryLayout<Int>.stride, op: "tensor") == scalars.count else {
             throw CoreError.shapeMismatch(op: "tensor",
                                           "\(scalars.count) values do not fill shape \(shapeString(shape))")
         }
@@ -47,7 +47,10 @@ public struct IntTensor: Equatable {
 
     /// The same values with another shape of equal count.
     public func reshaped(_ newShape: [Int]) throws -> IntTensor {
-        try IntTensor(scalars, shape: newShape)
+        guard newShape.allSatisfy({ $0 >= 0 && (count == 0 || $0 <= count) }) else {
+            throw CoreError.shapeMismatch(op: "reshape", "shape \(shapeString(newShape)) is invalid for input of size \(count)")
+        }
+        return try IntTensor(scalars, shape: newShape)
     }
 
     /// Converts to float32.
@@ -58,8 +61,10 @@ public struct IntTensor: Equatable {
 
 extension Tensor {
     /// Converts to int64, truncating toward zero as PyTorch's `.long()`.
+    /// Truncates toward zero. NaN, infinities and values beyond int64 become -2^63, as PyTorch's
+    /// conversion gives on x86 (the CPU's "integer indefinite").
     public func long() -> IntTensor {
-        try! IntTensor(scalars.map { Int($0) }, shape: shape)
+        try! IntTensor(scalars.map { Int(exactly: $0.rounded(.towardZero)) ?? Int.min }, shape: shape)
     }
 }
 

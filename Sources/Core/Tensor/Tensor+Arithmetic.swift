@@ -14,6 +14,8 @@ public func broadcastShapes(_ a: [Int], _ b: [Int], op: String) throws -> [Int] 
         }
         out[i] = da == 1 ? db : da
     }
+    // The one place a binary operation's output can outgrow both inputs ([N, 1] * [1, M]).
+    try Memory.checkAllocation(out, op: op)
     return out
 }
 

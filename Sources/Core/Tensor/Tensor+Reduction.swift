@@ -48,8 +48,9 @@ extension Tensor {
     /// Mean over `dims` (all when nil).
     public func mean(dims: [Int]? = nil, keepDims: Bool = false) throws -> Tensor {
         let reduce = try Set((dims ?? Array(0..<rank)).map { try normalizeDim($0, rank: rank, op: "mean") })
-        let n = reduce.reduce(1) { $0 * shape[$1] }
-        return try sum(dims: dims, keepDims: keepDims).scaled(by: 1 / Float(Swift.max(n, 1)))
+        let n = rank == 0 ? 1 : reduce.reduce(1) { $0 * shape[$1] }
+        // Over no elements the mean is 0 / 0, NaN, as in PyTorch.
+        return try sum(dims: dims, keepDims: keepDims).scaled(by: 1 / Float(n))
     }
 
     /// Mean of all elements as a rank-0 tensor.
@@ -113,6 +114,8 @@ extension Tensor {
     /// Softmax along `dim`, computed stably.
     public func softmax(dim: Int) throws -> Tensor {
         let d = try normalizeDim(dim, rank: rank, op: "softmax")
+        // A scalar is its own one-element dimension (PyTorch: softmax of a scalar is 1).
+        if rank == 0 { return try reshaped([1]).softmax(dim: 0).reshaped([]) }
         let out = softmaxKernel(dim: d, log: false)
         let y = out.detached()
         return out.recorded("softmax", [self]) { g in
@@ -126,6 +129,7 @@ extension Tensor {
     /// Log-softmax along `dim`, computed stably.
     public func logSoftmax(dim: Int) throws -> Tensor {
         let d = try normalizeDim(dim, rank: rank, op: "log_softmax")
+        if rank == 0 { return try reshaped([1]).logSoftmax(dim: 0).reshaped([]) }
         let out = softmaxKernel(dim: d, log: true)
         let y = out.detached()
         return out.recorded("log_softmax", [self]) { g in

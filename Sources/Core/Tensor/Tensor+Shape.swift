@@ -4,7 +4,11 @@ extension Tensor {
     /// The same elements in a new shape; one dimension may be -1 (inferred).
     public func reshaped(_ newShape: [Int]) throws -> Tensor {
         var target = newShape
-        let known = newShape.filter { $0 != -1 }.reduce(1, *)
+        // Sizes beyond the element count cannot fit (and their product could overflow).
+        guard count == 0 || newShape.allSatisfy({ $0 <= count }) else {
+            throw CoreError.shapeMismatch(op: "reshape", "shape \(shapeString(newShape)) is invalid for input of size \(count) (shape \(shapeString(shape)))")
+        }
+        let known = newShape.filter { $0 != -1 }.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }
         let inferred = newShape.filter { $0 == -1 }.count
         if inferred == 1, let i = newShape.firstIndex(of: -1), known > 0, count % known == 0 {
             target[i] = count / known
@@ -37,7 +41,7 @@ extension Tensor {
     public func squeezed(_ dim: Int? = nil) throws -> Tensor {
         guard let dim = dim else { return try reshaped(shape.filter { $0 != 1 }) }
         let d = try normalizeDim(dim, rank: rank, op: "squeeze")
-        guard shape[d] == 1 else { return self }
+        guard rank > 0, shape[d] == 1 else { return self }
         var s = shape
         s.remove(at: d)
         return try reshaped(s)
@@ -81,6 +85,7 @@ extension Tensor {
     /// Swaps two dimensions.
     public func transposed(_ a: Int = 0, _ b: Int = 1) throws -> Tensor {
         let da = try normalizeDim(a, rank: rank, op: "transpose"), db = try normalizeDim(b, rank: rank, op: "transpose")
+        guard rank > 0 else { return self }
         var dims = Array(0..<rank)
         dims.swapAt(da, db)
         return try permuted(dims)
@@ -89,6 +94,7 @@ extension Tensor {
     /// Elements `start, start+step, ...` below `end` along `dim` (Python slice semantics: negative
     /// bounds count from the end and are clipped).
     public func slice(dim: Int, start: Int? = nil, end: Int? = nil, step: Int = 1) throws -> Tensor {
+        guard rank > 0 else { throw CoreError.invalidArgument(op: "slice", "a tensor with no dimensions (a scalar) cannot be sliced") }
         let d = try normalizeDim(dim, rank: rank, op: "slice")
         guard step > 0 else { throw CoreError.invalidArgument(op: "slice", "step must be positive, got \(step)") }
         let n = shape[d]
@@ -104,6 +110,7 @@ extension Tensor {
 
     /// The sub-tensor at `index` along `dim`, with that dimension removed.
     public func select(dim: Int = 0, _ index: Int) throws -> Tensor {
+        guard rank > 0 else { throw CoreError.invalidArgument(op: "select", "a tensor with no dimensions (a scalar) cannot be indexed") }
         let d = try normalizeDim(dim, rank: rank, op: "select")
         let n = shape[d]
         let i = index < 0 ? index + n : index
@@ -148,6 +155,9 @@ extension Tensor {
     /// Joins tensors along `dim`; all other dimensions must agree.
     public static func cat(_ tensors: [Tensor], dim: Int = 0) throws -> Tensor {
         guard let first = tensors.first else { throw CoreError.invalidArgument(op: "cat", "expected a non-empty list of tensors") }
+        if let i = tensors.firstIndex(where: { $0.rank == 0 }) {
+            throw CoreError.invalidArgument(op: "cat", "tensor \(i) has no dimensions (a scalar) and cannot be concatenated; stack() makes a new dimension")
+        }
         let d = try normalizeDim(dim, rank: first.rank, op: "cat")
         for (i, t) in tensors.enumerated() {
             var a = t.shape, b = first.shape
@@ -161,7 +171,8 @@ extension Tensor {
         }
         let sizes = tensors.map { $0.shape[d] }
         var outShape = first.shape
-        outShape[d] = sizes.reduce(0, +)
+        outShape[d] = sizes.reduce(0) { $0.addingReportingOverflow($1).overflow ? Int.max : $0 + $1 }
+        try Memory.checkAllocation(outShape, op: "cat")
         let (outer, total, inner) = splitAround(outShape, d)
         let out = Tensor(uninitializedShape: outShape)
         let dst = out.storage.pointer

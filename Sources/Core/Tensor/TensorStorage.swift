@@ -35,8 +35,12 @@ final class TensorStorage {
     @usableFromInline init(uninitializedCount count: Int) {
         _ = mallocTuned
         self.count = count
-        let bytes = max(count, 1) * MemoryLayout<Float>.stride + 64
-        guard let raw = malloc(bytes) else { fatalError("out of memory allocating \(bytes) bytes for a tensor") }
+        // Every shape a script or a file can choose is checked by `Memory.checkAllocation` first, with
+        // an error naming it; reaching either failure here is a missing check, reported as such.
+        let (payload, overflow) = max(count, 1).multipliedReportingOverflow(by: MemoryLayout<Float>.stride)
+        guard !overflow, payload <= Memory.limitBytes, let raw = malloc(payload + 64) else {
+            fatalError("out of memory: a tensor of \(count) elements is more than this machine can hold, and the operation that asked for it did not check its size first (a bug: please report it with the call)")
+        }
         block = raw
         let aligned = (Int(bitPattern: raw) + 63) & ~63
         pointer = UnsafeMutableRawPointer(bitPattern: aligned)!.bindMemory(to: Float.self, capacity: max(count, 1))

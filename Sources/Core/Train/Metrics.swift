@@ -2,17 +2,41 @@
 // macro precision / recall / F1, macro one-vs-rest AUC, confusion matrix — as scikit-learn
 // defines them.
 
-/// Classification metrics; `classes` defaults to 1 + the largest label or prediction.
+/// Classification metrics. Averages run over the labels that occur in `y` or the predictions (or
+/// over `0..<classes` where that is given), as scikit-learn's `unique_labels`, so any integers can
+/// be labels: a label of 10^18 costs nothing.
 public enum Metrics {
-    static func classCount(_ y: [Int], _ p: [Int], _ classes: Int?) -> Int {
-        classes ?? ((y + p).max().map { $0 + 1 } ?? 0)
+    /// The labels averaged over that occur (those in `0..<classes` where that is given), in
+    /// increasing order, and how many labels the average divides by (`classes`, or those that occur).
+    static func labels(_ y: [Int], _ p: [Int], _ classes: Int?) -> (present: [Int], count: Int) {
+        let present = Array(Set(y).union(p)).sorted()
+        guard let classes else { return (present, present.count) }
+        return (present.filter { $0 >= 0 && $0 < classes }, Swift.max(classes, 0))
     }
 
-    /// `m[true][predicted]` counts.
-    public static func confusionMatrix(_ y: [Int], _ pred: [Int], classes: Int? = nil) -> [[Int]] {
-        let c = classCount(y, pred, classes)
+    /// Per label: correct predictions, true occurrences, predictions.
+    static func counts(_ y: [Int], _ pred: [Int]) -> (correct: [Int: Int], actual: [Int: Int], predicted: [Int: Int]) {
+        var correct: [Int: Int] = [:], actual: [Int: Int] = [:], predicted: [Int: Int] = [:]
+        for (t, p) in zip(y, pred) {
+            actual[t, default: 0] += 1
+            predicted[p, default: 0] += 1
+            if t == p { correct[t, default: 0] += 1 }
+        }
+        return (correct, actual, predicted)
+    }
+
+    /// `m[true][predicted]` counts over labels `0..<classes` (1 + the largest label by default);
+    /// pairs outside that range are left out. Labels are indices here, so a negative one, or so
+    /// many classes that the matrix cannot be held, is an error.
+    public static func confusionMatrix(_ y: [Int], _ pred: [Int], classes: Int? = nil) throws -> [[Int]] {
+        if let bad = (y + pred).first(where: { $0 < 0 }) {
+            throw CoreError.invalidArgument(op: "confusion_matrix", "labels are row and column indices and must be non-negative, got \(bad)")
+        }
+        let c = classes ?? ((y + pred).max().map { $0 + 1 } ?? 0)
+        try Require.nonNegative(c, "classes", op: "confusion_matrix")
+        try Memory.checkAllocation([c, c], elementSize: MemoryLayout<Int>.stride, op: "confusion_matrix")
         var m = [[Int]](repeating: [Int](repeating: 0, count: c), count: c)
-        for (t, p) in zip(y, pred) where t >= 0 && t < c && p >= 0 && p < c { m[t][p] += 1 }
+        for (t, p) in zip(y, pred) where t < c && p < c { m[t][p] += 1 }
         return m
     }
 
@@ -24,29 +48,31 @@ public enum Metrics {
 
     /// Mean over the classes present in `y` of their recall.
     public static func balancedAccuracy(_ y: [Int], _ pred: [Int], classes: Int? = nil) -> Double {
-        let m = confusionMatrix(y, pred, classes: classes)
-        let recalls = m.indices.compactMap { i -> Double? in
-            let n = m[i].reduce(0, +)
-            return n == 0 ? nil : Double(m[i][i]) / Double(n)
+        let (correct, actual, _) = counts(y, pred)
+        let recalls = labels(y, pred, classes).present.compactMap { k -> Double? in
+            guard let n = actual[k], n > 0 else { return nil }
+            return Double(correct[k] ?? 0) / Double(n)
         }
         return recalls.isEmpty ? 0 : recalls.reduce(0, +) / Double(recalls.count)
     }
 
-    /// Macro-averaged precision, recall and F1 (a class with no predictions has precision 0).
+    /// Macro-averaged precision, recall and F1 over the labels (a label never predicted has
+    /// precision 0, one that never occurs recall 0: scikit-learn's `zero_division=0`).
     public static func precisionRecallF1(_ y: [Int], _ pred: [Int], classes: Int? = nil) -> (precision: Double, recall: Double, f1: Double) {
-        let m = confusionMatrix(y, pred, classes: classes)
-        let c = m.count
-        guard c > 0 else { return (0, 0, 0) }
+        let (correct, actual, predicted) = counts(y, pred)
+        let (ks, count) = labels(y, pred, classes)
+        guard count > 0 else { return (0, 0, 0) }
         var p = 0.0, r = 0.0, f = 0.0
-        for i in 0..<c {
-            let tp = Double(m[i][i])
-            let predicted = Double((0..<c).reduce(0) { $0 + m[$1][i] }), actual = Double(m[i].reduce(0, +))
-            let pi = predicted > 0 ? tp / predicted : 0, ri = actual > 0 ? tp / actual : 0
-            p += pi
-            r += ri
-            f += pi + ri > 0 ? 2 * pi * ri / (pi + ri) : 0
+        for k in ks {
+            let tp = Double(correct[k] ?? 0), np = Double(predicted[k] ?? 0), na = Double(actual[k] ?? 0)
+            let pk = np > 0 ? tp / np : 0, rk = na > 0 ? tp / na : 0
+            p += pk
+            r += rk
+            f += pk + rk > 0 ? 2 * pk * rk / (pk + rk) : 0
         }
-        return (p / Double(c), r / Double(c), f / Double(c))
+        // Labels that never occur add 0 to each sum.
+        let n = Double(count)
+        return (p / n, r / n, f / n)
     }
 
     /// Area under the ROC curve of `scores` for the positive labels (ties get half credit);

@@ -12,13 +12,13 @@ public struct EpochMetrics {
     /// Per slide: id, true class, class probabilities.
     public var predictions: [(slideID: String, label: Int, probabilities: [Double])]
 
-    static func from(loss: Double, predictions: [(String, Int, [Double])], classes: Int) -> EpochMetrics {
+    static func from(loss: Double, predictions: [(String, Int, [Double])], classes: Int) throws -> EpochMetrics {
         let y = predictions.map(\.1)
         let pred = predictions.map { p in p.2.indices.max { p.2[$0] < p.2[$1] } ?? 0 }
         let prf = Metrics.precisionRecallF1(y, pred, classes: classes)
         return EpochMetrics(loss: loss, balancedAccuracy: Metrics.balancedAccuracy(y, pred, classes: classes),
                             accuracy: Metrics.accuracy(y, pred), precision: prf.precision, recall: prf.recall, f1: prf.f1,
-                            auc: Metrics.auc(y, predictions.map(\.2)), confusion: Metrics.confusionMatrix(y, pred, classes: classes),
+                            auc: Metrics.auc(y, predictions.map(\.2)), confusion: try Metrics.confusionMatrix(y, pred, classes: classes),
                             predictions: predictions.map { (slideID: $0.0, label: $0.1, probabilities: $0.2) })
     }
 
@@ -54,7 +54,7 @@ public enum Trainer {
             onBatch?(index, it.count, l)
             index += 1
         }
-        return .from(loss: n > 0 ? total / Double(n) : 0, predictions: predictions, classes: loader.dataset.classes.count)
+        return try .from(loss: n > 0 ? total / Double(n) : 0, predictions: predictions, classes: loader.dataset.classes.count)
     }
 
     /// One pass in evaluation mode without gradients.
@@ -72,7 +72,7 @@ public enum Trainer {
                 n += batch.labels.count
                 predictions += try probabilities(logits, batch)
             }
-            return .from(loss: n > 0 ? total / Double(n) : 0, predictions: predictions, classes: loader.dataset.classes.count)
+            return try .from(loss: n > 0 ? total / Double(n) : 0, predictions: predictions, classes: loader.dataset.classes.count)
         }
     }
 
@@ -97,7 +97,52 @@ public enum Checkpoint {
         meta["smil_version"] = smilVersion
         meta["rng_state"] = RandomGenerator.global.state.map { String($0, radix: 16) }.joined(separator: ",")
         let json = try JSONSerialization.data(withJSONObject: meta, options: [.sortedKeys])
-        try SafeTensors(tensors: tensors, metadata: ["manifest": String(decoding: json, as: UTF8.self)]).write(to: path)
+        var metadata = ["manifest": String(decoding: json, as: UTF8.self)]
+        if let o = optimizer { metadata["optimizer_param_groups"] = try paramGroupsJSON(o) }
+        try SafeTensors(tensors: tensors, metadata: metadata).write(to: path)
+    }
+
+    /// Each group's options as JSON, in torch's form: `[{"lr": 0.001, "betas": [0.9, 0.999], ...}]`.
+    static func paramGroupsJSON(_ o: Optimizer) throws -> String {
+        let groups = o.groups.indices.map { g -> [String: Any] in
+            var d: [String: Any] = ["params": o.groups[g].count]
+            for (name, v) in o.options(group: g) {
+                switch v {
+                case .number(let x): d[name] = x
+                case .pair(let a, let b): d[name] = [a, b]
+                case .flag(let f): d[name] = f
+                }
+            }
+            return d
+        }
+        return String(decoding: try JSONSerialization.data(withJSONObject: groups, options: [.sortedKeys]), as: UTF8.self)
+    }
+
+    /// Restores the group options saved by `paramGroupsJSON`, after checking that the groups match.
+    static func loadParamGroups(_ text: String, into o: Optimizer, path: String) throws {
+        guard let groups = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]] else {
+            throw CoreError.file(path: path, "malformed optimizer_param_groups in the metadata")
+        }
+        guard groups.count == o.groups.count else {
+            throw CoreError.stateDict("the checkpoint's optimizer has \(groups.count) parameter groups, this one has \(o.groups.count)")
+        }
+        for (g, d) in groups.enumerated() {
+            guard (d["params"] as? Int) == o.groups[g].count else {
+                throw CoreError.stateDict("the checkpoint's parameter group \(g) has \(d["params"] ?? "?") parameters, this one has \(o.groups[g].count)")
+            }
+            // Read each value as the kind the option has (JSON's numbers and booleans look alike here).
+            for (name, current) in o.options(group: g) {
+                guard let value = d[name] else { continue }
+                let parsed: OptionValue?
+                switch current {
+                case .number: parsed = (value as? NSNumber).map { .number($0.doubleValue) }
+                case .pair: parsed = (value as? [NSNumber]).flatMap { $0.count == 2 ? .pair($0[0].doubleValue, $0[1].doubleValue) : nil }
+                case .flag: parsed = (value as? NSNumber).map { .flag($0.boolValue) }
+                }
+                guard let parsed else { throw CoreError.file(path: path, "optimizer_param_groups: group \(g)'s \(name) is malformed") }
+                try o.setOption(name, parsed, group: g)
+            }
+        }
     }
 
     /// Restores model (and optimizer) state; returns the manifest.
@@ -113,7 +158,10 @@ public enum Checkpoint {
         }
         guard !modelState.isEmpty else { throw CoreError.file(path: path, "not a smil checkpoint (no model.* tensors)") }
         try model.loadStateDict(modelState, strict: true)
-        if let o = optimizer { try o.loadStateDict(optState) }
+        if let o = optimizer {
+            try o.loadStateDict(optState)
+            if let groups = st.metadata["optimizer_param_groups"] { try loadParamGroups(groups, into: o, path: path) }
+        }
         guard let text = st.metadata["manifest"], let data = text.data(using: .utf8),
               let obj = try? JSONSerialization.jsonObject(with: data) as? [String: String] else { return [:] }
         if restoreRandomState, let rng = obj["rng_state"] {

@@ -97,6 +97,8 @@ struct ArgumentReader {
         var flat: [Value] = []
         func walk(_ x: Value, depth: Int) throws {
             if case .list(let l) = x {
+                // Deeper than any tensor (and than a list that contains itself would go).
+                guard depth < 64 else { throw wrong(param, "a nested list at most 64 deep", v) }
                 if depth == shape.count { shape.append(l.items.count) }
                 else if shape[depth] != l.items.count { throw wrong(param, "a rectangular nested list", v) }
                 for y in l.items { try walk(y, depth: depth + 1) }

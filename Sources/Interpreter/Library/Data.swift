@@ -25,7 +25,9 @@ final class DatasetObject: HostObject, IndexableObject, LengthObject {
     }
     override func setMember(_ name: String, _ value: Value, _ interp: Interpreter) throws -> Bool {
         guard name == "tiles_per_slide" else { return false }
-        dataset.tilesPerSlide = try ArgumentReader(function: "tiles_per_slide").int(value, "value")
+        let k = try ArgumentReader(function: "tiles_per_slide").int(value, "value")
+        guard k > 0 else { throw ScriptError(.runtime, "tiles_per_slide must be positive, got \(k)") }
+        dataset.tilesPerSlide = k
         return true
     }
     func index(_ i: Value, _ interp: Interpreter) throws -> Value {
@@ -199,7 +201,7 @@ extension Interpreter {
             let r = ArgumentReader(function: "synthetic_slides")
             let root = try r.string(a[0], "root")
             try SyntheticSlides.write(to: root, slidesPerClass: try r.int(a[1], "slides_per_class"), grid: try r.int(a[2], "grid"),
-                                      tileSize: try r.int(a[3], "tile_size"), seed: UInt64(try r.int(a[4], "seed")))
+                                      tileSize: try r.int(a[3], "tile_size"), seed: UInt64(bitPattern: Int64(try r.int(a[4], "seed"))))
             return .string(root)
         }
         def("SparseConvMIL", [("embedder", nil), ("sparse_cnn", nil), ("classifier", nil), ("downsample", .int(10)), ("rotate", .bool(true)),
@@ -240,7 +242,7 @@ extension Interpreter {
                 case "LSEMIL": pooling = .logSumExp(r: try r.float(a[2], "r"))
                 default: pooling = .attention(hidden: try r.int(a[2], "hidden"), gated: try r.bool(a[3], "gated"))
                 }
-                return .object(ModuleObject(PooledMIL(embedder: embedder, classifier: classifier, pooling: pooling, dimension: d)))
+                return .object(ModuleObject(try PooledMIL(embedder: embedder, classifier: classifier, pooling: pooling, dimension: d)))
             }
         }
         def("train_epoch", [("model", nil), ("loader", nil), ("opt", nil)], doc: "One epoch of training; returns metrics (loss, balanced_accuracy, ...).") { a, _, interp in
@@ -321,13 +323,28 @@ extension Interpreter {
             default: return try ArgumentReader(function: f).list(v, "y").map { try ArgumentReader(function: f).int($0, "y") }
             }
         }
-        def("balanced_accuracy", [("y", nil), ("pred", nil)], doc: "Mean per-class recall.") { a, _, _ in .float(Metrics.balancedAccuracy(try labels(a[0], "balanced_accuracy"), try labels(a[1], "balanced_accuracy"))) }
-        def("accuracy", [("y", nil), ("pred", nil)], doc: "Fraction correct.") { a, _, _ in .float(Metrics.accuracy(try labels(a[0], "accuracy"), try labels(a[1], "accuracy"))) }
-        def("precision", [("y", nil), ("pred", nil)], doc: "Macro precision.") { a, _, _ in .float(Metrics.precisionRecallF1(try labels(a[0], "precision"), try labels(a[1], "precision")).precision) }
-        def("recall", [("y", nil), ("pred", nil)], doc: "Macro recall.") { a, _, _ in .float(Metrics.precisionRecallF1(try labels(a[0], "recall"), try labels(a[1], "recall")).recall) }
-        def("f1", [("y", nil), ("pred", nil)], doc: "Macro F1.") { a, _, _ in .float(Metrics.precisionRecallF1(try labels(a[0], "f1"), try labels(a[1], "f1")).f1) }
-        def("confusion_matrix", [("y", nil), ("pred", nil)], doc: "Counts m[true][predicted].") { a, _, _ in
-            .list(ListBox(Metrics.confusionMatrix(try labels(a[0], "confusion_matrix"), try labels(a[1], "confusion_matrix")).map { .ints($0) }))
+        // y and pred of one length, as scikit-learn checks ("inconsistent numbers of samples").
+        let pair = { (a: [Value], f: String) throws -> ([Int], [Int]) in
+            let y = try labels(a[0], f), p = try labels(a[1], f)
+            guard y.count == p.count else { throw ScriptError(.runtime, "\(f)(): y has \(y.count) labels but pred has \(p.count)") }
+            return (y, p)
+        }
+        def("balanced_accuracy", [("y", nil), ("pred", nil)], doc: "Mean per-class recall over the classes in y.") { a, _, _ in
+            let (y, p) = try pair(a, "balanced_accuracy"); return .float(Metrics.balancedAccuracy(y, p))
+        }
+        def("accuracy", [("y", nil), ("pred", nil)], doc: "Fraction correct.") { a, _, _ in let (y, p) = try pair(a, "accuracy"); return .float(Metrics.accuracy(y, p)) }
+        def("precision", [("y", nil), ("pred", nil)], doc: "Macro precision over the labels in y or pred.") { a, _, _ in
+            let (y, p) = try pair(a, "precision"); return .float(Metrics.precisionRecallF1(y, p).precision)
+        }
+        def("recall", [("y", nil), ("pred", nil)], doc: "Macro recall over the labels in y or pred.") { a, _, _ in
+            let (y, p) = try pair(a, "recall"); return .float(Metrics.precisionRecallF1(y, p).recall)
+        }
+        def("f1", [("y", nil), ("pred", nil)], doc: "Macro F1 over the labels in y or pred.") { a, _, _ in
+            let (y, p) = try pair(a, "f1"); return .float(Metrics.precisionRecallF1(y, p).f1)
+        }
+        def("confusion_matrix", [("y", nil), ("pred", nil)], doc: "Counts m[true][predicted] for labels 0..max.") { a, _, _ in
+            let (y, p) = try pair(a, "confusion_matrix")
+            return .list(ListBox(try Metrics.confusionMatrix(y, p).map { .ints($0) }))
         }
         def("auc", [("y", nil), ("probs", nil)], doc: "Macro one-vs-rest ROC AUC from class probabilities [N, C].") { a, _, _ in
             let r = ArgumentReader(function: "auc")

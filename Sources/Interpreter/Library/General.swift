@@ -55,7 +55,9 @@ extension Interpreter {
             if step == 1 { return .range(lo, max(lo, hi)) }
             if step == 0 { throw ScriptError(.runtime, "range(): step must not be zero") }
             // Count first: a huge range is an error, not an allocation.
-            let count = step > 0 ? max(0, (hi - lo + step - 1) / step) : max(0, (lo - hi - step - 1) / -step)
+            // Overflow-free: the span as a magnitude, then whole steps in it.
+            let (span, overflow) = step > 0 ? hi.subtractingReportingOverflow(lo) : lo.subtractingReportingOverflow(hi)
+            let count = overflow ? Int.max : span <= 0 ? 0 : Int((UInt(span) - 1) / step.magnitude) + 1
             if count > 50_000_000 { throw ScriptError(.runtime, "range(): \(count) items is too many for a list (use a..<b to loop)") }
             return .list(ListBox(stride(from: lo, to: hi, by: step).map { .int($0) }))
         }
@@ -251,15 +253,32 @@ extension Value {
 public protocol LengthObject { var length: Int { get } }
 
 func toJSON(_ v: Value) throws -> String {
+    var open = Set<ObjectIdentifier>()
+    return try toJSON(v, open: &open)
+}
+
+private func toJSON(_ v: Value, open: inout Set<ObjectIdentifier>) throws -> String {
+    switch v {
+    case .list(let l):
+        guard open.insert(ObjectIdentifier(l)).inserted else { throw ScriptError(.runtime, "json(): the list contains itself (a circular reference)") }
+        defer { open.remove(ObjectIdentifier(l)) }
+        var parts: [String] = []
+        for x in l.items { parts.append(try toJSON(x, open: &open)) }
+        return "[" + parts.joined(separator: ", ") + "]"
+    case .dict(let d):
+        guard open.insert(ObjectIdentifier(d)).inserted else { throw ScriptError(.runtime, "json(): the dict contains itself (a circular reference)") }
+        defer { open.remove(ObjectIdentifier(d)) }
+        var parts: [String] = []
+        for (k, x) in zip(d.keys, d.values) { parts.append(quote(render(k, quoted: false)) + ": " + (try toJSON(x, open: &open))) }
+        return "{" + parts.joined(separator: ", ") + "}"
+    default: break
+    }
     switch v {
     case .int(let i): return String(i)
     case .float(let d): return d.isFinite ? formatFloat(d) : "null"
     case .bool(let b): return b ? "true" : "false"
     case .nilValue: return "null"
     case .string(let s): return quote(s)
-    case .list(let l): return "[" + (try l.items.map(toJSON)).joined(separator: ", ") + "]"
-    case .dict(let d):
-        return "{" + (try zip(d.keys, d.values).map { k, v in quote(render(k, quoted: false)) + ": " + (try toJSON(v)) }).joined(separator: ", ") + "}"
     case .tensor(let t): return try toJSON(.list(ListBox(t.value.scalars.map { .float(Double($0)) })))
     default: throw ScriptError(.runtime, "json(): \(an(v.typeName)) has no JSON form")
     }

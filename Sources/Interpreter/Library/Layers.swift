@@ -80,9 +80,13 @@ final class ModuleObject: HostObject, IndexableObject, IterableObject, LengthObj
             }
         case "eval": return interp.bound(obj, name, [], doc: "Evaluation mode.") { _, _, _ in m.eval(); return obj }
         case "num_parameters": return interp.bound(obj, name, [], doc: "The number of trainable scalars.") { _, _, _ in .int(m.numParameters()) }
-        case "summary": return interp.bound(obj, name, [], doc: "The layer tree with parameter counts.") { _, _, _ in
-            .string(m.summary() + "\n\(m.numParameters()) parameters")
-        }
+        case "summary":
+            return interp.bound(obj, name, [("input", .nilValue), ("depth", .int(3))],
+                                doc: "A torchinfo-style table: each layer's type, output shape for input (a shape such as [1, 3, 224, 224]; run without gradients in eval mode), parameters, and totals; depth levels below the model.") { a, _, _ in
+                let r = ArgumentReader(function: "summary")
+                let input = a[1].isNil ? nil : try r.shape(a[1], "input")
+                return .object(SummaryObject(try ModelSummary(m, input: input, depth: try r.int(a[2], "depth"))))
+            }
         case "train_epoch" where m is MILModel:
             return interp.bound(obj, name, [("loader", nil), ("opt", nil)], doc: "One epoch of training; returns metrics.") { a, _, interp in
                 try interp.callValue(.function(Function(.builtin(interp.builtins["train_epoch"]!))), [obj, a[1], a[2]])
@@ -182,22 +186,22 @@ extension Interpreter {
 
     func registerLayers() {
         defModule("Linear", [("in", nil), ("out", nil), ("bias", .bool(true))], doc: "y = x W^T + b; weight [out, in].") { a, r in
-            Linear(try r.int(a[0], "in"), try r.int(a[1], "out"), bias: try r.bool(a[2], "bias"))
+            try Linear(try r.int(a[0], "in"), try r.int(a[1], "out"), bias: try r.bool(a[2], "bias"))
         }
         defModule("Conv2d", [("in", nil), ("out", nil), ("kernel", nil), ("stride", .int(1)), ("padding", .int(0)), ("dilation", .int(1)), ("bias", .bool(true))],
                   doc: "2-D convolution over [N, C, H, W]; weight [out, in, k, k].") { a, r in
-            Conv2d(try r.int(a[0], "in"), try r.int(a[1], "out"), kernelSize: try r.int(a[2], "kernel"), stride: try r.int(a[3], "stride"),
+            try Conv2d(try r.int(a[0], "in"), try r.int(a[1], "out"), kernelSize: try r.int(a[2], "kernel"), stride: try r.int(a[3], "stride"),
                    padding: try r.int(a[4], "padding"), dilation: try r.int(a[5], "dilation"), bias: try r.bool(a[6], "bias"))
         }
         defModule("BatchNorm2d", [("c", nil), ("eps", .float(1e-5)), ("momentum", .float(0.1))], doc: "Batch normalisation over channels, with running statistics.") { a, r in
-            BatchNorm2d(try r.int(a[0], "c"), eps: try r.float(a[1], "eps"), momentum: try r.float(a[2], "momentum"))
+            try BatchNorm2d(try r.int(a[0], "c"), eps: try r.float(a[1], "eps"), momentum: try r.float(a[2], "momentum"))
         }
         defModule("ReLU", [], doc: "max(x, 0).") { _, _ in ReLU() }
         defModule("MaxPool2d", [("kernel", nil), ("stride", .nilValue), ("padding", .int(0))], doc: "Max pooling with a square window.") { a, r in
-            MaxPool2d(try r.int(a[0], "kernel"), stride: try r.optionalInt(a[1], "stride"), padding: try r.int(a[2], "padding"))
+            try MaxPool2d(try r.int(a[0], "kernel"), stride: try r.optionalInt(a[1], "stride"), padding: try r.int(a[2], "padding"))
         }
-        defModule("AdaptiveAvgPool2d", [("size", nil)], doc: "Average pooling to a fixed output size.") { a, r in AdaptiveAvgPool2d(try r.int(a[0], "size")) }
-        defModule("Dropout", [("p", .float(0.5))], doc: "Zeroes elements with probability p in training.") { a, r in Dropout(try r.float(a[0], "p")) }
+        defModule("AdaptiveAvgPool2d", [("size", nil)], doc: "Average pooling to a fixed output size.") { a, r in try AdaptiveAvgPool2d(try r.int(a[0], "size")) }
+        defModule("Dropout", [("p", .float(0.5))], doc: "Zeroes elements with probability p in training.") { a, r in try Dropout(try r.float(a[0], "p")) }
         defModule("Flatten", [("start", .int(1))], doc: "Flattens dimensions from start on.") { a, r in Flatten(start: try r.int(a[0], "start")) }
         defModule("Identity", [], doc: "Returns its input.") { _, _ in Identity() }
         defModule("Sequential", [("layers", nil)], doc: "Applies layers in order; children are named 0, 1, ...") { a, r in
@@ -207,11 +211,11 @@ extension Interpreter {
                 return m.module
             })
         }
-        let builders: [(String, (Int, Bool) -> ResNet)] = [("resnet18", { resnet18(numClasses: $0, embedder: $1) }), ("resnet34", { resnet34(numClasses: $0, embedder: $1) }),
-                                                           ("resnet50", { resnet50(numClasses: $0, embedder: $1) }), ("wide_resnet50_2", { wideResnet50_2(numClasses: $0, embedder: $1) })]
+        let builders: [(String, (Int, Bool) throws -> ResNet)] = [("resnet18", { try resnet18(numClasses: $0, embedder: $1) }), ("resnet34", { try resnet34(numClasses: $0, embedder: $1) }),
+                                                           ("resnet50", { try resnet50(numClasses: $0, embedder: $1) }), ("wide_resnet50_2", { try wideResnet50_2(numClasses: $0, embedder: $1) })]
         for (name, make) in builders {
             defModule(name, [("classes", .int(1000)), ("embedder", .bool(false))], doc: "torchvision's \(name): architecture, initialisation and state_dict names; embedder: true replaces fc by Identity.") { a, r in
-                make(try r.int(a[0], "classes"), try r.bool(a[1], "embedder"))
+                try make(try r.int(a[0], "classes"), try r.bool(a[1], "embedder"))
             }
         }
         def("save", [("x", nil), ("path", nil), ("metadata", .nilValue)], doc: "Saves a tensor, a dict of tensors or a module's state as safetensors (written to a temporary file, then renamed).") { a, _, _ in
@@ -251,9 +255,9 @@ extension Interpreter {
             try SparseConv2d(try r.int(a[0], "in"), try r.int(a[1], "out"), filter: try r.int(a[2], "filter"), stride: try r.int(a[3], "stride"))
         }
         defModule("SparseReLU", [], doc: "max(x, 0) on the features.") { _, _ in SparseReLU() }
-        defModule("SparseBatchNorm", [("c", nil)], doc: "Batch normalisation of the features over all active sites.") { a, r in SparseBatchNorm(try r.int(a[0], "c")) }
+        defModule("SparseBatchNorm", [("c", nil)], doc: "Batch normalisation of the features over all active sites.") { a, r in try SparseBatchNorm(try r.int(a[0], "c")) }
         defModule("SparseMaxPool2d", [("size", nil), ("stride", .nilValue)], doc: "Max pooling over active sites.") { a, r in
-            SparseMaxPool2d(try r.int(a[0], "size"), stride: try r.optionalInt(a[1], "stride"))
+            try SparseMaxPool2d(try r.int(a[0], "size"), stride: try r.optionalInt(a[1], "stride"))
         }
         defModule("SparseGlobalAvgPool", [], doc: "Per-sample mean of the active sites: sparse map -> [batch, C].") { _, _ in SparseGlobalAvgPool() }
         defModule("SparseGlobalMaxPool", [], doc: "Per-sample max over the active sites: sparse map -> [batch, C].") { _, _ in SparseGlobalMaxPool() }
@@ -271,6 +275,23 @@ extension Interpreter {
             return try sparseConvMIL(classes: try r.int(a[0], "classes"), embedder: embedder, embedderName: name,
                                      channels: try r.list(a[2], "channels").map { try r.int($0, "channels") }, filter: try r.int(a[3], "filter"),
                                      downsample: try r.float(a[4], "downsample"), hidden: try r.int(a[5], "hidden"))
+        }
+    }
+}
+
+/// A module's summary: prints as the table; `total_params`, `trainable_params` and `text` as values.
+final class SummaryObject: HostObject {
+    let summary: ModelSummary
+    init(_ s: ModelSummary) { summary = s }
+    override var typeName: String { "ModelSummary" }
+    override var description: String { summary.description }
+    override var memberNames: [String] { ["total_params", "trainable_params", "text"] }
+    override func member(_ name: String, _ interp: Interpreter) throws -> Value? {
+        switch name {
+        case "total_params": return .int(summary.totalParameters)
+        case "trainable_params": return .int(summary.trainableParameters)
+        case "text": return .string(summary.description)
+        default: return nil
         }
     }
 }

@@ -29,19 +29,19 @@ extension Interpreter {
             default: throw ScriptError(.runtime, "tensor(): dtype must be \"float32\" or \"int64\", got \(quote(dtype!))")
             }
         }
-        def("zeros", [("shape", nil)], doc: "A float32 tensor of zeros.") { a, _, _ in .from(Tensor.zeros(try ArgumentReader(function: "zeros").shape(a[0], "shape"))) }
-        def("ones", [("shape", nil)], doc: "A float32 tensor of ones.") { a, _, _ in .from(Tensor.ones(try ArgumentReader(function: "ones").shape(a[0], "shape"))) }
+        def("zeros", [("shape", nil)], doc: "A float32 tensor of zeros.") { a, _, _ in .from(try Tensor.zeros(try ArgumentReader(function: "zeros").shape(a[0], "shape"))) }
+        def("ones", [("shape", nil)], doc: "A float32 tensor of ones.") { a, _, _ in .from(try Tensor.ones(try ArgumentReader(function: "ones").shape(a[0], "shape"))) }
         def("full", [("shape", nil), ("value", nil)], doc: "A float32 tensor filled with value.") { a, _, _ in
             let r = ArgumentReader(function: "full")
-            return .from(Tensor.full(try r.shape(a[0], "shape"), try r.float(a[1], "value")))
+            return .from(try Tensor.full(try r.shape(a[0], "shape"), try r.float(a[1], "value")))
         }
-        def("randn", [("shape", nil)], doc: "Standard normal values from the seeded generator.") { a, _, _ in .from(Tensor.randn(try ArgumentReader(function: "randn").shape(a[0], "shape"))) }
-        def("rand", [("shape", nil)], doc: "Uniform values in [0, 1) from the seeded generator.") { a, _, _ in .from(Tensor.rand(try ArgumentReader(function: "rand").shape(a[0], "shape"))) }
+        def("randn", [("shape", nil)], doc: "Standard normal values from the seeded generator.") { a, _, _ in .from(try Tensor.randn(try ArgumentReader(function: "randn").shape(a[0], "shape"))) }
+        def("rand", [("shape", nil)], doc: "Uniform values in [0, 1) from the seeded generator.") { a, _, _ in .from(try Tensor.rand(try ArgumentReader(function: "rand").shape(a[0], "shape"))) }
         def("randint", [("lo", nil), ("hi", nil), ("shape", nil)], doc: "Uniform int64 values in lo..<hi.") { a, _, _ in
             let r = ArgumentReader(function: "randint")
             let lo = try r.int(a[0], "lo"), hi = try r.int(a[1], "hi")
             guard hi > lo else { throw ScriptError(.runtime, "randint(): hi (\(hi)) must be greater than lo (\(lo))") }
-            return .from(IntTensor.randint(lo, hi, shape: try r.shape(a[2], "shape")))
+            return .from(try IntTensor.randint(lo, hi, shape: try r.shape(a[2], "shape")))
         }
         def("arange", [("start", nil), ("end", .nilValue), ("step", .int(1))], doc: "arange(n): 0, 1, ..., n-1 (int64 for integers); arange(a, b, step).") { a, _, _ in
             let r = ArgumentReader(function: "arange")
@@ -50,7 +50,7 @@ extension Interpreter {
             let t = try Tensor.arange(Float(lo), Float(hi), step: try r.float(a[2], "step"))
             return allInts ? .from(t.long()) : .from(t)
         }
-        def("eye", [("n", nil)], doc: "The n x n identity matrix.") { a, _, _ in .from(Tensor.eye(try ArgumentReader(function: "eye").int(a[0], "n"))) }
+        def("eye", [("n", nil)], doc: "The n x n identity matrix.") { a, _, _ in .from(try Tensor.eye(try ArgumentReader(function: "eye").int(a[0], "n"))) }
         def("cat", [("tensors", nil), ("dim", .int(0))], doc: "Joins tensors along an existing dimension.") { a, _, _ in
             let r = ArgumentReader(function: "cat")
             return .from(try Tensor.cat(try r.list(a[0], "tensors").map { try r.tensor($0, "tensors") }, dim: try r.int(a[1], "dim")))

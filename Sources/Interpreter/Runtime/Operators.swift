@@ -95,9 +95,18 @@ extension Interpreter {
             case "in": return .bool(b.contains(a))
             default: if let c = comparison(op, a, b) { return c }
             }
-        case (.string(let s), .int(let n)) where op == "*": return .string(String(repeating: s, count: max(0, n)))
+        case (.string(let s), .int(let n)) where op == "*":
+            try checkRepetition(of: s.utf8.count, "a string of \(s.utf8.count) bytes", times: n, elementSize: 1)
+            return .string(s.isEmpty ? "" : String(repeating: s, count: max(0, n)))
         case (.list(let a), .list(let b)) where op == "+": return .list(ListBox(a.items + b.items))
-        case (.list(let a), .int(let n)) where op == "*": return .list(ListBox(Array([[Value]](repeating: a.items, count: max(0, n)).joined())))
+        case (.list(let a), .int(let n)) where op == "*":
+            try checkRepetition(of: a.items.count, "a list of \(a.items.count) items", times: n, elementSize: MemoryLayout<Value>.stride)
+            var items: [Value] = []
+            if n > 0 && !a.items.isEmpty {
+                items.reserveCapacity(a.items.count * n)
+                for _ in 0..<n { items.append(contentsOf: a.items) }
+            }
+            return .list(ListBox(items))
         default: break
         }
         switch op {
@@ -288,6 +297,13 @@ extension Interpreter {
             }
             t[flat: flat] = Float(value)
             box.value = t
+        case .object(let o as IndexAssignableObject):
+            guard items.count == 1 else { throw fail("\(an(obj.typeName)) takes one index", file, loc) }
+            do { try o.setIndex(items[0], v, self) } catch let e as ScriptError {
+                throw located(e, file: file, at: loc)
+            } catch let e as CoreError {
+                throw fail(e.description, file, loc)
+            }
         default:
             throw fail("\(an(obj.typeName)) does not support item assignment", file, loc)
         }
@@ -322,6 +338,11 @@ extension Interpreter {
     }
 }
 
+/// A host object that supports `x[i] = v`.
+public protocol IndexAssignableObject {
+    func setIndex(_ i: Value, _ v: Value, _ interp: Interpreter) throws
+}
+
 /// A host object that supports `x[i]`.
 public protocol IndexableObject {
     func index(_ i: Value, _ interp: Interpreter) throws -> Value
@@ -346,7 +367,35 @@ extension Tensor {
 }
 
 /// Deep equality: numbers by value, lists and dicts element by element, objects by identity.
+/// Containers that hold themselves are equal where their structures match: a pair of containers
+/// met again while being compared is taken as equal (the comparison of the rest decides).
 func valuesEqual(_ a: Value, _ b: Value) -> Bool {
+    var comparing = Set<[ObjectIdentifier]>()
+    return valuesEqual(a, b, comparing: &comparing)
+}
+
+private func valuesEqual(_ a: Value, _ b: Value, comparing: inout Set<[ObjectIdentifier]>) -> Bool {
+    switch (a, b) {
+    case (.list(let x), .list(let y)):
+        if x === y { return true }
+        guard x.items.count == y.items.count else { return false }
+        let pair = [ObjectIdentifier(x), ObjectIdentifier(y)]
+        guard comparing.insert(pair).inserted else { return true }
+        defer { comparing.remove(pair) }
+        for (p, q) in zip(x.items, y.items) where !valuesEqual(p, q, comparing: &comparing) { return false }
+        return true
+    case (.dict(let x), .dict(let y)):
+        if x === y { return true }
+        guard x.count == y.count else { return false }
+        let pair = [ObjectIdentifier(x), ObjectIdentifier(y)]
+        guard comparing.insert(pair).inserted else { return true }
+        defer { comparing.remove(pair) }
+        for (k, v) in zip(x.keys, x.values) {
+            guard let w = y.get(k), valuesEqual(v, w, comparing: &comparing) else { return false }
+        }
+        return true
+    default: break
+    }
     switch (a, b) {
     case (.int(let x), .int(let y)): return x == y
     case (.int, .float), (.float, .int), (.float, .float), (.bool, .int), (.int, .bool), (.bool, .float), (.float, .bool):
@@ -355,9 +404,6 @@ func valuesEqual(_ a: Value, _ b: Value) -> Bool {
     case (.bool(let x), .bool(let y)): return x == y
     case (.string(let x), .string(let y)): return x == y
     case (.nilValue, .nilValue): return true
-    case (.list(let x), .list(let y)): return x === y || (x.items.count == y.items.count && zip(x.items, y.items).allSatisfy { valuesEqual($0, $1) })
-    case (.dict(let x), .dict(let y)):
-        return x === y || (x.count == y.count && zip(x.keys, x.values).allSatisfy { k, v in y.get(k).map { valuesEqual($0, v) } ?? false })
     case (.range(let a1, let b1), .range(let a2, let b2)): return a1 == a2 && b1 == b2
     case (.function(let x), .function(let y)): return x === y
     case (.tensor(let x), .tensor(let y)): return x === y || (x.value.shape == y.value.shape && x.value.scalars == y.value.scalars)
@@ -365,4 +411,14 @@ func valuesEqual(_ a: Value, _ b: Value) -> Bool {
     case (.object(let x), .object(let y)): return x === y
     default: return false
     }
+}
+
+/// Refuses `x * n` for a string or list whose result could not fit in memory (Python's
+/// MemoryError), before anything is allocated.
+func checkRepetition(of count: Int, _ what: String, times n: Int, elementSize: Int) throws {
+    guard n > 0, count > 0 else { return }
+    let (items, o1) = count.multipliedReportingOverflow(by: n)
+    let (bytes, o2) = items.multipliedReportingOverflow(by: elementSize)
+    guard o1 || o2 || bytes > Memory.limitBytes else { return }
+    throw ScriptError(.runtime, "cannot repeat \(what) \(n) times: the result would need \(o1 || o2 ? "more than 2^63 bytes" : Memory.describe(bytes: bytes)), more than this machine can hold (\(Memory.describe(bytes: Memory.limitBytes)))")
 }

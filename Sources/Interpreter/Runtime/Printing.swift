@@ -46,16 +46,32 @@ extension String {
     func trimmingPrefix(while p: (Character) -> Bool) -> String { String(drop(while: p)) }
 }
 
-/// Text for a value: strings bare at the top level and quoted inside collections.
+/// Text for a value: strings bare at the top level and quoted inside collections. A list or dict
+/// that contains itself shows the inner occurrence as `[...]` or `{...}`, as Python does.
 public func render(_ v: Value, quoted: Bool) -> String {
+    var open = Set<ObjectIdentifier>()
+    return render(v, quoted: quoted, open: &open)
+}
+
+private func render(_ v: Value, quoted: Bool, open: inout Set<ObjectIdentifier>) -> String {
+    switch v {
+    case .list(let l):
+        guard open.insert(ObjectIdentifier(l)).inserted else { return "[...]" }
+        defer { open.remove(ObjectIdentifier(l)) }
+        return "[" + l.items.map { render($0, quoted: true, open: &open) }.joined(separator: ", ") + "]"
+    case .dict(let d):
+        guard open.insert(ObjectIdentifier(d)).inserted else { return "{...}" }
+        defer { open.remove(ObjectIdentifier(d)) }
+        return "{" + zip(d.keys, d.values).map { "\(render($0, quoted: true, open: &open)): \(render($1, quoted: true, open: &open))" }.joined(separator: ", ") + "}"
+    default: break
+    }
     switch v {
     case .int(let i): return String(i)
     case .float(let d): return formatFloat(d)
     case .bool(let b): return b ? "true" : "false"
     case .nilValue: return "nil"
     case .string(let s): return quoted ? quote(s) : s
-    case .list(let l): return "[" + l.items.map { render($0, quoted: true) }.joined(separator: ", ") + "]"
-    case .dict(let d): return "{" + zip(d.keys, d.values).map { "\(render($0, quoted: true)): \(render($1, quoted: true))" }.joined(separator: ", ") + "}"
+    case .list, .dict: return ""  // handled above
     case .range(let lo, let hi): return "\(lo)..<\(hi)"
     case .function(let f): return "<fn \(f.name)>"
     case .tensor(let t): return t.value.description

@@ -86,6 +86,13 @@ extension Interpreter {
         return msg
     }
 
+    /// How an interactive front end shows a value typed alone: a module as its summary table
+    /// (torchinfo's, without output shapes), everything else as `print` would quote it.
+    public func displayText(_ v: Value) -> String {
+        if case .object(let m as ModuleObject) = v, let s = try? ModelSummary(m.module) { return s.description }
+        return render(v, quoted: true)
+    }
+
     /// Sets `_` to the last expression value (the REPL's convenience).
     public func setUnderscore(_ v: Value) {
         let slot = globals.scopes[0]["_"]?.slot ?? globals.declare("_", constant: false)

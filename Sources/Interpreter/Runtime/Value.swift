@@ -112,7 +112,7 @@ public final class TensorBox {
     private var own: Tensor
 
     public init(_ t: Tensor) { own = t; parameter = nil }
-    public init(parameter: Parameter) { self.parameter = parameter; own = Tensor.zeros([0]) }
+    public init(parameter: Parameter) { self.parameter = parameter; own = Tensor(repeating: 0, shape: [0]) }
 
     /// The parameter this tensor is, made from it the first time a script's own leaf tensor is
     /// handed to an optimizer (as torch.optim takes any leaf tensor): from then on the script's
@@ -130,7 +130,7 @@ public final class TensorBox {
         let p = Parameter(own)
         p.grad = own.grad
         parameter = p
-        own = Tensor.zeros([0])
+        own = try Tensor.zeros([0])
         return p
     }
 
