@@ -31,6 +31,7 @@ final class FuzzRegressionTests: XCTestCase {
         ("zeros([6]).reshape([4611686018427387904, 2])", "reshape: shape [4611686018427387904, 2] is invalid for input of size 6"),
         ("tensor([1, 2]).reshape([4611686018427387904, 2])", "reshape: shape [4611686018427387904, 2] is invalid for input of size 2"),
         ("range(2, step: 9223372036854775807)", "no error"),
+        ("zeros([0, 3]).reshape([4611686018427387904, 2])", "reshape: shape [4611686018427387904, 2] is invalid for input of size 0"),
         ("arange(4611686018427387904, step: -1e-30)", "arange: upper bound and lower bound inconsistent with step sign"),
         ("arange(0, 4611686018427387904, step: 1e-30)", "arange: cannot allocate"),
         ("tensor(1.5)[0]", "too many indices for a tensor of rank 0"),
@@ -59,6 +60,7 @@ final class FuzzRegressionTests: XCTestCase {
         ("len(range(2, step: 9223372036854775807))", "1"),
         ("recall([0, 3], [1000000000000000000, 3])", "0.3333333333333333"),
         ("zeros([0]).reshape([0, 5]).shape", "[0, 5]"),
+        ("enumerate([1, 2], start: 9223372036854775807)", "[[9223372036854775807, 1], [9.223372036854776e+18, 2]]"),
     ]
 
     func testCallsThatCrashedNowRaiseClearErrors() {

@@ -8,12 +8,13 @@ extension Tensor {
         guard count == 0 || newShape.allSatisfy({ $0 <= count }) else {
             throw CoreError.shapeMismatch(op: "reshape", "shape \(shapeString(newShape)) is invalid for input of size \(count) (shape \(shapeString(shape)))")
         }
-        let known = newShape.filter { $0 != -1 }.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }
+        func product(_ sizes: [Int]) -> Int { sizes.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 } }
+        let known = product(newShape.filter { $0 != -1 })
         let inferred = newShape.filter { $0 == -1 }.count
         if inferred == 1, let i = newShape.firstIndex(of: -1), known > 0, count % known == 0 {
             target[i] = count / known
         }
-        guard inferred <= 1, target.allSatisfy({ $0 >= 0 }), target.reduce(1, *) == count else {
+        guard inferred <= 1, target.allSatisfy({ $0 >= 0 }), product(target) == count else {
             throw CoreError.shapeMismatch(op: "reshape", "shape \(shapeString(newShape)) is invalid for input of size \(count) (shape \(shapeString(shape)))")
         }
         let old = shape

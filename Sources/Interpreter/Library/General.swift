@@ -148,7 +148,11 @@ extension Interpreter {
         def("enumerate", [("xs", nil), ("start", .int(0))], doc: "Pairs [index, item] for each item of a list.") { a, _, _ in
             let r = ArgumentReader(function: "enumerate")
             let start = try r.int(a[1], "start")
-            return .list(ListBox(try r.list(a[0], "xs").enumerated().map { .list(ListBox([.int($0.offset + start), $0.element])) }))
+            // An index past 64 bits becomes a float, as every integer result does.
+            return .list(ListBox(try r.list(a[0], "xs").enumerated().map { i, x in
+                let (n, overflow) = start.addingReportingOverflow(i)
+                return .list(ListBox([overflow ? .float(Double(start) + Double(i)) : .int(n), x]))
+            }))
         }
         def("zip", variadic: true, doc: "Lists of corresponding items of several lists, as long as the shortest.") { _, extra, _ in
             let lists = try extra.map { try ArgumentReader(function: "zip").list($0, "xs") }
