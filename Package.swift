@@ -8,6 +8,10 @@ let package = Package(
         .library(name: "Core", targets: ["Core"]),
         .executable(name: "smil", targets: ["SMILScript"]),
     ],
+    dependencies: [
+        // Reads and writes torch.save's zip archives (stored entries, CRC-32, zip64).
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
+    ],
     targets: [
         // C libraries from Debian, each behind its own small module map.
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
@@ -22,7 +26,8 @@ let package = Package(
         // checks kept; the kernels' floating-point contraction is turned off by a pragma in
         // kernels.h, not by a flag.
         .target(name: "CKernels", path: "Sources/CKernels"),
-        .target(name: "Core", dependencies: ["COpenBLAS", "CPNG", "CJPEG", "CJPEGCodec", "CKernels"]),
+        .target(name: "Core", dependencies: ["COpenBLAS", "CPNG", "CJPEG", "CJPEGCodec", "CKernels",
+                                            .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .target(name: "Interpreter", dependencies: ["Core"]),
         .executableTarget(name: "SMILScript", dependencies: ["Core", "Interpreter", "CReadline"]),
         .executableTarget(name: "smil-bench", dependencies: ["Core", "Interpreter"], path: "Sources/Bench"),

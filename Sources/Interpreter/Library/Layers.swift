@@ -64,10 +64,10 @@ final class ModuleObject: HostObject, IndexableObject, IterableObject, LengthObj
                 return .dict(d)
             }
         case "load_state_dict":
-            return interp.bound(obj, name, [("state", nil), ("strict", .bool(true))], doc: "Loads a dict of tensors (or a safetensors path); strict requires exactly the module's keys.") { a, _, _ in
+            return interp.bound(obj, name, [("state", nil), ("strict", .bool(true))], doc: "Loads a dict of tensors, or a file's (safetensors or PyTorch .pth/.pt, by content); strict requires exactly the module's keys; returns {missing, unexpected}.") { a, _, _ in
                 let r = ArgumentReader(function: "load_state_dict")
                 let dict: [String: AnyTensor]
-                if case .string(let path) = a[1] { dict = try SafeTensors.read(path).dictionary } else { dict = try stateDictFrom(a[1]) }
+                if case .string(let path) = a[1] { dict = try tensorsInFile(path) } else { dict = try stateDictFrom(a[1]) }
                 let (missing, unexpected) = try m.loadStateDict(dict, strict: try r.bool(a[2], "strict"))
                 let out = DictBox()
                 out.set(.string("missing"), .list(ListBox(missing.map { .string($0) })))
@@ -218,9 +218,21 @@ extension Interpreter {
                 try make(try r.int(a[0], "classes"), try r.bool(a[1], "embedder"))
             }
         }
-        def("save", [("x", nil), ("path", nil), ("metadata", .nilValue)], doc: "Saves a tensor, a dict of tensors or a module's state as safetensors (written to a temporary file, then renamed).") { a, _, _ in
+        def("save", [("x", nil), ("path", nil), ("metadata", .nilValue)],
+            doc: "Saves a tensor, a dict of tensors or a module's state. PATH.pt / .pth: torch.save's zip format, which torch.load(path, weights_only=True) reads (any nesting of dicts, lists, tensors, numbers, strings; float tensors as float32, int tensors as int64); otherwise safetensors (with metadata). Written to a temporary file, synced, then renamed.") { a, _, interp in
             let r = ArgumentReader(function: "save")
             let path = try r.string(a[1], "path")
+            if path.hasSuffix(".pt") || path.hasSuffix(".pth") {
+                guard a[2].isNil else { throw ScriptError(.runtime, "save(): metadata is for safetensors files; a .pt file holds it as data (save a dict)") }
+                let value: TorchValue
+                if case .object(let m as ModuleObject) = a[0] {
+                    value = .dict(m.module.stateDict().map { (.string($0.0), .tensor($0.1)) })
+                } else {
+                    value = try interp.torchValue(a[0])
+                }
+                try TorchFile.write(value, to: path)
+                return .nilValue
+            }
             var meta: [String: String] = [:]
             if case .dict(let d) = a[2] { for (k, v) in zip(d.keys, d.values) { meta[render(k, quoted: false)] = render(v, quoted: false) } }
             let tensors: [(name: String, tensor: AnyTensor)]
@@ -233,12 +245,36 @@ extension Interpreter {
             try SafeTensors(tensors: tensors, metadata: meta).write(to: path)
             return .nilValue
         }
-        def("load", [("path", nil)], doc: "Reads a safetensors file: a dict from names to tensors (a lone \"tensor\" entry gives the tensor).") { a, _, _ in
-            let st = try SafeTensors.read(try ArgumentReader(function: "load").string(a[0], "path"))
-            if st.tensors.count == 1, st.tensors[0].name == "tensor" { return .from(st.tensors[0].tensor) }
-            let d = DictBox()
-            for (n, t) in st.tensors { d.set(.string(n), .from(t)) }
-            return .dict(d)
+        def("load", [("path", nil)],
+            doc: "Reads a file by its content, not its name: safetensors (a dict from names to tensors; a lone \"tensor\" entry gives the tensor), or PyTorch's torch.save files, zip or legacy format (.pt, .pth, .bin), through a restricted unpickler that builds only tensors, containers and numbers and refuses any other class, naming it (as torch.load(weights_only=True)). float16, bfloat16 and float64 tensors become float32; integer and bool tensors int64.") { a, _, _ in
+            let path = try ArgumentReader(function: "load").string(a[0], "path")
+            switch TorchFile.format(of: path) {
+            case .zip, .legacy: return scriptValue(try TorchFile.read(path))
+            default:
+                let st = try SafeTensors.read(path)
+                if st.tensors.count == 1, st.tensors[0].name == "tensor" { return .from(st.tensors[0].tensor) }
+                let d = DictBox()
+                for (n, t) in st.tensors { d.set(.string(n), .from(t)) }
+                return .dict(d)
+            }
+        }
+    }
+
+    /// A script value as PyTorch data: dicts, lists, tensors, numbers, strings, nil.
+    func torchValue(_ v: Value, depth: Int = 0) throws -> TorchValue {
+        guard depth < 1000 else { throw ScriptError(.runtime, "save(): the value nests deeper than 1000 levels (or holds itself)") }
+        switch v {
+        case .nilValue: return .none
+        case .bool(let b): return .bool(b)
+        case .int(let i): return .int(i)
+        case .float(let d): return .float(d)
+        case .string(let s): return .string(s)
+        case .tensor(let t): return .tensor(.float(t.value.detached()))
+        case .intTensor(let t): return .tensor(.int(t.value))
+        case .list(let l): return .list(try l.items.map { try torchValue($0, depth: depth + 1) })
+        case .dict(let d): return .dict(try zip(d.keys, d.values).map { (try torchValue($0, depth: depth + 1), try torchValue($1, depth: depth + 1)) })
+        case .object(let m as ModuleObject): return .dict(m.module.stateDict().map { (.string($0.0), .tensor($0.1)) })
+        default: throw ScriptError(.runtime, "save(): \(an(v.typeName)) cannot be saved in a PyTorch file (tensors, dicts, lists, numbers, strings and nil can)")
         }
     }
 
@@ -293,5 +329,35 @@ final class SummaryObject: HostObject {
         case "text": return .string(summary.description)
         default: return nil
         }
+    }
+}
+
+/// PyTorch data as script values: dicts and lists (tuples too), tensors, numbers, strings, nil;
+/// bytes as a list of integers.
+func scriptValue(_ v: TorchValue) -> Value {
+    switch v {
+    case .none: return .nilValue
+    case .bool(let b): return .bool(b)
+    case .int(let i): return .int(i)
+    case .float(let d): return .float(d)
+    case .string(let s): return .string(s)
+    case .bytes(let b): return .list(ListBox(b.map { .int(Int($0)) }))
+    case .list(let xs), .tuple(let xs): return .list(ListBox(xs.map(scriptValue)))
+    case .dict(let items):
+        let d = DictBox()
+        for (k, x) in items { _ = d.set(scriptValue(k), scriptValue(x)) }
+        return .dict(d)
+    case .tensor(let t): return .from(t)
+    }
+}
+
+/// The tensors of a safetensors or PyTorch file, chosen by content; a PyTorch file's nested dicts
+/// flattened with dots (`model.0.weight`).
+func tensorsInFile(_ path: String) throws -> [String: AnyTensor] {
+    switch TorchFile.format(of: path) {
+    case .zip, .legacy:
+        return Dictionary(try TorchFile.read(path).flattenedTensors().map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
+    default:
+        return try SafeTensors.read(path).dictionary
     }
 }

@@ -1,0 +1,216 @@
+// TorchFileTests.swift: PyTorch's torch.save files (../shared/golden/torch, written by real
+// PyTorch 2.15) read without Python and compared with their safetensors twins; files that must be
+// refused; writing and reading back; hostile pickles refused with bounded memory and time.
+
+import XCTest
+import Foundation
+@testable import Core
+import TestSupport
+
+final class TorchFileTests: XCTestCase {
+    /// Every tensor of `value`, flattened with dots, equals the twin's tensor of that name exactly
+    /// (conversions to float32 / int64 are the twins' too), and the twin has no other tensor.
+    func assertMatchesTwins(_ value: TorchValue, _ twins: [SafeTensors], prefix: String = "", file: StaticString = #filePath, line: UInt = #line) {
+        let read = Dictionary(value.flattenedTensors().map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
+        var expected: [String: AnyTensor] = [:]
+        for t in twins { for (n, x) in t.tensors { expected[prefix + n] = x } }
+        XCTAssertEqual(Set(read.keys), Set(expected.keys), file: file, line: line)
+        for (name, x) in expected {
+            guard let y = read[name] else { continue }
+            XCTAssertEqual(y.shape, x.shape, name, file: file, line: line)
+            switch (y, x) {
+            case (.float(let a), .float(let b)): XCTAssertEqual(a.scalars, b.scalars, name, file: file, line: line)
+            case (.int(let a), .int(let b)): XCTAssertEqual(a.scalars, b.scalars, name, file: file, line: line)
+            default: XCTFail("\(name): element type differs from the twin's", file: file, line: line)
+            }
+        }
+    }
+
+    func testResNet18StateDictZipFormat() throws {
+        let value = try TorchFile.read(try sharedFile("golden/torch/resnet18_state_dict.pth"))
+        assertMatchesTwins(value, [try golden("resnet18_weights.safetensors"), try golden("torch/resnet18_state_dict_fc.safetensors")])
+        // Keys in the file's order, as torchvision's state_dict.
+        guard case .dict(let items) = value else { return XCTFail("not a dict") }
+        XCTAssertEqual(items.first?.key, .string("conv1.weight"))
+        XCTAssertEqual(items.last?.key, .string("fc.bias"))
+        // Into torchvision's architecture, unchanged.
+        let model = try resnet18()
+        try model.loadStateDict(Dictionary(uniqueKeysWithValues: value.flattenedTensors().map { ($0.0, $0.1) }), strict: true)
+    }
+
+    func testLegacyFormat() throws {
+        let path = try sharedFile("golden/torch/small_legacy.pth")
+        XCTAssertEqual(TorchFile.format(of: path), .legacy)
+        assertMatchesTwins(try TorchFile.read(path), [try golden("torch/small_legacy.safetensors")])
+    }
+
+    func testReferenceSparseConvMILCheckpoint() throws {
+        let value = try TorchFile.read(try sharedFile("golden/torch/sparseconvmil_reference.pth"))
+        let embedder = try golden("resnet18_weights.safetensors"), head = try golden("sparseconvmil_head_weights.safetensors")
+        let read = Dictionary(value.flattenedTensors().map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
+        XCTAssertEqual(read.count, embedder.tensors.count + head.tensors.count)
+        for (n, t) in embedder.tensors { XCTAssertEqual(read["tile_embedder." + n].map(TorchValue.tensor), .tensor(t), n) }
+        for (n, t) in head.tensors { XCTAssertEqual(read[n].map(TorchValue.tensor), .tensor(t), n) }
+        XCTAssertEqual(read["sparse_cnn.0.weight"]?.shape, [9, 1, 512, 32])
+    }
+
+    func testCLAMFeatureFileIsOneTensor() throws {
+        let value = try TorchFile.read(try sharedFile("golden/torch/clam_features.pt"))
+        guard case .tensor(.float(let t)) = value else { return XCTFail("not a float tensor: \(value)") }
+        XCTAssertEqual(t.shape, [257, 1024])
+        XCTAssertEqual(TorchValue.tensor(.float(t)), try golden("torch/clam_features.safetensors").tensors.first { $0.name == "features" }.map { .tensor($0.tensor) })
+    }
+
+    func testCheckpointWithOptimizerStateAndPlainValues() throws {
+        let value = try TorchFile.read(try sharedFile("golden/torch/checkpoint.pt"))
+        assertMatchesTwins(value, [try golden("torch/checkpoint.safetensors")])
+        XCTAssertEqual(value["epoch"], .int(3))
+        XCTAssertEqual(value["best_auc"], .float(0.875))
+        XCTAssertEqual(value["name"], .string("run-a"))
+        XCTAssertEqual(value["history"], .list([.float(0.69), .float(0.52), .float(0.41)]))
+        XCTAssertEqual(value["flags"], .tuple([.bool(true), .none]))
+        // Optimizer state keyed by parameter index, and its param_groups.
+        guard case .dict(let state)? = value["optimizer"]?["state"] else { return XCTFail("no optimizer state") }
+        XCTAssertEqual(state.map(\.key), [.int(0), .int(1), .int(2), .int(3)])
+        guard case .list(let groups)? = value["optimizer"]?["param_groups"], case .dict? = groups.first else { return XCTFail("no param_groups") }
+        XCTAssertEqual(groups.first?["params"], .list([.int(0), .int(1), .int(2), .int(3)]))
+    }
+
+    /// float16, bfloat16, float64 and the integer types converted; a transposed view, a sliced view
+    /// with a storage offset, two tensors on one storage, a scalar and an empty tensor.
+    func testDTypesAndViews() throws {
+        assertMatchesTwins(try TorchFile.read(try sharedFile("golden/torch/dtypes_views.pt")), [try golden("torch/dtypes_views.safetensors")])
+    }
+
+    func testFilesThatRunCodeOrBuildClassesAreRefused() throws {
+        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("smil-pwned").path
+        try? FileManager.default.removeItem(atPath: marker)
+        XCTAssertThrowsError(try TorchFile.read(try sharedFile("golden/torch/refuse_os_system.pt"))) {
+            XCTAssertTrue("\($0)".contains("refused to load posix.system (os.system)"), "\($0)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: marker), "the pickle's command ran")
+        XCTAssertThrowsError(try TorchFile.read(try sharedFile("golden/torch/refuse_whole_module.pt"))) {
+            XCTAssertTrue("\($0)".contains("refused to load torch.nn.modules.container.Sequential"), "\($0)")
+        }
+    }
+
+    func testWriteThenRead() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("smil-torchfile-\(getpid()).pt").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let w = try Tensor([1, -2.5, 3e-8, .infinity, 0, 7], shape: [2, 3])
+        let value = TorchValue.dict([
+            (.string("weight"), .tensor(.float(w))),
+            (.string("labels"), .tensor(.int(try IntTensor([3, -1, 1 << 40], shape: [3])))),
+            (.string("scalar"), .tensor(.float(Tensor(scalar: 0.5)))),
+            (.string("empty"), .tensor(.float(try Tensor.zeros([0, 4])))),
+            (.string("meta"), .dict([(.string("epoch"), .int(12)), (.string("big"), .int(-(1 << 50))), (.string("lr"), .float(1e-4)),
+                                     (.string("name"), .string("run é")), (.string("none"), .none), (.string("ok"), .bool(true))])),
+            (.string("history"), .list([.float(0.5), .int(1), .list([])])),
+            (.int(7), .bytes([0, 255, 10])),
+        ])
+        try TorchFile.write(value, to: path)
+        XCTAssertEqual(TorchFile.format(of: path), .zip)
+        let back = try TorchFile.read(path)
+        // Written as a list of key-value pairs in order; tuples come back as tuples, lists as lists.
+        XCTAssertEqual(back, value)
+    }
+
+    /// Real PyTorch reads what smil writes (`torch.load(weights_only=True)`), where a Python with
+    /// torch is installed (the benchmark peers' virtualenv); skipped with the reason otherwise.
+    func testPyTorchReadsWhatSmilWrites() throws {
+        let python = ProcessInfo.processInfo.environment["SMIL_PEERS_PYTHON"] ?? "/opt/smil-peers/bin/python"
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            let reason = "skipped: no Python with torch at \(python) (set SMIL_PEERS_PYTHON)"
+            print(reason)
+            throw XCTSkip(reason)
+        }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("smil-roundtrip-\(getpid()).pt").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try TorchFile.write(.dict([(.string("w"), .tensor(.float(try Tensor([1, 2, 3, 4.5], shape: [2, 2])))),
+                                   (.string("y"), .tensor(.int(IntTensor([5, -6])))),
+                                   (.string("epoch"), .int(3)), (.string("name"), .string("a")), (.string("xs"), .list([.float(0.25), .none]))]), to: path)
+        let script = """
+            import torch, sys
+            d = torch.load(sys.argv[1], weights_only=True)
+            assert d["w"].dtype == torch.float32 and d["w"].tolist() == [[1.0, 2.0], [3.0, 4.5]], d["w"]
+            assert d["y"].dtype == torch.int64 and d["y"].tolist() == [5, -6], d["y"]
+            assert d["epoch"] == 3 and d["name"] == "a" and d["xs"] == [0.25, None], d
+            print("torch read it")
+            """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = ["-c", script, path]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        if text.contains("No module named 'torch'") { print("skipped: \(python) has no torch"); throw XCTSkip("no torch") }
+        XCTAssertEqual(p.terminationStatus, 0, text)
+        XCTAssertTrue(text.contains("torch read it"), text)
+    }
+
+    // MARK: Hostile input
+
+    func unpickle(_ bytes: [UInt8], storage: TorchStorage? = nil) throws -> TorchValue {
+        var u = Unpickler(data: Data(bytes), file: "<test>") { _ in
+            guard let storage else { throw CoreError.file(path: "<test>", "no storage") }
+            return .storage(storage)
+        }
+        return try u.loadValue()
+    }
+
+    func testHostilePicklesAreRefusedWithBoundedWork() throws {
+        // 100,000 nested lists: built iteratively, refused at 1,000 levels when converted.
+        let deep: [UInt8] = [0x80, 0x02] + Array(repeating: 0x5D, count: 100_000) + Array(repeating: 0x61, count: 99_999) + [0x2E]
+        XCTAssertThrowsError(try unpickle(deep)) { XCTAssertTrue("\($0)".contains("nests deeper than 1000 levels"), "\($0)") }
+        // A string that claims a billion bytes.
+        XCTAssertThrowsError(try unpickle([0x80, 0x02, 0x58, 0x00, 0xCA, 0x9A, 0x3B, 0x61, 0x62])) {
+            XCTAssertTrue("\($0)".contains("claims 1000000000 bytes, but only 2 remain"), "\($0)")
+        }
+        // A memo entry that was never stored, an opcode outside the list, a truncated stream.
+        XCTAssertThrowsError(try unpickle([0x80, 0x02, 0x6A, 0xFF, 0xFF, 0xFF, 0x7F, 0x2E])) { XCTAssertTrue("\($0)".contains("never PUT"), "\($0)") }
+        XCTAssertThrowsError(try unpickle([0x80, 0x02, 0x69, 0x6F, 0x73, 0x0A, 0x2E])) { XCTAssertTrue("\($0)".contains("opcode 0x69 (INST) is not allowed"), "\($0)") }
+        XCTAssertThrowsError(try unpickle([0x80, 0x02, 0x5D])) { XCTAssertTrue("\($0)".contains("ends in the middle"), "\($0)") }
+        XCTAssertThrowsError(try unpickle([0x80, 0x02, 0x63] + Array("builtins\neval\n".utf8) + [0x2E])) {
+            XCTAssertTrue("\($0)".contains("refused to load builtins.eval"), "\($0)")
+        }
+    }
+
+    /// `_rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict())` on a storage of 4 floats.
+    func tensorPickle(offset: Int, size: [Int], stride: [Int]) -> [UInt8] {
+        var p = Pickler()
+        p.global("torch._utils", "_rebuild_tensor_v2")
+        p.op(0x28)
+        p.op(0x28); p.string("storage"); p.global("torch", "FloatStorage"); p.string("0"); p.string("cpu"); p.int(4); p.op(0x74); p.op(0x51)
+        p.int(offset); p.tuple(size); p.tuple(stride); p.op(0x89)
+        p.global("collections", "OrderedDict"); p.op(0x29); p.op(0x52)
+        p.op(0x74); p.op(0x52); p.op(0x2E)
+        return [UInt8](p.bytes)
+    }
+
+    func testViewsMustLieInsideTheirStorage() throws {
+        let storage = TorchStorage(dtype: .float32, bytes: [Float(1), 2, 3, 4].withUnsafeBufferPointer { Data(buffer: $0) })
+        XCTAssertEqual(try unpickle(tensorPickle(offset: 1, size: [2], stride: [2]), storage: storage), .tensor(.float(Tensor([2, 4]))))
+        XCTAssertThrowsError(try unpickle(tensorPickle(offset: 0, size: [10], stride: [1]), storage: storage)) {
+            XCTAssertTrue("\($0)".contains("reaches element 9, past its storage of 4 elements"), "\($0)")
+        }
+        XCTAssertThrowsError(try unpickle(tensorPickle(offset: 0, size: [2, 2], stride: [1 << 62, 1]), storage: storage))
+        XCTAssertThrowsError(try unpickle(tensorPickle(offset: -1, size: [1], stride: [1]), storage: storage))
+        XCTAssertThrowsError(try unpickle(tensorPickle(offset: 0, size: [1 << 40, 1 << 40], stride: [0, 0]), storage: storage)) {
+            XCTAssertTrue("\($0)".contains("cannot allocate"), "\($0)")
+        }
+    }
+
+    func testTruncatedArchiveIsAnErrorNamingTheFile() throws {
+        let source = try sharedFile("golden/torch/checkpoint.pt")
+        let data = try Data(contentsOf: URL(fileURLWithPath: source))
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("smil-truncated-\(getpid()).pt").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        for cut in [data.count / 3, data.count - 30, 100] {
+            try data.prefix(cut).write(to: URL(fileURLWithPath: path))
+            XCTAssertThrowsError(try TorchFile.read(path), "cut at \(cut)") { XCTAssertTrue("\($0)".contains(path), "\($0)") }
+        }
+    }
+}
