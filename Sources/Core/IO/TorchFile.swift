@@ -15,7 +15,8 @@ public enum TorchFile {
     public static func format(of path: String) -> Format {
         guard let h = FileHandle(forReadingAtPath: path) else { return .unknown }
         defer { try? h.close() }
-        let head = [UInt8](h.readData(ofLength: 16))
+        // The throwing read: Foundation's readData(ofLength:) traps on a directory.
+        let head = [UInt8]((try? h.read(upToCount: 16)) ?? Data())
         if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) { return .zip }
         if head.starts(with: [0x80, 0x02, 0x8A, 0x0A, 0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19]) { return .legacy }
         if head.count >= 9, head[8] == UInt8(ascii: "{") { return .safetensors }

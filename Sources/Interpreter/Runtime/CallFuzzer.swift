@@ -63,7 +63,7 @@ public struct CallFuzzer {
         // Floats, with NaN, infinities and signed zero.
         "0.0", "0.5", "-2.5", "1e30", "-1e-30", "float(\"nan\")", "float(\"inf\")", "-0.0",
         // Other scalars and strings (paths in the scratch folder and beyond it).
-        "nil", "true", "false", "\"\"", "\"abc\"", "\"mean\"", "\"sum\"", "\"float32\"", "\"int64\"", "\"out.safetensors\"",
+        "nil", "true", "false", "\"\"", "\"abc\"", "\"mean\"", "\"sum\"", "\"float32\"", "\"int64\"", "\"out.safetensors\"", "\"out.pt\"",
         "\"/nonexistent/dir/x.png\"", "\"slides\"", "\"d4\"",
         // Lists as shapes (empty, zero, negative, huge), nested, ragged and mixed.
         "[]", "[0]", "[2, 3]", "[-1, 3]", "[0, 3]", "[3, -2]", "[4611686018427387904, 2]", "[65536, 65536]", "[1, 2, 3, 4]",
