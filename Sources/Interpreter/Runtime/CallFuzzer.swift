@@ -62,9 +62,10 @@ public struct CallFuzzer {
         "9223372036854775807",
         // Floats, with NaN, infinities and signed zero.
         "0.0", "0.5", "-2.5", "1e30", "-1e-30", "float(\"nan\")", "float(\"inf\")", "-0.0",
-        // Other scalars and strings (paths in the scratch folder and beyond it).
+        // Other scalars and strings. Paths are relative, inside the worker's scratch folder: a call
+        // may create what it names (the fuzz runs as whoever runs the tests, root in CI).
         "nil", "true", "false", "\"\"", "\"abc\"", "\"mean\"", "\"sum\"", "\"float32\"", "\"int64\"", "\"out.safetensors\"", "\"out.pt\"",
-        "\"/nonexistent/dir/x.png\"", "\"slides\"", "\"d4\"",
+        "\"missing/dir/x.png\"", "\"slides\"", "\"d4\"",
         // Lists as shapes (empty, zero, negative, huge), nested, ragged and mixed.
         "[]", "[0]", "[2, 3]", "[-1, 3]", "[0, 3]", "[3, -2]", "[4611686018427387904, 2]", "[65536, 65536]", "[1, 2, 3, 4]",
         "[[1, 2], [3, 4]]", "[[1], [2, 3]]", "[1.5, \"a\"]", "[t2, t2]", "[t0, t1]", "[m, conv]", "[nil]", "[[]]",
