@@ -36,7 +36,13 @@ def main():
     iters = int(sys.argv[sys.argv.index("--iters") + 1]) if "--iters" in sys.argv else 5
     warmup = int(sys.argv[sys.argv.index("--warmup") + 1]) if "--warmup" in sys.argv else 1
     torch.manual_seed(0)
-    if workload == "conv":
+    if workload == "load":
+        # The file smil-bench load wrote just before (torchvision's resnet50 state_dict layout).
+        import os
+        path = os.path.join(os.environ.get("TMPDIR", "/tmp"), "smil-bench-resnet50.pth")
+        t = median_time(lambda: torch.load(path, weights_only=True), iters, warmup)
+        report("load_resnet50_pth", t * 1000, "ms")
+    elif workload == "conv":
         conv_layers(iters, warmup)
     elif workload == "w2a":
         model = torchvision.models.resnet18(weights=None)

@@ -62,7 +62,7 @@ func option(_ name: String, _ def: Int) -> Int {
 }
 let iters = option("--iters", 5), warmup = option("--warmup", 1)
 guard let workload = args.first else {
-    print("usage: smil-bench sgemm|conv|w1|w2a|w2b|w3a|w3b [--iters N] [--warmup N]")
+    print("usage: smil-bench sgemm|conv|w1|w2a|w2b|w3a|w3b|train|load [--iters N] [--warmup N]")
     exit(2)
 }
 RandomGenerator.seed(0)
@@ -332,6 +332,17 @@ do {
         report(name + "_fwdbwd", freshBoth * 1000, "ms")
         report(name + "_fwd_cached", reused * 1000, "ms", extra: "gflops=\(String(format: "%.1f", flops / reused / 1e9))")
         report(name + "_fwdbwd_cached", reusedBoth * 1000, "ms")
+    case "load":
+        // Reading torchvision's resnet50 weights (a 98 MB torch.save zip, written here by smil's own
+        // writer in the same layout when it is not there yet); bench_peers.py times torch.load of
+        // the same file.
+        let path = (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp") + "/smil-bench-resnet50.pth"
+        if !FileManager.default.fileExists(atPath: path) {
+            let model = try resnet50()
+            try TorchFile.write(.dict(model.stateDict().map { (.string($0.0), .tensor($0.1)) }), to: path)
+        }
+        let t = try timeMedian(iters: iters, warmup: warmup) { _ = try TorchFile.read(path) }
+        report("load_resnet50_pth", t * 1000, "ms")
     default:
         print("unknown workload \(workload)")
         exit(2)

@@ -26,6 +26,24 @@ final class SafeTensorsTests: XCTestCase {
 
     /// A checkpoint survives a power cut: the new bytes are synced before the rename, and the
     /// folder (which holds the name) after it; nothing is left beside the target.
+    /// A device is written into, never replaced (a rename onto /dev/null would make it a file
+    /// for every program on the machine); a symbolic link stays a link; a folder is refused.
+    func testAtomicWriteKeepsDevicesLinksAndFolders() throws {
+        try writeAtomically(Data("discarded".utf8), to: "/dev/null")
+        var st = stat()
+        XCTAssertEqual(stat("/dev/null", &st), 0)
+        XCTAssertEqual(st.st_mode & S_IFMT, S_IFCHR, "/dev/null is still a device")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("smil-atomic-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Data("old".utf8).write(to: URL(fileURLWithPath: dir + "/target"))
+        try FileManager.default.createSymbolicLink(atPath: dir + "/link", withDestinationPath: "target")
+        try writeAtomically(Data("new".utf8), to: dir + "/link")
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: dir + "/link"), "target")
+        XCTAssertEqual(try String(contentsOfFile: dir + "/target", encoding: .utf8), "new")
+        XCTAssertThrowsError(try writeAtomically(Data("x".utf8), to: dir)) { XCTAssertTrue("\($0)".contains("is a folder"), "\($0)") }
+    }
+
     func testAtomicWriteSyncsTheFileBeforeTheRenameAndTheFolderAfter() throws {
         let path = dir.appendingPathComponent("model.safetensors").path
         try Data("old".utf8).write(to: URL(fileURLWithPath: path))

@@ -62,6 +62,8 @@ final class FuzzRegressionTests: XCTestCase {
         ("len(range(2, step: 9223372036854775807))", "1"),
         ("recall([0, 3], [1000000000000000000, 3])", "0.3333333333333333"),
         ("zeros([0]).reshape([0, 5]).shape", "[0, 5]"),
+        ("plot(tensor([float(\"nan\"), float(\"inf\"), 1e308, -1e308, 2.0]), path: \"/dev/null\")", "\"/dev/null\""),
+        ("plot([float(\"inf\"), 1.0], [1.0, 2.0], path: \"/dev/null\")", "\"/dev/null\""),
         ("enumerate([1, 2], start: 9223372036854775807)", "[[9223372036854775807, 1], [9.223372036854776e+18, 2]]"),
     ]
 

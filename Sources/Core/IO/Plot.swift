@@ -20,8 +20,12 @@ public struct LineChart {
     static let palette: [[Float]] = [[0.12, 0.47, 0.71], [1.0, 0.50, 0.05], [0.17, 0.63, 0.17], [0.84, 0.15, 0.16],
                                      [0.58, 0.40, 0.74], [0.55, 0.34, 0.29]]
 
+    /// Whether a point is drawn: finite, and small enough that spans between points stay finite
+    /// (NaN, infinities and values past 1e300 are left out, as gaps).
+    static func drawn(_ p: (x: Double, y: Double)) -> Bool { abs(p.x) <= 1e300 && abs(p.y) <= 1e300 }
+
     var bounds: (x0: Double, x1: Double, y0: Double, y1: Double) {
-        let pts = series.flatMap { $0 }.filter { $0.x.isFinite && $0.y.isFinite }
+        let pts = series.flatMap { $0 }.filter(LineChart.drawn)
         var x0 = pts.map(\.x).min() ?? 0, x1 = pts.map(\.x).max() ?? 1, y0 = pts.map(\.y).min() ?? 0, y1 = pts.map(\.y).max() ?? 1
         if x1 == x0 { x0 -= 0.5; x1 += 0.5 }
         if y1 == y0 { y0 -= 0.5; y1 += 0.5 }
@@ -52,10 +56,10 @@ public struct LineChart {
         canvas.line(Double(left), Double(top), Double(left), Double(bottom), black)
         for (i, s) in series.enumerated() {
             let color = LineChart.palette[i % LineChart.palette.count]
-            for (a, b) in zip(s, s.dropFirst()) where a.y.isFinite && b.y.isFinite {
+            for (a, b) in zip(s, s.dropFirst()) where LineChart.drawn(a) && LineChart.drawn(b) {
                 canvas.line(px(a.x), py(a.y), px(b.x), py(b.y), color, thick: true)
             }
-            if s.count == 1 { canvas.dot(px(s[0].x), py(s[0].y), color) }
+            if s.count == 1, LineChart.drawn(s[0]) { canvas.dot(px(s[0].x), py(s[0].y), color) }
         }
         if let t = title { canvas.text(t, x: width / 2, y: 8, color: black, center: true) }
         if let xl = xLabel { canvas.text(xl, x: (left + right) / 2, y: height - 14, color: black, center: true) }
@@ -77,7 +81,7 @@ public struct LineChart {
         var dots = [[Bool]](repeating: [Bool](repeating: false, count: w), count: h)
         for s in series {
             var prev: (Int, Int)? = nil
-            for p in s where p.y.isFinite {
+            for p in s where LineChart.drawn(p) {
                 let x = Int(((p.x - x0) / (x1 - x0) * Double(w - 1)).rounded()), y = Int(((y1 - p.y) / (y1 - y0) * Double(h - 1)).rounded())
                 if let (a, b) = prev {
                     let steps = max(abs(x - a), abs(y - b), 1)

@@ -197,17 +197,9 @@ public func writeAtomically(_ data: Data, to path: String) throws {
 }
 
 /// `writeAtomically`, with the sync call given (tests record which descriptors are synced, and when).
-func writeAtomically(_ data: Data, to path: String, sync: (Int32) -> Int32) throws {
-    let url = URL(fileURLWithPath: path)
-    let folder = url.deletingLastPathComponent().path
-    let tmp = (folder as NSString).appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-    func failure(_ what: String) -> CoreError { CoreError.file(path: path, "\(what): \(String(cString: strerror(errno)))") }
-    let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-    guard fd >= 0 else { throw failure("cannot create a temporary file in \(folder)") }
-    var renamed = false
-    defer { if !renamed { unlink(tmp) } }
-    do {
-        defer { close(fd) }
+func writeAtomically(_ data: Data, to requested: String, sync: (Int32) -> Int32) throws {
+    func failure(_ what: String) -> CoreError { CoreError.file(path: requested, "\(what): \(String(cString: strerror(errno)))") }
+    func writeAll(_ fd: Int32) throws {
         try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
             var done = 0
             while done < raw.count {
@@ -217,6 +209,34 @@ func writeAtomically(_ data: Data, to path: String, sync: (Int32) -> Int32) thro
                 done += n
             }
         }
+    }
+    // A symbolic link is followed, so that the link stays and its target is replaced.
+    let path = (try? FileManager.default.destinationOfSymbolicLink(atPath: requested)).map {
+        $0.hasPrefix("/") ? $0 : (URL(fileURLWithPath: requested).deletingLastPathComponent().path as NSString).appendingPathComponent($0)
+    } ?? requested
+    var st = stat()
+    if stat(path, &st) == 0 {
+        let kind = st.st_mode & S_IFMT
+        if kind == S_IFDIR { throw CoreError.file(path: requested, "is a folder, not a file") }
+        if kind != S_IFREG {
+            // A device or a pipe (/dev/null, /dev/stdout): written into, never replaced by a rename.
+            let fd = open(path, O_WRONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw failure("cannot open") }
+            defer { close(fd) }
+            try writeAll(fd)
+            return
+        }
+    }
+    let url = URL(fileURLWithPath: path)
+    let folder = url.deletingLastPathComponent().path
+    let tmp = (folder as NSString).appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+    let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw failure("cannot create a temporary file in \(folder)") }
+    var renamed = false
+    defer { if !renamed { unlink(tmp) } }
+    do {
+        defer { close(fd) }
+        try writeAll(fd)
         guard sync(fd) == 0 else { throw failure("cannot sync the temporary file") }
     }
     guard rename(tmp, path) == 0 else { throw failure("cannot rename the temporary file into place") }

@@ -176,7 +176,8 @@ public enum TorchFile {
         let name = "archive"
         let fm = FileManager.default
         let url = URL(fileURLWithPath: path)
-        let temp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).zip-tmp")
+        // The archive is put together in the temporary folder, then written in one piece.
+        let temp = fm.temporaryDirectory.appendingPathComponent("smil-\(getpid())-\(UInt32.random(in: 0...UInt32.max))-\(url.lastPathComponent).zip")
         try? fm.removeItem(at: temp)
         defer { try? fm.removeItem(at: temp) }
         do {
