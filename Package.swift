@@ -31,6 +31,8 @@ let package = Package(
         .target(name: "Interpreter", dependencies: ["Core"]),
         .executableTarget(name: "SMILScript", dependencies: ["Core", "Interpreter", "CReadline"]),
         .executableTarget(name: "smil-bench", dependencies: ["Core", "Interpreter"], path: "Sources/Bench"),
+        // A libFuzzer target for the PyTorch-file reader; scripts/fuzz builds it with the fuzzer on.
+        .executableTarget(name: "smil-fuzz-torchfile", dependencies: ["Core"], path: "Sources/FuzzTorchFile"),
 
         .target(name: "TestSupport", dependencies: ["Core"], path: "Tests/TestSupport"),
         .testTarget(name: "CoreTests", dependencies: ["Core", "CKernels", "TestSupport"]),
