@@ -203,6 +203,24 @@ final class TorchFileTests: XCTestCase {
         }
     }
 
+    /// libFuzzer's find: a zip64 record whose central-directory offset is past 2^63 trapped inside
+    /// ZIPFoundation; the archive reader refuses it.
+    func testZip64OffsetPastAnyFileIsRefused() throws {
+        func le(_ v: UInt64, _ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: v >> (8 * UInt64($0))) } }
+        var bytes: [UInt8] = []
+        // Zip64 end-of-central-directory record at 4: entries 1, size 46, offset 0xFFFF...F0.
+        bytes += le(0x0606_4B50, 4) + le(44, 8) + le(45, 2) + le(45, 2) + le(0, 4) + le(0, 4) + le(1, 8) + le(1, 8)
+            + le(46, 8) + le(0xFFFF_FFFF_FFFF_FFF0, 8)
+        // Locator: the record is at offset 4 (after the local-header signature the file starts with).
+        bytes += le(0x0706_4B50, 4) + le(0, 4) + le(4, 8) + le(1, 4)
+        // End of central directory, every field deferring to zip64.
+        bytes += le(0x0605_4B50, 4) + le(0, 2) + le(0, 2) + le(0xFFFF, 2) + le(0xFFFF, 2) + le(0xFFFF_FFFF, 4) + le(0xFFFF_FFFF, 4) + le(0, 2)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("smil-zip64-\(getpid()).pt").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try Data([0x50, 0x4B, 0x03, 0x04] + bytes).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try TorchFile.read(path)) { XCTAssertTrue("\($0)".contains("beyond any file"), "\($0)") }
+    }
+
     func testTruncatedArchiveIsAnErrorNamingTheFile() throws {
         let source = try sharedFile("golden/torch/checkpoint.pt")
         let data = try Data(contentsOf: URL(fileURLWithPath: source))

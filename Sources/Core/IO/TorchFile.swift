@@ -1,7 +1,8 @@
 // TorchFile.swift: PyTorch's `torch.save` files, read and written without Python. Reading takes
 // the zip format (PyTorch >= 1.6: `NAME/data.pkl`, `NAME/data/KEY` storages, `NAME/byteorder`) and
 // the legacy format (one pickle stream with the storages after it), through the restricted
-// unpickler in Pickle.swift; writing gives the zip format that `torch.load(weights_only=True)` reads.
+// unpickler in Pickle.swift and the zip reader in ZipReader.swift; writing gives the zip format that
+// `torch.load(weights_only=True)` reads (put together with ZIPFoundation).
 
 import Foundation
 import ZIPFoundation
@@ -38,32 +39,18 @@ public enum TorchFile {
     // MARK: Zip format
 
     static func readZip(_ path: String) throws -> TorchValue {
-        let archive: Archive
-        do { archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .read) } catch {
-            throw CoreError.file(path: path, "is not a readable zip archive (truncated?): \(error)")
-        }
-        var entries: [String: Entry] = [:]
-        for e in archive { entries[e.path] = e }
+        let archive = try ZipReader(path: path)
+        let entries = archive.entries
         guard let pkl = entries.keys.filter({ $0.hasSuffix("/data.pkl") || $0 == "data.pkl" }).min(by: { $0.count < $1.count }) else {
             throw CoreError.file(path: path, "a zip archive without data.pkl: not a torch.save file")
         }
         let prefix = String(pkl.dropLast("data.pkl".count))
         func contents(_ name: String, verify: Bool) throws -> Data {
             guard let e = entries[prefix + name] else { throw CoreError.file(path: path, "the archive has no \(prefix + name)") }
-            let size = Int(clamping: e.uncompressedSize)
-            try Memory.checkAllocation([size], elementSize: 1, op: "load")
-            var out = Data()
-            out.reserveCapacity(size)
-            do {
-                let crc = try archive.extract(e, bufferSize: 1 << 20, skipCRC32: !verify) { out.append($0) }
-                if verify && crc != e.checksum { throw CoreError.file(path: path, "\(prefix + name) is corrupt (its CRC-32 does not match)") }
-            } catch let error as CoreError { throw error } catch {
-                throw CoreError.file(path: path, "cannot read \(prefix + name) (truncated or corrupt archive): \(error)")
-            }
-            guard out.count == size else { throw CoreError.file(path: path, "\(prefix + name) is truncated: \(out.count) of \(size) bytes") }
-            return out
+            try Memory.checkAllocation([e.size], elementSize: 1, op: "load")
+            return try archive.contents(e, verify: verify)
         }
-        if let order = entries[prefix + "byteorder"], order.uncompressedSize < 16 {
+        if let order = entries[prefix + "byteorder"], order.size < 16 {
             let text = String(decoding: try contents("byteorder", verify: true), as: UTF8.self)
             guard text == "little" else { throw CoreError.file(path: path, "byte order \"\(text)\" is not supported (only little-endian files)") }
         }
