@@ -148,8 +148,14 @@ open class Module {
         let unexpected = dict.keys.filter { slots[$0] == nil }.sorted()
         if strict && (!missing.isEmpty || !unexpected.isEmpty) {
             var parts: [String] = []
-            if !missing.isEmpty { parts.append("missing key(s) in state_dict: " + missing.map { "\"\($0)\"" }.joined(separator: ", ")) }
-            if !unexpected.isEmpty { parts.append("unexpected key(s) in state_dict: " + unexpected.map { "\"\($0)\"" }.joined(separator: ", ")) }
+            // PyTorch's words; past a dozen keys, the first ones and a count (a wrong architecture
+            // misses hundreds).
+            func listed(_ keys: [String]) -> String {
+                let shown = keys.prefix(12).map { "\"\($0)\"" }.joined(separator: ", ")
+                return keys.count > 12 ? shown + " and \(keys.count - 12) more" : shown
+            }
+            if !missing.isEmpty { parts.append("missing key(s) in state_dict: " + listed(missing)) }
+            if !unexpected.isEmpty { parts.append("unexpected key(s) in state_dict: " + listed(unexpected)) }
             throw CoreError.stateDict("error(s) in loading state_dict for \(typeName): " + parts.joined(separator: "; "))
         }
         // Check everything before writing anything, so a failed load leaves the module unchanged.

@@ -214,8 +214,19 @@ extension Interpreter {
         let builders: [(String, (Int, Bool) throws -> ResNet)] = [("resnet18", { try resnet18(numClasses: $0, embedder: $1) }), ("resnet34", { try resnet34(numClasses: $0, embedder: $1) }),
                                                            ("resnet50", { try resnet50(numClasses: $0, embedder: $1) }), ("wide_resnet50_2", { try wideResnet50_2(numClasses: $0, embedder: $1) })]
         for (name, make) in builders {
-            defModule(name, [("classes", .int(1000)), ("embedder", .bool(false))], doc: "torchvision's \(name): architecture, initialisation and state_dict names; embedder: true replaces fc by Identity.") { a, r in
-                try make(try r.int(a[0], "classes"), try r.bool(a[1], "embedder"))
+            defModule(name, [("classes", .int(1000)), ("embedder", .bool(false)), ("weights", .nilValue)],
+                      doc: "torchvision's \(name): architecture, initialisation and state_dict names; embedder: true replaces fc by Identity; weights: a torchvision .pth (or safetensors) file loaded into it (an embedder leaves out fc.*; every other key must match).") { a, r in
+                let embedder = try r.bool(a[1], "embedder")
+                let model = try make(try r.int(a[0], "classes"), embedder)
+                if !a[2].isNil {
+                    let path = try r.string(a[2], "weights")
+                    var weights = try tensorsInFile(path)
+                    if embedder { weights = weights.filter { !$0.key.hasPrefix("fc.") } }
+                    do { try model.loadStateDict(weights, strict: true) } catch {
+                        throw ScriptError(.runtime, "\(name)(weights: \(quote(path))): \(error)")
+                    }
+                }
+                return model
             }
         }
         def("save", [("x", nil), ("path", nil), ("metadata", .nilValue)],
