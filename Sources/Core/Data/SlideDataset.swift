@@ -28,6 +28,9 @@ public final class SlideDataset {
     /// Tiles are cropped to tile_size x tile_size (randomly with augmentation, else centred).
     public var tileSize: Int?
     public var augmentation: TileAugmentation?
+    /// Per-channel (mean, std) applied to every tile after augmentation, in training and in
+    /// evaluation alike: what a pretrained embedder expects (`TileNormalization.imagenet`).
+    public var normalization: TileNormalization?
 
     static let imageExtensions: Set<String> = ["png", "jpg", "jpeg", "bmp"]
 
@@ -113,6 +116,7 @@ public final class SlideDataset {
             var image = try ImageIO.read(t.path)
             if let s = tileSize { image = try crop(image, to: s, random: augmentation != nil, rng: &rng, path: t.path) }
             if let a = augmentation { image = a.apply(image, rng: &rng) }
+            if let n = normalization { image = try n.apply(image) }
             if let first = tiles.first, first.shape != image.shape {
                 throw CoreError.file(path: t.path, "tile of shape \(shapeString(image.shape)) differs from \(shapeString(first.shape)); set tile_size to crop them alike")
             }
@@ -139,8 +143,10 @@ public final class SlideDataset {
 
     /// A dataset over a subset of the slides (same settings).
     public func subset(_ indices: [Int]) -> SlideDataset {
-        SlideDataset(root: root, classes: classes, slides: indices.map { slides[$0] }, tilesPerSlide: tilesPerSlide,
-                     tileSize: tileSize, augmentation: augmentation)
+        let d = SlideDataset(root: root, classes: classes, slides: indices.map { slides[$0] }, tilesPerSlide: tilesPerSlide,
+                             tileSize: tileSize, augmentation: augmentation)
+        d.normalization = normalization
+        return d
     }
 
     init(root: String, classes: [String], slides: [Slide], tilesPerSlide: Int, tileSize: Int?, augmentation: TileAugmentation?) {
@@ -181,5 +187,42 @@ public final class SlideDataset {
         return (0..<k).map { f in
             (subset(slides.indices.filter { assignment[$0] != f }), subset(slides.indices.filter { assignment[$0] == f }))
         }
+    }
+}
+
+/// Per-channel normalisation of `[3, H, W]` tiles in [0, 1]: `(x - mean) / std`.
+public struct TileNormalization: Equatable, Sendable {
+    public var mean: [Float]
+    public var std: [Float]
+
+    /// torchvision's ImageNet statistics, which its pretrained weights (and CLAM's encoders) expect.
+    public static let imagenet = TileNormalization(mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225])
+
+    public init(mean: [Float], std: [Float]) {
+        self.mean = mean
+        self.std = std
+    }
+
+    /// Checks three means and three positive, finite deviations.
+    public func validated() throws -> TileNormalization {
+        guard mean.count == 3, std.count == 3, mean.allSatisfy(\.isFinite), std.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+            throw CoreError.invalidArgument(op: "normalize", "needs three finite means and three positive deviations, got mean \(mean), std \(std)")
+        }
+        return self
+    }
+
+    public func apply(_ image: Tensor) throws -> Tensor {
+        guard image.rank == 3, image.shape[0] == 3 else {
+            throw CoreError.shapeMismatch(op: "normalize", "expects [3, H, W] tiles, got \(shapeString(image.shape))")
+        }
+        var out = image
+        let plane = image.shape[1] * image.shape[2]
+        out.withUnsafeMutableBufferPointer { p in
+            for c in 0..<3 {
+                let m = mean[c], s = std[c]
+                for i in 0..<plane { p[c * plane + i] = (p[c * plane + i] - m) / s }
+            }
+        }
+        return out
     }
 }

@@ -97,8 +97,9 @@ extension Interpreter {
     }
 
     func registerData() {
-        def("SlideDataset", [("root", nil), ("labels", .nilValue), ("tiles_per_slide", .int(5)), ("tile_size", .nilValue), ("augment", .nilValue)],
-            doc: "Slides in the reference layout (folders of ROW_COL tiles, a slide_id,label CSV — root/labels.csv by default); K tiles sampled per slide with replacement; augment: true for flips, rotations and H&E colour jitter.") { a, _, _ in
+        def("SlideDataset", [("root", nil), ("labels", .nilValue), ("tiles_per_slide", .int(5)), ("tile_size", .nilValue), ("augment", .nilValue),
+                             ("normalize", .nilValue)],
+            doc: "Slides in the reference layout (folders of ROW_COL tiles, a slide_id,label CSV — root/labels.csv by default); K tiles sampled per slide with replacement; augment: true for flips, rotations and H&E colour jitter; normalize: \"imagenet\" (torchvision's mean and std, for pretrained weights) or {\"mean\": [3], \"std\": [3]}, applied to every tile in training and evaluation.") { a, _, _ in
             let r = ArgumentReader(function: "SlideDataset")
             var aug: TileAugmentation? = nil
             switch a[4] {
@@ -123,9 +124,23 @@ extension Interpreter {
                 aug = t
             default: throw r.wrong("augment", "true, false or a dict of options", a[4])
             }
-            return .object(DatasetObject(try SlideDataset(root: try r.string(a[0], "root"), labels: a[1].isNil ? nil : try r.string(a[1], "labels"),
-                                                          tilesPerSlide: try r.int(a[2], "tiles_per_slide"), tileSize: try r.optionalInt(a[3], "tile_size"),
-                                                          augmentation: aug)))
+            var normalization: TileNormalization? = nil
+            switch a[5] {
+            case .nilValue: break
+            case .string("imagenet"): normalization = .imagenet
+            case .dict(let d):
+                guard let m = d.get(.string("mean")), let s = d.get(.string("std")), d.count == 2 else {
+                    throw ScriptError(.runtime, "SlideDataset(): normalize takes {\"mean\": [3 numbers], \"std\": [3 numbers]}")
+                }
+                normalization = try TileNormalization(mean: try r.list(m, "normalize.mean").map { try r.float($0, "normalize.mean") },
+                                                      std: try r.list(s, "normalize.std").map { try r.float($0, "normalize.std") }).validated()
+            default: throw r.wrong("normalize", "\"imagenet\" or {\"mean\": [...], \"std\": [...]}", a[5])
+            }
+            let ds = try SlideDataset(root: try r.string(a[0], "root"), labels: a[1].isNil ? nil : try r.string(a[1], "labels"),
+                                      tilesPerSlide: try r.int(a[2], "tiles_per_slide"), tileSize: try r.optionalInt(a[3], "tile_size"),
+                                      augmentation: aug)
+            ds.normalization = normalization
+            return .object(DatasetObject(ds))
         }
         def("DataLoader", [("dataset", nil), ("batch", .int(2)), ("shuffle", .bool(true)), ("balanced", .bool(false)), ("workers", .int(2))],
             doc: "Batches of sampled slides; balanced draws slides inversely to their class frequency; workers decode in the background.") { a, _, _ in
