@@ -28,6 +28,7 @@ void smil_adam_update(size_t n, float *restrict w, const float *restrict g, floa
 }
 
 atomic_int smil_interrupt_flag;
+atomic_int smil_summary_flag;
 
 static _Thread_local int in_pool_job;
 int smil_in_pool_job(void) { return in_pool_job; }

@@ -197,6 +197,15 @@ static inline void smil_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
 /// the interpreter and by Core's layers, autograd and long kernels. A lock-free atomic int, so
 /// setting it is async-signal-safe and reading it is one relaxed load.
 extern atomic_int smil_interrupt_flag;
+/// Set while a model summary records layer outputs: modules read it after each forward (one
+/// relaxed load; the summary's lock is taken only when it is set).
+extern atomic_int smil_summary_flag;
+static inline int smil_summary_recording(void) {
+    return atomic_load_explicit(&smil_summary_flag, memory_order_relaxed);
+}
+static inline void smil_summary_set(int recording) {
+    atomic_store_explicit(&smil_summary_flag, recording, memory_order_relaxed);
+}
 static inline int smil_interrupt_requested(void) {
     return atomic_load_explicit(&smil_interrupt_flag, memory_order_relaxed);
 }

@@ -2,6 +2,7 @@
 // shape of its output for a given input, and its parameter count, then the totals.
 
 import Foundation
+import CKernels
 
 /// The summary of a module: rows (a layer each, depth first) and totals; `description` is the table.
 public struct ModelSummary: CustomStringConvertible {
@@ -108,7 +109,8 @@ public struct ModelSummary: CustomStringConvertible {
             running.lock()
             defer { running.unlock() }
             lock.lock(); observer = o; lock.unlock()
-            defer { lock.lock(); observer = nil; lock.unlock() }
+            smil_summary_set(1)
+            defer { smil_summary_set(0); lock.lock(); observer = nil; lock.unlock() }
             return try body()
         }
 
@@ -119,9 +121,9 @@ public struct ModelSummary: CustomStringConvertible {
         }
     }
 
-    /// Called by modules after their forward; a lock and a nil check when no summary is recording.
+    /// Called by modules after their forward: one relaxed atomic load when no summary is recording.
     @inline(__always) static func observe(_ m: Module, _ shape: @autoclosure () -> String) {
-        guard let o = recording.current() else { return }
+        guard smil_summary_recording() != 0, let o = recording.current() else { return }
         o(m, shape())
     }
 }
