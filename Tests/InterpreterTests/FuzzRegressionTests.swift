@@ -39,7 +39,8 @@ final class FuzzRegressionTests: XCTestCase {
         ("let l = [1]\nl.append(l)\ntensor(l)", "'data' must be a nested list at most 64 deep"),
         ("let d = {\"a\": 1}\nd[\"b\"] = d\njson(d)", "json(): the dict contains itself"),
         ("resnet18(classes: 0)", "ResNet: num_classes must be positive, got 0"),
-        ("load(\"/tmp\")", "/tmp"),
+        ("load(\"/tmp\")", "/tmp: is a folder, not a file"),
+        ("load(\"/no/such/file.safetensors\")", "/no/such/file.safetensors: no such file"),
         ("Linear(2, 2).load_state_dict(\"/tmp\")", "/tmp"),
         ("Adam(Linear(2, 2).parameters(), lr: -1)", "invalid learning rate: -1"),
     ]

@@ -43,7 +43,11 @@ public struct SafeTensors {
     /// Reads and validates a file.
     public static func read(_ path: String) throws -> SafeTensors {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw CoreError.file(path: path, "cannot read the file (missing or unreadable)")
+            var folder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &folder) {
+                throw CoreError.file(path: path, folder.boolValue ? "is a folder, not a file" : "cannot read the file (permission?)")
+            }
+            throw CoreError.file(path: path, "no such file")
         }
         return try parse(data, path: path)
     }
