@@ -151,6 +151,134 @@ final class TorchFileTests: XCTestCase {
         XCTAssertTrue(text.contains("torch read it"), text)
     }
 
+    /// A persistent id for a storage: ('storage', CLASS, key, 'cpu', numel[, view]).
+    func storageReference(_ p: inout Pickler, _ module: String, _ cls: String, key: String, numel: Int, view: (String, Int, Int)? = nil) {
+        p.op(0x28); p.string("storage"); p.global(module, cls); p.string(key); p.string("cpu"); p.int(numel)
+        if let view { p.op(0x28); p.string(view.0); p.int(view.1); p.int(view.2); p.op(0x74) }
+        p.op(0x74); p.op(0x51)
+    }
+
+    /// `_rebuild_tensor_v2(<the storage just pushed>, offset, size, stride, False, OrderedDict())`,
+    /// the storage reference written by `storage`.
+    func rebuildTensor(_ p: inout Pickler, offset: Int, size: [Int], stride: [Int], storage: (inout Pickler) -> Void) {
+        p.global("torch._utils", "_rebuild_tensor_v2")
+        p.op(0x28); storage(&p); p.int(offset); p.tuple(size); p.tuple(stride); p.op(0x89)
+        p.global("collections", "OrderedDict"); p.op(0x29); p.op(0x52)
+        p.op(0x74); p.op(0x52)
+    }
+
+    /// `torch.save(t.untyped_storage())` names `torch.storage.UntypedStorage` with the size in
+    /// bytes; torch.load reads it (and tensors over it) as uint8. A bare storage comes back as the
+    /// 1-D tensor of its elements.
+    func testUntypedAndBareStoragesInTheZipFormat() throws {
+        var p = Pickler()
+        p.op(0x7D); p.op(0x28)
+        p.string("untyped"); storageReference(&p, "torch.storage", "UntypedStorage", key: "0", numel: 8)
+        p.string("floats"); storageReference(&p, "torch", "FloatStorage", key: "1", numel: 2)
+        p.string("bytes_view")
+        rebuildTensor(&p, offset: 2, size: [3], stride: [1]) { storageReference(&$0, "torch.storage", "UntypedStorage", key: "0", numel: 8) }
+        p.op(0x75); p.op(0x2E)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("smil-untyped-\(getpid()).pt").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let int16s: [Int16] = [0, 1, 2, -3]
+        try TorchFile.writeArchive(pickle: p.bytes, storages: [int16s.withUnsafeBufferPointer { Data(buffer: $0) },
+                                                               [Float(0.5), -2].withUnsafeBufferPointer { Data(buffer: $0) }], to: path)
+        let value = try TorchFile.read(path)
+        XCTAssertEqual(value, .dict([(.string("untyped"), .tensor(.int(IntTensor([0, 0, 1, 0, 2, 0, 253, 255])))),
+                                     (.string("floats"), .tensor(.float(try Tensor([0.5, -2])))),
+                                     (.string("bytes_view"), .tensor(.int(IntTensor([1, 0, 2]))))]))
+    }
+
+    /// A legacy file (PyTorch < 1.6) in the layout torch.save wrote: magic, protocol, system
+    /// information, the object, the storage keys, then each storage's count and bytes.
+    func legacyFile(object: (inout Pickler) -> Void, storages: [(key: String, bytes: Data, count: Int)]) -> Data {
+        var bytes: [UInt8] = [0x80, 0x02, 0x8A, 0x0A, 0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19, 0x2E]
+        bytes += [0x80, 0x02, 0x4D, 0xE9, 0x03, 0x2E]   // protocol version 1001
+        bytes += [0x80, 0x02, 0x7D, 0x2E]               // system information (not used)
+        var p = Pickler()
+        object(&p)
+        p.op(0x2E)
+        var keys = Pickler()
+        keys.op(0x5D); keys.op(0x28); for s in storages { keys.string(s.key) }; keys.op(0x65); keys.op(0x2E)
+        var data = Data(bytes) + p.bytes + keys.bytes
+        for s in storages {
+            withUnsafeBytes(of: Int64(s.count).littleEndian) { data.append(contentsOf: $0) }
+            data.append(s.bytes)
+        }
+        return data
+    }
+
+    /// PyTorch before 1.0 saved storage views as (view_key, offset, size) after the root storage:
+    /// each view is read as that slice of its root, and a view outside its root is refused.
+    func testLegacyStorageViews() throws {
+        let root = [Float(1), 2, 3, 4, 5].withUnsafeBufferPointer { Data(buffer: $0) }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("smil-legacy-views-\(getpid()).pt").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        func write(view: (String, Int, Int)) throws {
+            let data = legacyFile(object: { p in
+                p.op(0x5D); p.op(0x28)
+                self.rebuildTensor(&p, offset: 1, size: [2], stride: [1]) { self.storageReference(&$0, "torch", "FloatStorage", key: "9", numel: 5, view: view) }
+                self.storageReference(&p, "torch", "FloatStorage", key: "9", numel: 5, view: view)
+                self.rebuildTensor(&p, offset: 0, size: [5], stride: [1]) { self.storageReference(&$0, "torch", "FloatStorage", key: "9", numel: 5) }
+                p.op(0x65)
+            }, storages: [("9", root, 5)])
+            try data.write(to: URL(fileURLWithPath: path))
+        }
+        try write(view: ("v", 1, 3))
+        XCTAssertEqual(TorchFile.format(of: path), .legacy)
+        XCTAssertEqual(try TorchFile.read(path), .list([.tensor(.float(try Tensor([3, 4]))), .tensor(.float(try Tensor([2, 3, 4]))),
+                                                        .tensor(.float(try Tensor([1, 2, 3, 4, 5])))]))
+        try write(view: ("v", 3, 3))
+        XCTAssertThrowsError(try TorchFile.read(path)) {
+            XCTAssertTrue("\($0)".contains("storage 9: a view (view_metadata) that is not (key, offset, size) inside its 5 elements"), "\($0)")
+            XCTAssertTrue("\($0)".contains(path), "\($0)")
+        }
+    }
+
+    /// Files written by the installed PyTorch (zip and legacy formats, an untyped storage, a
+    /// transposed float16 view, a tensor and a slice of it sharing one storage) read back with the
+    /// values PyTorch gave them; skipped with the reason where no Python with torch is installed.
+    func testSmilReadsWhatThisPyTorchWrites() throws {
+        let python = ProcessInfo.processInfo.environment["SMIL_PEERS_PYTHON"] ?? "/opt/smil-peers/bin/python"
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            let reason = "skipped: no Python with torch at \(python) (set SMIL_PEERS_PYTHON)"
+            print(reason)
+            throw XCTSkip(reason)
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("smil-torchwrites-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script = """
+            import torch, sys, warnings
+            warnings.simplefilter("ignore")
+            a = torch.arange(12, dtype=torch.float16).reshape(3, 4).t()
+            b = torch.arange(6, dtype=torch.float32)
+            d = {"half_t": a, "b": b, "b_tail": b[2:5], "u": torch.tensor([1, -2], dtype=torch.int16).untyped_storage()}
+            torch.save(d, sys.argv[1] + "/zip.pt")
+            torch.save({"half_t": a, "b": b, "b_tail": b[2:5]}, sys.argv[1] + "/legacy.pt", _use_new_zipfile_serialization=False)
+            print("written")
+            """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = ["-c", script, dir]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        if text.contains("No module named 'torch'") { print("skipped: \(python) has no torch"); throw XCTSkip("no torch") }
+        XCTAssertEqual(p.terminationStatus, 0, text)
+        let halfT = TorchValue.tensor(.float(try Tensor([0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11], shape: [4, 3])))
+        let b = TorchValue.tensor(.float(try Tensor([0, 1, 2, 3, 4, 5])))
+        let tail = TorchValue.tensor(.float(try Tensor([2, 3, 4])))
+        XCTAssertEqual(TorchFile.format(of: dir + "/zip.pt"), .zip)
+        XCTAssertEqual(try TorchFile.read(dir + "/zip.pt"), .dict([(.string("half_t"), halfT), (.string("b"), b), (.string("b_tail"), tail),
+                                                                   (.string("u"), .tensor(.int(IntTensor([1, 0, 254, 255]))))]))
+        XCTAssertEqual(TorchFile.format(of: dir + "/legacy.pt"), .legacy)
+        XCTAssertEqual(try TorchFile.read(dir + "/legacy.pt"), .dict([(.string("half_t"), halfT), (.string("b"), b), (.string("b_tail"), tail)]))
+    }
+
     // MARK: Hostile input
 
     func unpickle(_ bytes: [UInt8], storage: TorchStorage? = nil) throws -> TorchValue {

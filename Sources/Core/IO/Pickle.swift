@@ -80,6 +80,15 @@ public enum TorchDType: String, CaseIterable, Sendable {
     }
 
     public var isFloatingPoint: Bool { [.float32, .float64, .float16, .bfloat16].contains(self) }
+
+    /// The element type a persistent id's storage class stands for: `torch.FloatStorage` and the
+    /// other typed classes, or `torch.storage.UntypedStorage` (bytes: torch.load reads it as uint8,
+    /// with the element count in bytes). Nil for any other name.
+    public init?(storageClass name: String) {
+        if name == "torch.storage.UntypedStorage" || name == "torch.UntypedStorage" { self = .uint8; return }
+        guard name.hasPrefix("torch."), let t = TorchDType(rawValue: String(name.dropFirst("torch.".count))) else { return nil }
+        self = t
+    }
 }
 
 /// A storage's bytes, little-endian, as read from the file (shared by the tensors that view it).
@@ -482,7 +491,11 @@ struct Unpickler {
         case .dict(let d): return .dict(try d.items.map { (try value($0.0, depth: depth + 1), try value($0.1, depth: depth + 1)) })
         case .tensor(let t): return .tensor(t)
         case .global(let g): throw fail("the file holds the class \(g) itself, not data")
-        case .storage: throw fail("the file holds a bare storage, not a tensor")
+        case .storage(let s):
+            // torch.load gives a storage object; its nearest value here is the 1-D tensor of all
+            // its elements (bytes, as uint8, for an untyped storage).
+            if dryRun { return .tensor(.int(IntTensor([]))) }
+            return .tensor(try Self.tensor(s, offset: 0, size: [s.count], stride: [1], file: file))
         case .mark: throw fail("a MARK left on the stack")
         }
     }

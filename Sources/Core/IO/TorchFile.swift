@@ -61,7 +61,7 @@ public enum TorchFile {
                   case .string(let key) = t[2], case .int(let numel) = t[4] else {
                 throw CoreError.file(path: path, "pickle: a persistent id that is not a storage reference")
             }
-            guard let dtype = TorchDType(rawValue: String(type.dropFirst("torch.".count))), type.hasPrefix("torch.") else {
+            guard let dtype = TorchDType(storageClass: type) else {
                 throw CoreError.file(path: path, "storage type \(type) is not supported")
             }
             if let s = storages[key] { return .storage(s) }
@@ -107,22 +107,30 @@ public enum TorchFile {
         // the object's end) without building tensors.
         let objectStart = position
         var dtypes: [String: (dtype: TorchDType, numel: Int)] = [:]
-        func reference(_ pid: Unpickler.Object) throws -> (key: String, dtype: TorchDType, numel: Int) {
-            // ('storage', StorageType, root_key, location, size, view_metadata)
+        typealias Reference = (key: String, dtype: TorchDType, numel: Int, view: (key: String, offset: Int, count: Int)?)
+        func reference(_ pid: Unpickler.Object) throws -> Reference {
+            // ('storage', StorageType, root_key, location, size, view_metadata), where
+            // view_metadata is None or (view_key, offset, size) in elements of the root storage
+            // (PyTorch before 1.0 saved storage views so; later versions always write None).
             guard case .tuple(let box) = pid, case let t = box.items, t.count >= 5, case .string("storage") = t[0], case .global(let type) = t[1],
                   case .string(let key) = t[2], case .int(let numel) = t[4], numel >= 0 else {
                 throw CoreError.file(path: path, "pickle: a persistent id that is not a storage reference")
             }
-            guard let dtype = TorchDType(rawValue: String(type.dropFirst("torch.".count))) else {
+            guard let dtype = TorchDType(storageClass: type) else {
                 throw CoreError.file(path: path, "storage type \(type) is not supported")
             }
-            if t.count > 5, case .tuple = t[5] {
-                throw CoreError.file(path: path, "storage views (view_metadata) of the legacy format are not supported")
+            guard t.count > 5, case .tuple(let viewBox) = t[5] else { return (key, dtype, numel, nil) }
+            guard viewBox.items.count == 3, case .string(let viewKey) = viewBox.items[0], case .int(let offset) = viewBox.items[1],
+                  case .int(let count) = viewBox.items[2], offset >= 0, count >= 0, offset <= numel, count <= numel - offset else {
+                throw CoreError.file(path: path, "storage \(key): a view (view_metadata) that is not (key, offset, size) inside its \(numel) elements")
             }
-            return (key, dtype, numel)
+            return (key, dtype, numel, (viewKey, offset, count))
         }
         _ = try next(dryRun: true) { pid in
             let r = try reference(pid)
+            if let known = dtypes[r.key], known.dtype != r.dtype || known.numel != r.numel {
+                throw CoreError.file(path: path, "storage \(r.key) is referred to as \(known.numel) \(known.dtype.rawValue) and as \(r.numel) \(r.dtype.rawValue)")
+            }
             dtypes[r.key] = (r.dtype, r.numel)
             return .storage(TorchStorage(dtype: r.dtype, bytes: Data()))
         }
@@ -142,10 +150,16 @@ public enum TorchFile {
             storages[key] = TorchStorage(dtype: dtype, bytes: data.subdata(in: (data.startIndex + position)..<(data.startIndex + position + bytes)))
             position += bytes
         }
+        var views: [String: TorchStorage] = [:]
         var u = Unpickler(data: data, file: path, start: objectStart) { pid in
             let r = try reference(pid)
             guard let s = storages[r.key] else { throw CoreError.file(path: path, "storage \(r.key) has no bytes in the file") }
-            return .storage(s)
+            guard let view = r.view else { return .storage(s) }
+            // A view shares its root's bytes; each view key is one storage, as torch.load makes it.
+            if let v = views[view.key] { return .storage(v) }
+            let v = TorchStorage(dtype: s.dtype, bytes: s.bytes.subdata(in: (s.bytes.startIndex + view.offset * s.dtype.size)..<(s.bytes.startIndex + (view.offset + view.count) * s.dtype.size)))
+            views[view.key] = v
+            return .storage(v)
         }
         return try u.loadValue()
     }
@@ -160,6 +174,11 @@ public enum TorchFile {
         var pickle = Pickler()
         try pickle.write(value, storages: &storages)
         pickle.op(0x2E)   // STOP
+        try writeArchive(pickle: pickle.bytes, storages: storages, to: path)
+    }
+
+    /// Puts a pickle and its storages (`data/0`, `data/1`, ...) into torch.save's archive layout.
+    static func writeArchive(pickle: Data, storages: [Data], to path: String) throws {
         let name = "archive"
         let fm = FileManager.default
         let url = URL(fileURLWithPath: path)
@@ -174,7 +193,7 @@ public enum TorchFile {
                     data.subdata(in: Int(pos)..<(Int(pos) + size))
                 }
             }
-            try add("data.pkl", pickle.bytes)
+            try add("data.pkl", pickle)
             try add("byteorder", Data("little".utf8))
             for (i, s) in storages.enumerated() { try add("data/\(i)", s) }
             try add("version", Data("3\n".utf8))

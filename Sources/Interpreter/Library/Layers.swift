@@ -257,7 +257,7 @@ extension Interpreter {
             return .nilValue
         }
         def("load", [("path", nil)],
-            doc: "Reads a file by its content, not its name: safetensors (a dict from names to tensors; a lone \"tensor\" entry gives the tensor), or PyTorch's torch.save files, zip or legacy format (.pt, .pth, .bin), through a restricted unpickler that builds only tensors, containers and numbers and refuses any other class, naming it (as torch.load(weights_only=True)). float16, bfloat16 and float64 tensors become float32; integer and bool tensors int64.") { a, _, _ in
+            doc: "Reads a file by its content, not its name: safetensors (a dict from names to tensors; a lone \"tensor\" entry gives the tensor), or PyTorch's torch.save files, zip or legacy format (.pt, .pth, .bin), through a restricted unpickler that builds only tensors, containers and numbers and refuses any other class, naming it (as torch.load(weights_only=True)). float16, bfloat16 and float64 tensors become float32; integer and bool tensors int64; a bare storage becomes the 1-D tensor of its elements (an untyped storage: its bytes, as uint8 values).") { a, _, _ in
             let path = try ArgumentReader(function: "load").string(a[0], "path")
             switch TorchFile.format(of: path) {
             case .zip, .legacy: return scriptValue(try TorchFile.read(path))
