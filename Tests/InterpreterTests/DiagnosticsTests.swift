@@ -83,6 +83,14 @@ final class DiagnosticsTests: XCTestCase {
         guard case .int(let count)? = n else { return XCTFail("n is gone") }
         XCTAssertGreaterThan(count, 0)
     }
+
+    func testNormalizeSaysWhatIsWrongWithItsArguments() {
+        XCTAssertTrue(errorText("normalize(zeros([4, 2, 2]))").contains("expects [3, H, W] images or [N, 3, H, W] batches, got [4, 2, 2]"))
+        XCTAssertTrue(errorText("normalize(zeros([3, 2, 2]), {\"mean\": [0.5, 0.5, 0.5], \"std\": [0.25, 0.0, 1.0]})").contains("three positive deviations"))
+        XCTAssertTrue(errorText("normalize(zeros([3, 2, 2]), \"imagnet\")").contains("stats"))
+        XCTAssertTrue(errorText("normalize(zeros([3, 2, 2]), nil)").contains("stats"))
+        XCTAssertTrue(errorText("read_image(\"/nonexistent.png\", normalize: \"imagenet\")").contains("/nonexistent.png"))
+    }
 }
 
 final class FuzzTests: XCTestCase {

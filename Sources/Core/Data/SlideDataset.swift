@@ -211,16 +211,27 @@ public struct TileNormalization: Equatable, Sendable {
         return self
     }
 
+    /// `(x - mean[c]) / std[c]` for every channel `c` of a `[3, H, W]` image or a `[N, 3, H, W]`
+    /// batch (torchvision's `transforms.Normalize`). A tensor that requires grad is normalised
+    /// through the differentiable operations, so gradients reach it; otherwise in one pass.
     public func apply(_ image: Tensor) throws -> Tensor {
-        guard image.rank == 3, image.shape[0] == 3 else {
-            throw CoreError.shapeMismatch(op: "normalize", "expects [3, H, W] tiles, got \(shapeString(image.shape))")
+        guard (image.rank == 3 && image.shape[0] == 3) || (image.rank == 4 && image.shape[1] == 3) else {
+            throw CoreError.shapeMismatch(op: "normalize", "expects [3, H, W] images or [N, 3, H, W] batches, got \(shapeString(image.shape))")
         }
+        if image.requiresGrad {
+            let m = try Tensor(mean, shape: [3, 1, 1]), s = try Tensor(std, shape: [3, 1, 1])
+            return try (image - m) / s
+        }
+        // Subtract then divide, as torchvision does, for the same roundings.
         var out = image
-        let plane = image.shape[1] * image.shape[2]
+        let plane = image.shape[image.rank - 1] * image.shape[image.rank - 2]
         out.withUnsafeMutableBufferPointer { p in
-            for c in 0..<3 {
-                let m = mean[c], s = std[c]
-                for i in 0..<plane { p[c * plane + i] = (p[c * plane + i] - m) / s }
+            for n in 0..<(image.rank == 4 ? image.shape[0] : 1) {
+                for c in 0..<3 {
+                    let base = (n * 3 + c) * plane
+                    let (m, s) = (mean[c], std[c])
+                    for i in base..<(base + plane) { p[i] = (p[i] - m) / s }
+                }
             }
         }
         return out

@@ -124,18 +124,7 @@ extension Interpreter {
                 aug = t
             default: throw r.wrong("augment", "true, false or a dict of options", a[4])
             }
-            var normalization: TileNormalization? = nil
-            switch a[5] {
-            case .nilValue: break
-            case .string("imagenet"): normalization = .imagenet
-            case .dict(let d):
-                guard let m = d.get(.string("mean")), let s = d.get(.string("std")), d.count == 2 else {
-                    throw ScriptError(.runtime, "SlideDataset(): normalize takes {\"mean\": [3 numbers], \"std\": [3 numbers]}")
-                }
-                normalization = try TileNormalization(mean: try r.list(m, "normalize.mean").map { try r.float($0, "normalize.mean") },
-                                                      std: try r.list(s, "normalize.std").map { try r.float($0, "normalize.std") }).validated()
-            default: throw r.wrong("normalize", "\"imagenet\" or {\"mean\": [...], \"std\": [...]}", a[5])
-            }
+            let normalization = try tileNormalization(a[5], function: "SlideDataset")
             let ds = try SlideDataset(root: try r.string(a[0], "root"), labels: a[1].isNil ? nil : try r.string(a[1], "labels"),
                                       tilesPerSlide: try r.int(a[2], "tiles_per_slide"), tileSize: try r.optionalInt(a[3], "tile_size"),
                                       augmentation: aug)
@@ -162,8 +151,17 @@ extension Interpreter {
             guard k >= 2, k <= d.dataset.count else { throw ScriptError(.runtime, "folds(): k must be between 2 and the number of slides (\(d.dataset.count)), got \(k)") }
             return .list(ListBox(d.dataset.folds(k).map { .list(ListBox([.object(DatasetObject($0.train)), .object(DatasetObject($0.validation))])) }))
         }
-        def("read_image", [("path", nil)], doc: "An image as a [3, H, W] tensor in [0, 1] (PNG, JPEG, BMP).") { a, _, _ in
-            .from(try ImageIO.read(try ArgumentReader(function: "read_image").string(a[0], "path")))
+        def("read_image", [("path", nil), ("normalize", .nilValue)],
+            doc: "An image as a [3, H, W] tensor in [0, 1] (PNG, JPEG, BMP); normalize: \"imagenet\" or {\"mean\": [...], \"std\": [...]} normalises it per channel for a pretrained embedder.") { a, _, _ in
+            let image = try ImageIO.read(try ArgumentReader(function: "read_image").string(a[0], "path"))
+            guard let n = try tileNormalization(a[1], function: "read_image") else { return .from(image) }
+            return .from(try n.apply(image))
+        }
+        def("normalize", [("images", nil), ("stats", .string("imagenet"))],
+            doc: "(x - mean[c]) / std[c] per channel of a [3, H, W] image or [N, 3, H, W] batch, as torchvision's transforms.Normalize: stats \"imagenet\" (mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225], what torchvision's and CLAM's pretrained encoders expect) or {\"mean\": [3 numbers], \"std\": [3 numbers]}. Differentiable.") { a, _, _ in
+            let r = ArgumentReader(function: "normalize")
+            guard let n = try tileNormalization(a[1], function: "normalize", allowNil: false) else { throw r.wrong("stats", "\"imagenet\" or {\"mean\": [...], \"std\": [...]}", a[1]) }
+            return .from(try n.apply(try r.tensor(a[0], "images")))
         }
         def("write_image", [("image", nil), ("path", nil)], doc: "Writes a [3, H, W] tensor in [0, 1] as PNG (or JPEG for .jpg/.jpeg).") { a, _, interp in
             let r = ArgumentReader(function: "write_image")
@@ -368,5 +366,22 @@ extension Interpreter {
             let rows = (0..<p.shape[0]).map { i in (0..<p.shape[1]).map { Double(p[flat: i * p.shape[1] + $0]) } }
             return Metrics.auc(try labels(a[0], "auc"), rows).map { .float($0) } ?? .nilValue
         }
+    }
+}
+
+/// A `normalize:` argument: nil (none, where `allowNil`), "imagenet", or {"mean": [3], "std": [3]}.
+func tileNormalization(_ v: Value, function: String, allowNil: Bool = true) throws -> TileNormalization? {
+    let r = ArgumentReader(function: function)
+    let name = allowNil ? "normalize" : "stats"
+    switch v {
+    case .nilValue where allowNil: return nil
+    case .string("imagenet"): return .imagenet
+    case .dict(let d):
+        guard let m = d.get(.string("mean")), let s = d.get(.string("std")), d.count == 2 else {
+            throw ScriptError(.runtime, "\(function)(): \(name) takes {\"mean\": [3 numbers], \"std\": [3 numbers]}")
+        }
+        return try TileNormalization(mean: try r.list(m, "\(name).mean").map { try r.float($0, "\(name).mean") },
+                                     std: try r.list(s, "\(name).std").map { try r.float($0, "\(name).std") }).validated()
+    default: throw r.wrong(name, "\"imagenet\" or {\"mean\": [...], \"std\": [...]}", v)
     }
 }
