@@ -213,4 +213,45 @@ static inline void smil_interrupt_set(int requested) {
     atomic_store_explicit(&smil_interrupt_flag, requested, memory_order_relaxed);
 }
 
+// MARK: General tensor operations (elementwise.c)
+
+/// Operations of smil_unary: y = f(x) (a and b: the scalar, or clamp's and inside's bounds).
+enum {
+    SMIL_NEG, SMIL_ABS, SMIL_RELU, SMIL_ADD_SCALAR, SMIL_MUL_SCALAR, SMIL_CLAMP, SMIL_EXP, SMIL_TANH,
+    SMIL_SIGMOID, SMIL_SQRT, SMIL_LOG, SMIL_SIGN, SMIL_INSIDE, SMIL_FILL
+};
+
+/// Operations of smil_binary: y = f(a, b), and the gradient rules that need two tensors
+/// (relu: a * (b > 0) with b the output; sigmoid: a * b * (1 - b); tanh: a * (1 - b^2);
+/// sqrt: a / (2 b); div's divisor: -a / b^2 with a = g * numerator; ge mask: a >= b ? 1 : 0;
+/// first: a, a broadcast copy).
+enum {
+    SMIL_ADD, SMIL_SUB, SMIL_MUL, SMIL_DIV, SMIL_MAX, SMIL_MIN, SMIL_RELU_BACKWARD, SMIL_SIGMOID_BACKWARD,
+    SMIL_TANH_BACKWARD, SMIL_SQRT_BACKWARD, SMIL_DIV_BACKWARD, SMIL_GE_MASK, SMIL_FIRST
+};
+
+/// y[i] = op(x[i]) for i < n (x and y may be the same buffer).
+void smil_unary(int op, long n, const float *x, float *y, float a, float b);
+
+/// y[i] = op(a[i * sa], b[i * sb]) for i < n, where sa and sb are 1 or 0 (a broadcast scalar).
+void smil_binary(int op, long n, const float *a, long sa, const float *b, long sb, float *y);
+
+/// The sum of n floats, accumulated in double in a fixed order.
+double smil_sum(long n, const float *x);
+
+/// acc[j] += x[r * width + j] for every row r < rows, in double.
+void smil_add_rows(long rows, long width, const float *x, double *acc);
+
+/// y[i] = (float)x[i] * scale.
+void smil_narrow(long n, const double *x, float scale, float *y);
+
+/// Softmax (log-softmax when `logarithm`) over `size` rows, `ld` apart, of `inner` values, each
+/// column on its own; m (inner floats) and z (inner doubles) are scratch.
+void smil_softmax(long size, long inner, long ld, const float *x, float *y, int logarithm, float *m, double *z);
+
+/// Whether smil_unary and the others run their AVX2 copies (AVX2 and FMA present, SMIL_SIMD is
+/// not "portable", and no test forced the portable loops); `on` forces (1) or frees (0) them.
+int smil_elementwise_uses_avx2(void);
+void smil_elementwise_force_portable(int on);
+
 #endif

@@ -1,3 +1,4 @@
+import CKernels
 // Functional.swift: the differentiable layer operations (convolution, batch norm, pooling, linear,
 // dropout) as functions of tensors, each with its backward right under its forward.
 
@@ -131,7 +132,7 @@ public enum Functional {
         let (needW, needB) = (weight?.requiresGrad ?? false, bias?.requiresGrad ?? false)
         return out.recorded(relu ? "batch_norm_relu" : "batch_norm", inputs) { gout in
             var g = gout
-            if let y = y { g = try gout.zipped(y, op: "relu") { $1 > 0 ? $0 : 0 } }
+            if let y = y { g = try gout.binary(SMIL_RELU_BACKWARD, y, name: "relu") }
             let gi = Tensor(uninitializedShape: x.shape)
             let gw = Tensor(uninitializedShape: [c]), gb = Tensor(uninitializedShape: [c])
             batchNormBackward(x.storage.pointer, g.storage.pointer, batch: n, channels: c, plane: plane,

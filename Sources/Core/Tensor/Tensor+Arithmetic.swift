@@ -1,5 +1,6 @@
 // Tensor+Arithmetic.swift: elementwise operations with NumPy broadcasting, and their gradients.
 
+import CKernels
 import Foundation
 
 /// The shape two shapes broadcast to (NumPy rules), or an error naming both.
@@ -31,8 +32,87 @@ func broadcastStrides(_ shape: [Int], to target: [Int]) -> [Int] {
 /// Elements above which elementwise kernels split work over threads.
 let elementwiseGrain = 1 << 16
 
+/// An operand of a broadcasting kernel: its elements and its strides in the output's shape (0
+/// along broadcast dimensions).
+struct BroadcastOperand {
+    let pointer: UnsafePointer<Float>
+    var strides: [Int]
+}
+
+/// Runs `smil_binary(op)` over `shape` for two broadcast operands: dimensions that both operands
+/// walk alike are merged first, so a [N, C, H, W] by [1, C, 1, 1] product is C runs of H x W, and the
+/// rows are split over threads in pieces fixed by the shape.
+func broadcastKernel(_ op: Int32, shape: [Int], _ a: BroadcastOperand, _ b: BroadcastOperand, into dst: UnsafeMutablePointer<Float>) {
+    let total = shape.reduce(1, *)
+    guard total > 0 else { return }
+    // Merge dimension d into d + 1 where both operands step over them as one.
+    var sizes: [Int] = [], sa: [Int] = [], sb: [Int] = []
+    for d in shape.indices where shape[d] != 1 {
+        if let last = sizes.last, sa.last! == a.strides[d] * shape[d], sb.last! == b.strides[d] * shape[d] {
+            sizes[sizes.count - 1] = last * shape[d]
+            sa[sa.count - 1] = a.strides[d]
+            sb[sb.count - 1] = b.strides[d]
+        } else {
+            sizes.append(shape[d]); sa.append(a.strides[d]); sb.append(b.strides[d])
+        }
+    }
+    if sizes.isEmpty { sizes = [1]; sa = [0]; sb = [0] }
+    let rank = sizes.count
+    let inner = sizes[rank - 1], ia = sa[rank - 1], ib = sb[rank - 1]
+    let rows = total / inner
+    let pa = a.pointer, pb = b.pointer
+    if ia <= 1 && ib <= 1 {
+        if rows == 1 {
+            Parallel.forRanges(inner, grain: elementwiseGrain) { r in
+                smil_binary(op, r.count, pa + r.lowerBound * ia, ia, pb + r.lowerBound * ib, ib, dst + r.lowerBound)
+            }
+            return
+        }
+        Parallel.forRanges(rows, grain: Swift.max(1, elementwiseGrain / inner)) { r in
+            // The multi-index of the piece's first row, then an odometer over the outer dimensions.
+            var index = [Int](repeating: 0, count: rank)
+            var rest = r.lowerBound, offA = 0, offB = 0
+            for d in stride(from: rank - 2, through: 0, by: -1) {
+                index[d] = rest % sizes[d]
+                rest /= sizes[d]
+                offA += index[d] * sa[d]
+                offB += index[d] * sb[d]
+            }
+            for row in r {
+                smil_binary(op, inner, pa + offA, ia, pb + offB, ib, dst + row * inner)
+                var d = rank - 2
+                while d >= 0 {
+                    index[d] += 1
+                    offA += sa[d]; offB += sb[d]
+                    if index[d] < sizes[d] { break }
+                    offA -= sa[d] * sizes[d]; offB -= sb[d] * sizes[d]
+                    index[d] = 0
+                    d -= 1
+                }
+            }
+        }
+        return
+    }
+    // Inner strides other than 0 and 1 (not produced by broadcasting contiguous tensors): element
+    // by element.
+    var index = [Int](repeating: 0, count: rank)
+    var offA = 0, offB = 0
+    for i in 0..<total {
+        smil_binary(op, 1, pa + offA, 0, pb + offB, 0, dst + i)
+        var d = rank - 1
+        while d >= 0 {
+            index[d] += 1
+            offA += sa[d]; offB += sb[d]
+            if index[d] < sizes[d] { break }
+            offA -= sa[d] * sizes[d]; offB -= sb[d] * sizes[d]
+            index[d] = 0
+            d -= 1
+        }
+    }
+}
+
 extension Tensor {
-    /// Applies `f` to every element (no autograd).
+    /// Applies `f` to every element (no autograd). The named operations below use `unary`.
     @inline(__always) func mapped(_ f: (Float) -> Float) -> Tensor {
         let out = Tensor(uninitializedShape: shape)
         let n = count
@@ -45,7 +125,47 @@ extension Tensor {
         return out
     }
 
-    /// Combines two tensors elementwise with broadcasting (no autograd).
+    /// `smil_unary(op)` of every element (no autograd), vectorised and split over threads.
+    func unary(_ op: Int, _ a: Float = 0, _ b: Float = 0) -> Tensor {
+        let out = Tensor(uninitializedShape: shape)
+        let src = storage.pointer, dst = out.storage.pointer
+        let code = Int32(op)
+        Parallel.forRanges(count, grain: elementwiseGrain) { r in
+            smil_unary(code, r.count, src + r.lowerBound, dst + r.lowerBound, a, b)
+        }
+        return out
+    }
+
+    /// `smil_binary(op)` of two tensors with NumPy broadcasting (no autograd).
+    func binary(_ op: Int, _ other: Tensor, name: String) throws -> Tensor {
+        let code = Int32(op)
+        let pa = storage.pointer, pb = other.storage.pointer
+        if shape == other.shape {
+            let out = Tensor(uninitializedShape: shape)
+            let dst = out.storage.pointer
+            Parallel.forRanges(count, grain: elementwiseGrain) { r in
+                smil_binary(code, r.count, pa + r.lowerBound, 1, pb + r.lowerBound, 1, dst + r.lowerBound)
+            }
+            return out
+        }
+        let outShape = try broadcastShapes(shape, other.shape, op: name)
+        let out = Tensor(uninitializedShape: outShape)
+        broadcastKernel(code, shape: outShape, BroadcastOperand(pointer: pa, strides: broadcastStrides(shape, to: outShape)),
+                        BroadcastOperand(pointer: pb, strides: broadcastStrides(other.shape, to: outShape)), into: out.storage.pointer)
+        return out
+    }
+
+    /// This tensor broadcast to `target` as a new contiguous tensor (no autograd).
+    func broadcastCopy(to target: [Int]) -> Tensor {
+        if shape == target { return self }
+        let out = Tensor(uninitializedShape: target)
+        let operand = BroadcastOperand(pointer: storage.pointer, strides: broadcastStrides(shape, to: target))
+        broadcastKernel(Int32(SMIL_FIRST), shape: target, operand, operand, into: out.storage.pointer)
+        return out
+    }
+
+    /// Combines two tensors elementwise with broadcasting (no autograd): the general form, for
+    /// the operations that have no kernel of their own.
     @inline(__always) func zipped(_ other: Tensor, op name: String, _ f: (Float, Float) -> Float) throws -> Tensor {
         let pa = storage.pointer, pb = other.storage.pointer
         if shape == other.shape {
@@ -59,39 +179,8 @@ extension Tensor {
             return out
         }
         let outShape = try broadcastShapes(shape, other.shape, op: name)
-        let out = Tensor(uninitializedShape: outShape)
-        let dst = out.storage.pointer
-        if other.count == 1 {
-            let s = pb[0]
-            for i in 0..<out.count { dst[i] = f(pa[i], s) }
-            return out
-        }
-        if count == 1 {
-            let s = pa[0]
-            for i in 0..<out.count { dst[i] = f(s, pb[i]) }
-            return out
-        }
-        let sa = broadcastStrides(shape, to: outShape), sb = broadcastStrides(other.shape, to: outShape)
-        let rank = outShape.count
-        let inner = outShape[rank - 1], ia = sa[rank - 1], ib = sb[rank - 1]
-        let rows = out.count / Swift.max(inner, 1)
-        var index = [Int](repeating: 0, count: rank)
-        var offA = 0, offB = 0
-        for row in 0..<rows {
-            let base = row * inner
-            for j in 0..<inner { dst[base + j] = f(pa[offA + j * ia], pb[offB + j * ib]) }
-            // Advance the multi-index over all but the last dimension.
-            var d = rank - 2
-            while d >= 0 {
-                index[d] += 1
-                offA += sa[d]; offB += sb[d]
-                if index[d] < outShape[d] { break }
-                offA -= sa[d] * outShape[d]; offB -= sb[d] * outShape[d]
-                index[d] = 0
-                d -= 1
-            }
-        }
-        return out
+        let a = broadcastCopy(to: outShape), b = other.broadcastCopy(to: outShape)
+        return try a.zipped(b, op: name, f)
     }
 
     /// Sums a broadcast gradient back down to `target` (the inverse of broadcasting).
@@ -107,7 +196,7 @@ extension Tensor {
 
     /// Same-shape addition without autograd.
     func adding(_ other: Tensor) -> Tensor {
-        try! zipped(other, op: "add") { $0 + $1 }
+        try! binary(SMIL_ADD, other, name: "add")
     }
 
     /// `self += other` for equal shapes, without autograd (gradient accumulation); copies first
@@ -117,7 +206,7 @@ extension Tensor {
         ensureUnique()
         let dst = storage.pointer, src = other.storage.pointer
         Parallel.forRanges(count, grain: elementwiseGrain) { r in
-            for i in r { dst[i] += src[i] }
+            smil_binary(Int32(SMIL_ADD), r.count, dst + r.lowerBound, 1, src + r.lowerBound, 1, dst + r.lowerBound)
         }
     }
 
@@ -126,7 +215,7 @@ extension Tensor {
     /// Elementwise sum with broadcasting.
     public func add(_ other: Tensor) throws -> Tensor {
         let (sa, sb) = (shape, other.shape)
-        return try zipped(other, op: "add") { $0 + $1 }.recorded("add", [self, other]) { g in
+        return try binary(SMIL_ADD, other, name: "add").recorded("add", [self, other]) { g in
             [g.sumTo(sa), g.sumTo(sb)]
         }
     }
@@ -134,7 +223,7 @@ extension Tensor {
     /// Elementwise difference with broadcasting.
     public func sub(_ other: Tensor) throws -> Tensor {
         let (sa, sb) = (shape, other.shape)
-        return try zipped(other, op: "sub") { $0 - $1 }.recorded("sub", [self, other]) { g in
+        return try binary(SMIL_SUB, other, name: "sub").recorded("sub", [self, other]) { g in
             [g.sumTo(sa), g.negated().sumTo(sb)]
         }
     }
@@ -142,7 +231,7 @@ extension Tensor {
     /// Elementwise product with broadcasting.
     public func mul(_ other: Tensor) throws -> Tensor {
         let a = detached(), b = other.detached()
-        return try zipped(other, op: "mul") { $0 * $1 }.recorded("mul", [self, other]) { g in
+        return try binary(SMIL_MUL, other, name: "mul").recorded("mul", [self, other]) { g in
             [try g.mul(b).sumTo(a.shape), try g.mul(a).sumTo(b.shape)]
         }
     }
@@ -150,10 +239,10 @@ extension Tensor {
     /// Elementwise quotient with broadcasting.
     public func div(_ other: Tensor) throws -> Tensor {
         let a = detached(), b = other.detached()
-        return try zipped(other, op: "div") { $0 / $1 }.recorded("div", [self, other]) { g in
+        return try binary(SMIL_DIV, other, name: "div").recorded("div", [self, other]) { g in
             let ga = try g.div(b).sumTo(a.shape)
             // d(a/b)/db = -a / b^2
-            let gb = try g.mul(a).zipped(b, op: "div") { -$0 / ($1 * $1) }.sumTo(b.shape)
+            let gb = try g.mul(a).binary(SMIL_DIV_BACKWARD, b, name: "div").sumTo(b.shape)
             return [ga, gb]
         }
     }
@@ -173,9 +262,9 @@ extension Tensor {
     /// Elementwise maximum with broadcasting (gradient to the larger; ties to the first).
     public func maximum(_ other: Tensor) throws -> Tensor {
         let a = detached(), b = other.detached()
-        return try zipped(other, op: "maximum") { Swift.max($0, $1) }.recorded("maximum", [self, other]) { g in
-            let maskA = try a.zipped(b, op: "maximum") { $0 >= $1 ? 1 : 0 }
-            return [try g.mul(maskA).sumTo(a.shape), try g.mul(maskA.mapped { 1 - $0 }).sumTo(b.shape)]
+        return try binary(SMIL_MAX, other, name: "maximum").recorded("maximum", [self, other]) { g in
+            let maskA = try a.binary(SMIL_GE_MASK, b, name: "maximum")
+            return [try g.mul(maskA).sumTo(a.shape), try g.mul(Tensor(scalar: 1).binary(SMIL_SUB, maskA, name: "maximum")).sumTo(b.shape)]
         }
     }
 
@@ -183,12 +272,12 @@ extension Tensor {
 
     /// Adds a number to every element.
     public func adding(_ s: Float) -> Tensor {
-        mapped { $0 + s }.recorded("add", [self]) { g in [g] }
+        unary(SMIL_ADD_SCALAR, s).recorded("add", [self]) { g in [g] }
     }
 
     /// Multiplies every element by a number.
     public func scaled(by s: Float) -> Tensor {
-        mapped { $0 * s }.recorded("mul", [self]) { g in [g.scaled(by: s)] }
+        unary(SMIL_MUL_SCALAR, s).recorded("mul", [self]) { g in [g.scaled(by: s)] }
     }
 
     /// Raises every element to the power `p`.
@@ -203,12 +292,12 @@ extension Tensor {
 
     /// `-self`.
     public func negated() -> Tensor {
-        mapped { -$0 }.recorded("neg", [self]) { g in [g.negated()] }
+        unary(SMIL_NEG).recorded("neg", [self]) { g in [g.negated()] }
     }
 
     /// Elementwise e^x.
     public func exp() -> Tensor {
-        let out = mapped { Foundation.exp($0) }
+        let out = unary(SMIL_EXP)
         let y = out.detached()
         return out.recorded("exp", [self]) { g in [try g.mul(y)] }
     }
@@ -216,51 +305,51 @@ extension Tensor {
     /// Elementwise natural logarithm.
     public func log() -> Tensor {
         let x = detached()
-        return mapped { Foundation.log($0) }.recorded("log", [self]) { g in [try g.div(x)] }
+        return unary(SMIL_LOG).recorded("log", [self]) { g in [try g.div(x)] }
     }
 
     /// Elementwise square root.
     public func sqrt() -> Tensor {
-        let out = mapped { $0.squareRoot() }
+        let out = unary(SMIL_SQRT)
         let y = out.detached()
-        return out.recorded("sqrt", [self]) { g in [try g.zipped(y, op: "sqrt") { $0 / (2 * $1) }] }
+        return out.recorded("sqrt", [self]) { g in [try g.binary(SMIL_SQRT_BACKWARD, y, name: "sqrt")] }
     }
 
     /// Elementwise absolute value (gradient sign(x), 0 at 0).
     public func abs() -> Tensor {
         let x = detached()
-        return mapped { Swift.abs($0) }.recorded("abs", [self]) { g in
-            [try g.mul(x.mapped { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) })]
+        return unary(SMIL_ABS).recorded("abs", [self]) { g in
+            [try g.mul(x.unary(SMIL_SIGN))]
         }
     }
 
     /// Elementwise max(x, 0).
     public func relu() -> Tensor {
-        let out = mapped { $0 > 0 ? $0 : 0 }
+        let out = unary(SMIL_RELU)
         let y = out.detached()
-        return out.recorded("relu", [self]) { g in [try g.zipped(y, op: "relu") { $1 > 0 ? $0 : 0 }] }
+        return out.recorded("relu", [self]) { g in [try g.binary(SMIL_RELU_BACKWARD, y, name: "relu")] }
     }
 
     /// Elementwise logistic sigmoid.
     public func sigmoid() -> Tensor {
-        let out = mapped { 1 / (1 + Foundation.exp(-$0)) }
+        let out = unary(SMIL_SIGMOID)
         let y = out.detached()
-        return out.recorded("sigmoid", [self]) { g in [try g.zipped(y, op: "sigmoid") { $0 * $1 * (1 - $1) }] }
+        return out.recorded("sigmoid", [self]) { g in [try g.binary(SMIL_SIGMOID_BACKWARD, y, name: "sigmoid")] }
     }
 
     /// Elementwise hyperbolic tangent.
     public func tanh() -> Tensor {
-        let out = mapped { Foundation.tanh($0) }
+        let out = unary(SMIL_TANH)
         let y = out.detached()
-        return out.recorded("tanh", [self]) { g in [try g.zipped(y, op: "tanh") { $0 * (1 - $1 * $1) }] }
+        return out.recorded("tanh", [self]) { g in [try g.binary(SMIL_TANH_BACKWARD, y, name: "tanh")] }
     }
 
     /// Clamps every element into `[lo, hi]` (either bound optional); gradient passes inside.
     public func clamped(min lo: Float? = nil, max hi: Float? = nil) -> Tensor {
         let x = detached()
         let l = lo ?? -.infinity, h = hi ?? .infinity
-        return mapped { Swift.min(Swift.max($0, l), h) }.recorded("clamp", [self]) { g in
-            [try g.mul(x.mapped { $0 >= l && $0 <= h ? 1 : 0 })]
+        return unary(SMIL_CLAMP, l, h).recorded("clamp", [self]) { g in
+            [try g.mul(x.unary(SMIL_INSIDE, l, h))]
         }
     }
 

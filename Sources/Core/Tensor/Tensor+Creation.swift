@@ -1,5 +1,7 @@
 // Tensor+Creation.swift: factories — constants, ranges, identity and random tensors.
 
+import CKernels
+
 extension Tensor {
     /// A 2-D tensor from rows of equal length.
     public init(rows: [[Float]]) throws {
@@ -70,17 +72,16 @@ extension Tensor {
     /// Values are selected, never blended, so an infinity on the side not taken does no harm.
     public static func `where`(_ condition: Tensor, _ a: Tensor, _ b: Tensor) throws -> Tensor {
         let shape = try broadcastShapes(try broadcastShapes(condition.shape, a.shape, op: "where"), b.shape, op: "where")
-        let zero = Tensor(repeating: 0, shape: shape)
-        let mask = try condition.zipped(zero, op: "where") { c, _ in c != 0 ? 1 : 0 }
-        let left = try a.detached().zipped(zero, op: "where") { v, _ in v }
-        let right = try b.detached().zipped(zero, op: "where") { v, _ in v }
+        let mask = condition.broadcastCopy(to: shape).mapped { $0 != 0 ? 1 : 0 }
+        let left = a.broadcastCopy(to: shape), right = b.broadcastCopy(to: shape)
         var out = Tensor(uninitializedShape: shape)
         out.withUnsafeMutableBufferPointer { o in
-            for i in 0..<o.count { o[i] = mask[flat: i] != 0 ? left[flat: i] : right[flat: i] }
+            let (m, l, r) = (mask.storage.pointer, left.storage.pointer, right.storage.pointer)
+            for i in 0..<o.count { o[i] = m[i] != 0 ? l[i] : r[i] }
         }
         let (sa, sb) = (a.shape, b.shape)
         return out.recorded("where", [a, b]) { g in
-            [try g.mul(mask).sumTo(sa), try g.mul(mask.mapped { 1 - $0 }).sumTo(sb)]
+            [try g.mul(mask).sumTo(sa), try g.mul(mask.unary(SMIL_MUL_SCALAR, -1).unary(SMIL_ADD_SCALAR, 1)).sumTo(sb)]
         }
     }
 

@@ -39,7 +39,7 @@ extension Tensor {
 
     /// Repeats the tensor to a broadcast-compatible larger shape (no autograd).
     func expandedBatch(_ target: [Int]) throws -> Tensor {
-        try zipped(Tensor.zeros(target), op: "expand") { a, _ in a }
+        broadcastCopy(to: try broadcastShapes(shape, target, op: "expand"))
     }
 
     /// `a @ b`.

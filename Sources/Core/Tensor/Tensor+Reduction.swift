@@ -1,5 +1,6 @@
 // Tensor+Reduction.swift: sums, means, extrema, softmax — along one or several dimensions.
 
+import CKernels
 import Foundation
 
 /// Splits `shape` around `dim` into (outer, size, inner) element counts.
@@ -8,37 +9,91 @@ import Foundation
 }
 
 extension Tensor {
-    /// Sums over one dimension (no autograd); accumulates in double precision.
+    /// Sums over one dimension (no autograd), in double precision. Rows are added in pieces of a
+    /// size fixed by the shape and the pieces' sums then in order, so the result does not depend
+    /// on the thread count.
     private func sumAlong(_ dim: Int) -> Tensor {
         let (outer, size, inner) = splitAround(shape, dim)
         var outShape = shape
         outShape[dim] = 1
         let out = Tensor(uninitializedShape: outShape)
         let src = storage.pointer, dst = out.storage.pointer
-        Parallel.forRanges(outer, grain: Swift.max(1, elementwiseGrain / Swift.max(1, size * inner))) { r in
-            var acc = [Double](repeating: 0, count: inner)
-            for o in r {
-                for j in 0..<inner { acc[j] = 0 }
-                for s in 0..<size {
-                    let row = src + (o * size + s) * inner
-                    for j in 0..<inner { acc[j] += Double(row[j]) }
-                }
-                for j in 0..<inner { dst[o * inner + j] = Float(acc[j]) }
+        if inner == 1 {
+            // Each output is the sum of a contiguous run.
+            if outer == 1 { dst[0] = Float(Tensor.total(src, count: size)); return out }
+            Parallel.forRanges(outer, grain: Swift.max(1, elementwiseGrain / Swift.max(1, size))) { r in
+                for o in r { dst[o] = Float(smil_sum(size, src + o * size)) }
             }
+            return out
+        }
+        let rowsPerPiece = Swift.max(1, elementwiseGrain / inner)
+        if outer >= 2 || size <= rowsPerPiece {
+            Parallel.forRanges(outer, grain: Swift.max(1, elementwiseGrain / Swift.max(1, size * inner))) { r in
+                var acc = [Double](repeating: 0, count: inner)
+                acc.withUnsafeMutableBufferPointer { acc in
+                    for o in r {
+                        acc.update(repeating: 0)
+                        smil_add_rows(size, inner, src + o * size * inner, acc.baseAddress!)
+                        smil_narrow(inner, acc.baseAddress!, 1, dst + o * inner)
+                    }
+                }
+            }
+            return out
+        }
+        // One output row from many input rows: partial sums of fixed pieces of rows, then added
+        // in order.
+        let pieces = (size + rowsPerPiece - 1) / rowsPerPiece
+        var partial = [Double](repeating: 0, count: pieces * inner)
+        partial.withUnsafeMutableBufferPointer { partial in
+            let base = partial.baseAddress!
+            Parallel.forEach(pieces) { p in
+                let first = p * rowsPerPiece, rows = Swift.min(size, first + rowsPerPiece) - first
+                smil_add_rows(rows, inner, src + first * inner, base + p * inner)
+            }
+            for p in 1..<Swift.max(pieces, 1) { for j in 0..<inner { base[j] += base[p * inner + j] } }
+            smil_narrow(inner, base, 1, dst)
         }
         return out
     }
 
-    /// Sums over `dims` (all when nil), keeping them as size 1 when `keepDims`.
+    /// The sum of `count` floats in double: pieces of a fixed size over the threads, their sums
+    /// added in order.
+    static func total(_ src: UnsafePointer<Float>, count: Int) -> Double {
+        let grain = 1 << 16
+        if count <= grain { return smil_sum(count, src) }
+        let pieces = (count + grain - 1) / grain
+        var partial = [Double](repeating: 0, count: pieces)
+        partial.withUnsafeMutableBufferPointer { partial in
+            let base = partial.baseAddress!
+            Parallel.forEach(pieces) { p in
+                base[p] = smil_sum(Swift.min(count, (p + 1) * grain) - p * grain, src + p * grain)
+            }
+        }
+        return partial.reduce(0, +)
+    }
+
+    /// Sums over `dims` (all when nil), keeping them as size 1 when `keepDims`. Adjacent summed
+    /// dimensions are summed as one.
     public func sum(dims: [Int]? = nil, keepDims: Bool = false) throws -> Tensor {
         let reduce = try Set((dims ?? Array(0..<rank)).map { try normalizeDim($0, rank: rank, op: "sum") })
         var r = detached()
-        for d in reduce.sorted(by: >) where rank > 0 { r = r.sumAlong(d) }
+        if reduce.count == rank {
+            r = Tensor(scalar: Float(Tensor.total(storage.pointer, count: count)))
+        } else if !reduce.isEmpty {
+            // Runs of adjacent dimensions, summed or kept, each merged into one.
+            var merged: [Int] = [], summed: [Bool] = []
+            for d in 0..<rank {
+                if let last = summed.last, last == reduce.contains(d) { merged[merged.count - 1] *= shape[d] }
+                else { merged.append(shape[d]); summed.append(reduce.contains(d)) }
+            }
+            r = r.withShape(merged)
+            for d in merged.indices.reversed() where summed[d] { r = r.sumAlong(d) }
+        }
         let keptShape = shape.enumerated().map { reduce.contains($0.offset) ? 1 : $0.element }
         let outShape = keepDims ? keptShape : shape.enumerated().filter { !reduce.contains($0.offset) }.map { $0.element }
         let inShape = shape
         return r.withShape(outShape).recorded("sum", [self]) { g in
-            [try g.withShape(keptShape).zipped(Tensor(repeating: 0, shape: inShape), op: "sum") { a, _ in a }]
+            [g.withShape(keptShape).broadcastCopy(to: inShape)]
         }
     }
 
@@ -143,21 +198,24 @@ extension Tensor {
         guard rank > 0 else { return Tensor(repeating: log ? 0 : 1, shape: shape) }
         let (outer, size, inner) = splitAround(shape, dim)
         let out = Tensor(uninitializedShape: shape)
+        guard count > 0 else { return out }
         let src = storage.pointer, dst = out.storage.pointer
-        for o in 0..<outer {
-            for j in 0..<inner {
-                let base = o * size * inner + j
-                var m = -Float.infinity
-                for s in 0..<size { m = Swift.max(m, src[base + s * inner]) }
-                var z: Double = 0
-                for s in 0..<size { z += Double(Foundation.exp(src[base + s * inner] - m)) }
-                if log {
-                    let lz = Float(Foundation.log(z))
-                    for s in 0..<size { dst[base + s * inner] = src[base + s * inner] - m - lz }
-                } else {
-                    for s in 0..<size { dst[base + s * inner] = Float(Double(Foundation.exp(src[base + s * inner] - m)) / z) }
-                }
+        let flag: Int32 = log ? 1 : 0
+        if inner == 1 {
+            // Rows of `size` contiguous values.
+            Parallel.forRanges(outer, grain: Swift.max(1, elementwiseGrain / size)) { r in
+                var m: Float = 0, z: Double = 0
+                for o in r { smil_softmax(size, 1, 1, src + o * size, dst + o * size, flag, &m, &z) }
             }
+            return out
+        }
+        // Blocks [size, inner]: columns in pieces of a fixed width, over the threads.
+        let width = Swift.min(inner, Swift.max(64, elementwiseGrain / size))
+        let piecesPerBlock = (inner + width - 1) / width
+        Parallel.forEach(outer * piecesPerBlock) { p in
+            let o = p / piecesPerBlock, c0 = (p % piecesPerBlock) * width, n = Swift.min(inner, c0 + width) - c0
+            var m = [Float](repeating: 0, count: n), z = [Double](repeating: 0, count: n)
+            smil_softmax(size, n, inner, src + o * size * inner + c0, dst + o * size * inner + c0, flag, &m, &z)
         }
         return out
     }

@@ -1,5 +1,7 @@
 // Tensor+Shape.swift: reshaping, transposing, slicing, joining — differentiable.
 
+import CKernels
+
 extension Tensor {
     /// The same elements in a new shape; one dimension may be -1 (inferred).
     public func reshaped(_ newShape: [Int]) throws -> Tensor {
@@ -59,28 +61,65 @@ extension Tensor {
         let inStrides = contiguousStrides(shape)
         let srcStrides = ds.map { inStrides[$0] }
         let out = Tensor(uninitializedShape: outShape)
-        let src = storage.pointer, dst = out.storage.pointer
         let r = outShape.count
-        let inner = outShape[r - 1], innerStride = srcStrides[r - 1]
-        let rows = count / Swift.max(inner, 1)
-        var index = [Int](repeating: 0, count: r)
-        var off = 0
-        for row in 0..<rows {
-            let base = row * inner
-            for j in 0..<inner { dst[base + j] = src[off + j * innerStride] }
-            var d = r - 2
-            while d >= 0 {
-                index[d] += 1
-                off += srcStrides[d]
-                if index[d] < outShape[d] { break }
-                off -= srcStrides[d] * outShape[d]
-                index[d] = 0
-                d -= 1
-            }
-        }
+        Tensor.permuteCopy(from: storage.pointer, strides: srcStrides, shape: outShape, into: out.storage.pointer)
         var inverse = [Int](repeating: 0, count: r)
         for (i, d) in ds.enumerated() { inverse[d] = i }
         return out.recorded("permute", [self]) { g in [try g.permuted(inverse)] }
+    }
+
+    /// Copies the strided view (`shape`, source `strides`) into contiguous `dst`. Where the
+    /// source's contiguous dimension is not the output's last, each [rows, columns] plane between
+    /// the two is transposed in cache-sized tiles (a column-by-column walk would miss the cache on
+    /// every element); the planes go over the threads.
+    static func permuteCopy(from src: UnsafePointer<Float>, strides: [Int], shape: [Int], into dst: UnsafeMutablePointer<Float>) {
+        let r = shape.count, total = shape.reduce(1, *)
+        guard total > 0 else { return }
+        let outStrides = contiguousStrides(shape)
+        let last = r - 1
+        if let q = strides.firstIndex(of: 1), q != last, shape[q] > 1, shape[last] > 1 {
+            // dst[.., iq, .., il] = src[.. + iq + il * strides[last]]: planes over the other dimensions.
+            let others = (0..<r).filter { $0 != q && $0 != last }
+            let planes = others.reduce(1) { $0 * shape[$1] }
+            let rows = shape[last], cols = shape[q]
+            Parallel.forEach(planes) { p in
+                var rest = p, offS = 0, offD = 0
+                for d in others.reversed() {
+                    let i = rest % shape[d]
+                    rest /= shape[d]
+                    offS += i * strides[d]
+                    offD += i * outStrides[d]
+                }
+                // smil_transpose: dst[c * ldd + r] = src[r * lds + c], with r over il and c over iq.
+                smil_transpose(dst + offD, Int32(outStrides[q]), src + offS, Int32(strides[last]), Int32(rows), Int32(cols))
+            }
+            return
+        }
+        let inner = shape[last], innerStride = strides[last]
+        let rows = total / inner
+        Parallel.forRanges(rows, grain: Swift.max(1, elementwiseGrain / inner)) { range in
+            var index = [Int](repeating: 0, count: r)
+            var rest = range.lowerBound, off = 0
+            for d in stride(from: r - 2, through: 0, by: -1) {
+                index[d] = rest % shape[d]
+                rest /= shape[d]
+                off += index[d] * strides[d]
+            }
+            for row in range {
+                let base = dst + row * inner
+                if innerStride == 1 { base.update(from: src + off, count: inner) }
+                else { for j in 0..<inner { base[j] = src[off + j * innerStride] } }
+                var d = r - 2
+                while d >= 0 {
+                    index[d] += 1
+                    off += strides[d]
+                    if index[d] < shape[d] { break }
+                    off -= strides[d] * shape[d]
+                    index[d] = 0
+                    d -= 1
+                }
+            }
+        }
     }
 
     /// Swaps two dimensions.
