@@ -1,8 +1,9 @@
 // elementwise.c: the general tensor operations' inner loops (see include/kernels.h): unary and
-// binary maps with a broadcast operand, their gradients, sums and softmax. Each loop is written
-// once, as an always-inline function, and compiled twice: for any x86-64 (SSE2) and for AVX2, chosen
-// at run time. The two give bit-identical results: no contraction (kernels.h), and exp, tanh and
-// sigmoid are the same polynomial in both (not libm, whose calls would keep the loops scalar).
+// binary maps with a broadcast operand, comparisons and selection, their gradients, sums, extrema
+// and softmax. Each loop is written once, as an always-inline function, and compiled three times:
+// for any x86-64 (SSE2), for AVX2 and for AVX-512, chosen at run time. The copies give bit-identical
+// results: no contraction (kernels.h), sums in a fixed order, and exp, tanh and sigmoid the same
+// polynomial in all (not libm, whose calls would keep the loops scalar).
 
 #include "kernels.h"
 #include <math.h>
@@ -20,29 +21,58 @@
 
 #if defined(__x86_64__)
 #define AVX2 __attribute__((target("avx2,fma")))
+#define AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
 #else
 #define AVX2
+#define AVX512
 #endif
 
-static int simd_forced_off = -1;
-
-void smil_elementwise_force_portable(int on) { simd_forced_off = on; }
-
-/// Whether to take the AVX2 copies: the processor has AVX2 and FMA, and neither SMIL_SIMD=portable
-/// nor a test asked for the portable loops.
-static int use_avx2(void) {
+/// The best copy this processor runs: 0 portable, 1 AVX2 + FMA, 2 AVX-512 (F, VL, BW, DQ).
+static int processor_level(void) {
+    int best = 0;
 #if defined(__x86_64__)
-    if (simd_forced_off < 0) {
-        const char *s = getenv("SMIL_SIMD");
-        simd_forced_off = s != NULL && strcmp(s, "portable") == 0;
-    }
-    return !simd_forced_off && smil_has_avx2_fma();
-#else
-    return 0;
+    __builtin_cpu_init();
+    if (smil_has_avx2_fma()) best = 1;
+    if (best == 1 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")) best = 2;
 #endif
+    return best;
 }
 
-int smil_elementwise_uses_avx2(void) { return use_avx2(); }
+static int chosen_level = -1;
+
+/// The copy in use: the processor's best, lowered by SMIL_SIMD=portable or avx2, or by a test.
+static int level(void) {
+    if (chosen_level < 0) {
+        int best = processor_level(), asked = best;
+        const char *s = getenv("SMIL_SIMD");
+        if (s != NULL && strcmp(s, "portable") == 0) asked = 0;
+        if (s != NULL && strcmp(s, "avx2") == 0) asked = 1;
+        chosen_level = asked < best ? asked : best;
+    }
+    return chosen_level;
+}
+
+int smil_elementwise_level(void) { return level(); }
+int smil_elementwise_processor_level(void) { return processor_level(); }
+
+void smil_elementwise_set_level(int l) {
+    int best = processor_level();
+    chosen_level = l < 0 ? -1 : (l < best ? l : best);
+}
+
+/// NAME's three copies around the always-inline NAME##_loop, and NAME choosing among them.
+#define THREE_COPIES(RET, NAME, PARAMS, ARGS)                            \
+    static RET NAME##_portable PARAMS { return NAME##_loop ARGS; }       \
+    AVX2 static RET NAME##_avx2 PARAMS { return NAME##_loop ARGS; }      \
+    AVX512 static RET NAME##_avx512 PARAMS { return NAME##_loop ARGS; }  \
+    RET NAME PARAMS {                                                    \
+        switch (level()) {                                               \
+        case 2: return NAME##_avx512 ARGS;                               \
+        case 1: return NAME##_avx2 ARGS;                                 \
+        default: return NAME##_portable ARGS;                            \
+        }                                                                \
+    }
 
 // MARK: exp, tanh, sigmoid
 
@@ -87,7 +117,7 @@ INLINE float sigmoid_poly(float x) { return 1.0f / (1.0f + exp_poly(-x)); }
 
 // MARK: Unary maps
 
-INLINE void unary_loop(int op, long n, const float *restrict x, float *restrict y, float a, float b) {
+INLINE void smil_unary_loop(int op, long n, const float *restrict x, float *restrict y, float a, float b) {
     switch (op) {
     case SMIL_NEG: for (long i = 0; i < n; i++) y[i] = -x[i]; break;
     case SMIL_ABS: for (long i = 0; i < n; i++) y[i] = __builtin_fabsf(x[i]); break;
@@ -110,17 +140,13 @@ INLINE void unary_loop(int op, long n, const float *restrict x, float *restrict 
     case SMIL_SIGN: for (long i = 0; i < n; i++) y[i] = x[i] > 0 ? 1.0f : (x[i] < 0 ? -1.0f : 0.0f); break;
     case SMIL_INSIDE: for (long i = 0; i < n; i++) y[i] = x[i] >= a && x[i] <= b ? 1.0f : 0.0f; break;
     case SMIL_FILL: for (long i = 0; i < n; i++) y[i] = a; break;
+    case SMIL_NONZERO: for (long i = 0; i < n; i++) y[i] = x[i] != 0 ? 1.0f : 0.0f; break;
+    case SMIL_ONE_MINUS: for (long i = 0; i < n; i++) y[i] = 1.0f - x[i]; break;
     default: break;
     }
 }
 
-static void unary_portable(int op, long n, const float *restrict x, float *restrict y, float a, float b) { unary_loop(op, n, x, y, a, b); }
-AVX2 static void unary_avx2(int op, long n, const float *restrict x, float *restrict y, float a, float b) { unary_loop(op, n, x, y, a, b); }
-
-void smil_unary(int op, long n, const float *x, float *y, float a, float b) {
-    if (use_avx2()) unary_avx2(op, n, x, y, a, b);
-    else unary_portable(op, n, x, y, a, b);
-}
+THREE_COPIES(void, smil_unary, (int op, long n, const float *x, float *y, float a, float b), (op, n, x, y, a, b))
 
 // MARK: Binary maps
 
@@ -138,105 +164,168 @@ void smil_unary(int op, long n, const float *x, float *y, float a, float b) {
     case SMIL_TANH_BACKWARD: for (long i = 0; i < n; i++) { float v = B; y[i] = A * (1 - v * v); } break; \
     case SMIL_SQRT_BACKWARD: for (long i = 0; i < n; i++) y[i] = A / (2 * B); break;                \
     case SMIL_DIV_BACKWARD: for (long i = 0; i < n; i++) { float v = B; y[i] = -A / (v * v); } break; \
-    case SMIL_GE_MASK: for (long i = 0; i < n; i++) y[i] = A >= B ? 1.0f : 0.0f; break;             \
     case SMIL_FIRST: for (long i = 0; i < n; i++) y[i] = A; break;                                  \
+    case SMIL_LT: for (long i = 0; i < n; i++) y[i] = A < B ? 1.0f : 0.0f; break;                   \
+    case SMIL_LE: for (long i = 0; i < n; i++) y[i] = A <= B ? 1.0f : 0.0f; break;                  \
+    case SMIL_GT: for (long i = 0; i < n; i++) y[i] = A > B ? 1.0f : 0.0f; break;                   \
+    case SMIL_GE: for (long i = 0; i < n; i++) y[i] = A >= B ? 1.0f : 0.0f; break;                  \
+    case SMIL_EQ: for (long i = 0; i < n; i++) y[i] = A == B ? 1.0f : 0.0f; break;                  \
+    case SMIL_NE: for (long i = 0; i < n; i++) y[i] = A != B ? 1.0f : 0.0f; break;                  \
     default: break;                                                                                 \
     }
 
-INLINE void binary_loop(int op, long n, const float *restrict a, long sa, const float *restrict b, long sb, float *restrict y) {
+INLINE void smil_binary_loop(int op, long n, const float *restrict a, long sa, const float *restrict b, long sb, float *restrict y) {
     if (sa && sb) { BINARY_CASES(a[i], b[i]) }
     else if (sa) { const float s = b[0]; BINARY_CASES(a[i], s) }
     else if (sb) { const float s = a[0]; BINARY_CASES(s, b[i]) }
     else { const float s = a[0], t = b[0]; BINARY_CASES(s, t) }
 }
 
-static void binary_portable(int op, long n, const float *restrict a, long sa, const float *restrict b, long sb, float *restrict y) {
-    binary_loop(op, n, a, sa, b, sb, y);
-}
-AVX2 static void binary_avx2(int op, long n, const float *restrict a, long sa, const float *restrict b, long sb, float *restrict y) {
-    binary_loop(op, n, a, sa, b, sb, y);
+THREE_COPIES(void, smil_binary, (int op, long n, const float *a, long sa, const float *b, long sb, float *y), (op, n, a, sa, b, sb, y))
+
+INLINE void smil_binary_rows_loop(int op, long rows, long n, const float *restrict a, long ra, long sa, const float *restrict b, long rb, long sb,
+                                  float *restrict y) {
+    for (long r = 0; r < rows; r++) smil_binary_loop(op, n, a + r * ra, sa, b + r * rb, sb, y + r * n);
 }
 
-void smil_binary(int op, long n, const float *a, long sa, const float *b, long sb, float *y) {
-    if (use_avx2()) binary_avx2(op, n, a, sa, b, sb, y);
-    else binary_portable(op, n, a, sa, b, sb, y);
+THREE_COPIES(void, smil_binary_rows, (int op, long rows, long n, const float *a, long ra, long sa, const float *b, long rb, long sb, float *y),
+             (op, rows, n, a, ra, sa, b, rb, sb, y))
+
+INLINE void smil_select_loop(long n, const float *restrict c, const float *restrict a, const float *restrict b, float *restrict y) {
+    for (long i = 0; i < n; i++) y[i] = c[i] != 0 ? a[i] : b[i];
 }
+
+THREE_COPIES(void, smil_select, (long n, const float *c, const float *a, const float *b, float *y), (n, c, a, b, y))
 
 // MARK: Sums
 
-/// The sum of n floats in double precision: eight running sums (so the loop vectorises), then
-/// added in a fixed order, so the result depends only on the data.
-INLINE double sum_loop(long n, const float *restrict x) {
-    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+/// Floats are summed in blocks of 256 by 16 float lanes (each lane adds 16 values), each block's
+/// total then added in double: as fast as a float sum, and as exact as a double one for any
+/// length (the float part never adds more than 16 values).
+enum { SUM_BLOCK = 256 };
+
+/// The sum of n <= SUM_BLOCK floats: 16 float lanes, then the lanes in double.
+INLINE double block_sum(const float *restrict x, long n) {
+    float lanes[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     long i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) s[k] += (double)x[i + k];
-    for (; i < n; i++) s[i & 7] += (double)x[i];
-    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++) lanes[k] += x[i + k];
+    for (; i < n; i++) lanes[i & 15] += x[i];
+    double s = 0;
+    for (int k = 0; k < 16; k += 2) s += (double)lanes[k] + (double)lanes[k + 1];
+    return s;
 }
 
-static double sum_portable(long n, const float *restrict x) { return sum_loop(n, x); }
-AVX2 static double sum_avx2(long n, const float *restrict x) { return sum_loop(n, x); }
+INLINE double smil_sum_loop(long n, const float *restrict x) {
+    double total = 0;
+    for (long i = 0; i < n; i += SUM_BLOCK) total += block_sum(x + i, n - i < SUM_BLOCK ? n - i : SUM_BLOCK);
+    return total;
+}
 
-double smil_sum(long n, const float *x) { return use_avx2() ? sum_avx2(n, x) : sum_portable(n, x); }
+THREE_COPIES(double, smil_sum, (long n, const float *x), (n, x))
 
-INLINE void add_rows_loop(long rows, long width, const float *restrict x, double *restrict acc) {
-    for (long r = 0; r < rows; r++) {
-        const float *row = x + r * width;
-        for (long j = 0; j < width; j++) acc[j] += (double)row[j];
+/// acc[j] += x[r * width + j] for r < rows: 16 rows at a time summed in float into a tile of 256
+/// columns, then the tile added in double.
+INLINE void smil_add_rows_loop(long rows, long width, const float *restrict x, double *restrict acc) {
+    float tile[256];
+    for (long j0 = 0; j0 < width; j0 += 256) {
+        long w = width - j0 < 256 ? width - j0 : 256;
+        for (long r0 = 0; r0 < rows; r0 += 16) {
+            long r1 = r0 + 16 < rows ? r0 + 16 : rows;
+            const float *first = x + r0 * width + j0;
+            for (long j = 0; j < w; j++) tile[j] = first[j];
+            for (long r = r0 + 1; r < r1; r++) {
+                const float *row = x + r * width + j0;
+                for (long j = 0; j < w; j++) tile[j] += row[j];
+            }
+            for (long j = 0; j < w; j++) acc[j0 + j] += (double)tile[j];
+        }
     }
 }
 
-static void add_rows_portable(long rows, long width, const float *restrict x, double *restrict acc) { add_rows_loop(rows, width, x, acc); }
-AVX2 static void add_rows_avx2(long rows, long width, const float *restrict x, double *restrict acc) { add_rows_loop(rows, width, x, acc); }
+THREE_COPIES(void, smil_add_rows, (long rows, long width, const float *x, double *acc), (rows, width, x, acc))
 
-void smil_add_rows(long rows, long width, const float *x, double *acc) {
-    if (use_avx2()) add_rows_avx2(rows, width, x, acc);
-    else add_rows_portable(rows, width, x, acc);
-}
-
-INLINE void narrow_loop(long n, const double *restrict x, float scale, float *restrict y) {
+INLINE void smil_narrow_loop(long n, const double *restrict x, float scale, float *restrict y) {
     for (long i = 0; i < n; i++) y[i] = (float)x[i] * scale;
 }
-static void narrow_portable(long n, const double *restrict x, float scale, float *restrict y) { narrow_loop(n, x, scale, y); }
-AVX2 static void narrow_avx2(long n, const double *restrict x, float scale, float *restrict y) { narrow_loop(n, x, scale, y); }
 
-void smil_narrow(long n, const double *x, float scale, float *y) {
-    if (use_avx2()) narrow_avx2(n, x, scale, y);
-    else narrow_portable(n, x, scale, y);
+THREE_COPIES(void, smil_narrow, (long n, const double *x, float scale, float *y), (n, x, scale, y))
+
+// MARK: Extrema
+
+/// The largest (or smallest) of `size` values `ld` apart, for `inner` columns side by side, and
+/// the index of its first occurrence; NaN wins over any number (its first occurrence), as in
+/// PyTorch.
+INLINE void smil_extreme_loop(long size, long inner, long ld, const float *restrict x, int largest,
+                              float *restrict best, int64_t *restrict index) {
+    if (inner == 1) {
+        float m = x[0];
+        int64_t at = 0;
+        for (long s = 1; s < size; s++) {
+            float v = x[s * ld];
+            int better = largest ? v > m : v < m;
+            if (better || (v != v && m == m)) { m = v; at = s; }
+        }
+        best[0] = m;
+        index[0] = at;
+        return;
+    }
+    for (long j = 0; j < inner; j++) { best[j] = x[j]; index[j] = 0; }
+    for (long s = 1; s < size; s++) {
+        const float *row = x + s * ld;
+        for (long j = 0; j < inner; j++) {
+            float v = row[j], m = best[j];
+            int take = (largest ? v > m : v < m) | ((v != v) & (m == m));
+            best[j] = take ? v : m;
+            index[j] = take ? s : index[j];
+        }
+    }
 }
+
+THREE_COPIES(void, smil_extreme, (long size, long inner, long ld, const float *x, int largest, float *best, int64_t *index),
+             (size, inner, ld, x, largest, best, index))
 
 // MARK: Softmax
 
 /// Softmax (or log-softmax) of `size` values `ld` apart, for `inner` such columns side by side
-/// (a block [size, inner] of rows `ld` long): the maximum, e^(x - max) and its sum in double, then
-/// the quotient (x - max - log(sum) for log-softmax). `m` and `z` are scratch of `inner` each.
-INLINE void softmax_loop(long size, long inner, long ld, const float *restrict x, float *restrict y, int logarithm,
-                         float *restrict m, double *restrict z) {
+/// (a block [size, inner] of rows `ld` long): the maximum, e^(x - max) and its sum, then the
+/// products with the sum's reciprocal (x - max - log(sum) for log-softmax), all in float as
+/// PyTorch's kernels compute them, the sum in double. `m` and `z` are scratch of `inner` each.
+INLINE void smil_softmax_loop(long size, long inner, long ld, const float *restrict x, float *restrict y, int logarithm,
+                              float *restrict m, double *restrict z) {
     if (inner == 1) {
-        // One contiguous row: reductions along it.
-        float mx = -__builtin_inff();
-        for (long s = 0; s < size; s++) mx = x[s] > mx ? x[s] : mx;
-        double sums[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        // One contiguous row: reductions along it, in 16 lanes.
+        float lanes[16];
+        for (int k = 0; k < 16; k++) lanes[k] = -__builtin_inff();
         long s = 0;
-        for (; s + 8 <= size; s += 8)
-            for (int k = 0; k < 8; k++) {
-                float e = exp_poly(x[s + k] - mx);
-                sums[k] += (double)e;
-                if (!logarithm) y[s + k] = e;
+        for (; s + 16 <= size; s += 16)
+            for (int k = 0; k < 16; k++) lanes[k] = x[s + k] > lanes[k] ? x[s + k] : lanes[k];
+        float mx = -__builtin_inff();
+        for (int k = 0; k < 16; k++) mx = lanes[k] > mx ? lanes[k] : mx;
+        for (; s < size; s++) mx = x[s] > mx ? x[s] : mx;
+        for (int k = 0; k < 16; k++) lanes[k] = 0;
+        s = 0;
+        double total = 0;
+        if (logarithm) {
+            for (; s + 16 <= size; s += 16) {
+                for (int k = 0; k < 16; k++) lanes[k] += exp_poly(x[s + k] - mx);
+                if ((s & 255) == 240) { for (int k = 0; k < 16; k++) { total += (double)lanes[k]; lanes[k] = 0; } }
             }
-        for (; s < size; s++) {
-            float e = exp_poly(x[s] - mx);
-            sums[s & 7] += (double)e;
-            if (!logarithm) y[s] = e;
+            for (; s < size; s++) total += (double)exp_poly(x[s] - mx);
+        } else {
+            for (; s + 16 <= size; s += 16) {
+                for (int k = 0; k < 16; k++) { float e = exp_poly(x[s + k] - mx); y[s + k] = e; lanes[k] += e; }
+                if ((s & 255) == 240) { for (int k = 0; k < 16; k++) { total += (double)lanes[k]; lanes[k] = 0; } }
+            }
+            for (; s < size; s++) { float e = exp_poly(x[s] - mx); y[s] = e; total += (double)e; }
         }
-        double total = ((sums[0] + sums[1]) + (sums[2] + sums[3])) + ((sums[4] + sums[5]) + (sums[6] + sums[7]));
+        for (int k = 0; k < 16; k++) total += (double)lanes[k];
         if (logarithm) {
             float shift = mx + (float)log(total);
             for (long t = 0; t < size; t++) y[t] = x[t] - shift;
         } else {
-            double inverse = 1.0 / total;
-            for (long t = 0; t < size; t++) y[t] = (float)((double)y[t] * inverse);
+            float inverse = (float)(1.0 / total);
+            for (long t = 0; t < size; t++) y[t] = y[t] * inverse;
         }
         return;
     }
@@ -248,10 +337,14 @@ INLINE void softmax_loop(long size, long inner, long ld, const float *restrict x
     for (long s = 0; s < size; s++) {
         const float *row = x + s * ld;
         float *out = y + s * ld;
-        for (long j = 0; j < inner; j++) {
-            float e = exp_poly(row[j] - m[j]);
-            z[j] += (double)e;
-            if (!logarithm) out[j] = e;
+        if (logarithm) {
+            for (long j = 0; j < inner; j++) z[j] += (double)exp_poly(row[j] - m[j]);
+        } else {
+            for (long j = 0; j < inner; j++) {
+                float e = exp_poly(row[j] - m[j]);
+                z[j] += (double)e;
+                out[j] = e;
+            }
         }
     }
     if (logarithm) {
@@ -262,22 +355,55 @@ INLINE void softmax_loop(long size, long inner, long ld, const float *restrict x
             for (long j = 0; j < inner; j++) out[j] = row[j] - m[j];
         }
     } else {
-        for (long j = 0; j < inner; j++) z[j] = 1.0 / z[j];
+        for (long j = 0; j < inner; j++) m[j] = (float)(1.0 / z[j]);
         for (long s = 0; s < size; s++) {
             float *out = y + s * ld;
-            for (long j = 0; j < inner; j++) out[j] = (float)((double)out[j] * z[j]);
+            for (long j = 0; j < inner; j++) out[j] = out[j] * m[j];
         }
     }
 }
 
-static void softmax_portable(long size, long inner, long ld, const float *restrict x, float *restrict y, int logarithm, float *restrict m, double *restrict z) {
-    softmax_loop(size, inner, ld, x, y, logarithm, m, z);
-}
-AVX2 static void softmax_avx2(long size, long inner, long ld, const float *restrict x, float *restrict y, int logarithm, float *restrict m, double *restrict z) {
-    softmax_loop(size, inner, ld, x, y, logarithm, m, z);
+THREE_COPIES(void, smil_softmax, (long size, long inner, long ld, const float *x, float *y, int logarithm, float *m, double *z),
+             (size, inner, ld, x, y, logarithm, m, z))
+
+/// The gradient of softmax (dx = y (g - sum(g y))) or log-softmax (dx = g - e^y sum(g)) over `size`
+/// rows `ld` apart, for `inner` columns, from the output y and its gradient g. `z` is scratch of
+/// `inner` doubles.
+INLINE void smil_softmax_backward_loop(long size, long inner, long ld, const float *restrict y, const float *restrict g, float *restrict dx,
+                                       int logarithm, double *restrict z) {
+    if (inner == 1) {
+        double total = 0;
+        for (long s0 = 0; s0 < size; s0 += SUM_BLOCK) {
+            long n = size - s0 < SUM_BLOCK ? size - s0 : SUM_BLOCK;
+            float lanes[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+            long i = 0;
+            if (logarithm) {
+                for (; i + 16 <= n; i += 16) for (int k = 0; k < 16; k++) lanes[k] += g[s0 + i + k];
+                for (; i < n; i++) lanes[i & 15] += g[s0 + i];
+            } else {
+                for (; i + 16 <= n; i += 16) for (int k = 0; k < 16; k++) lanes[k] += g[s0 + i + k] * y[s0 + i + k];
+                for (; i < n; i++) lanes[i & 15] += g[s0 + i] * y[s0 + i];
+            }
+            for (int k = 0; k < 16; k += 2) total += (double)lanes[k] + (double)lanes[k + 1];
+        }
+        float t = (float)total;
+        if (logarithm) for (long s = 0; s < size; s++) dx[s] = g[s] - exp_poly(y[s]) * t;
+        else for (long s = 0; s < size; s++) dx[s] = y[s] * (g[s] - t);
+        return;
+    }
+    for (long j = 0; j < inner; j++) z[j] = 0;
+    for (long s = 0; s < size; s++) {
+        const float *gr = g + s * ld, *yr = y + s * ld;
+        if (logarithm) for (long j = 0; j < inner; j++) z[j] += (double)gr[j];
+        else for (long j = 0; j < inner; j++) z[j] += (double)(gr[j] * yr[j]);
+    }
+    for (long s = 0; s < size; s++) {
+        const float *gr = g + s * ld, *yr = y + s * ld;
+        float *out = dx + s * ld;
+        if (logarithm) for (long j = 0; j < inner; j++) out[j] = gr[j] - exp_poly(yr[j]) * (float)z[j];
+        else for (long j = 0; j < inner; j++) out[j] = yr[j] * (gr[j] - (float)z[j]);
+    }
 }
 
-void smil_softmax(long size, long inner, long ld, const float *x, float *y, int logarithm, float *m, double *z) {
-    if (use_avx2()) softmax_avx2(size, inner, ld, x, y, logarithm, m, z);
-    else softmax_portable(size, inner, ld, x, y, logarithm, m, z);
-}
+THREE_COPIES(void, smil_softmax_backward, (long size, long inner, long ld, const float *y, const float *g, float *dx, int logarithm, double *z),
+             (size, inner, ld, y, g, dx, logarithm, z))

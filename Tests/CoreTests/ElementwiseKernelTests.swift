@@ -189,28 +189,90 @@ final class ElementwiseKernelTests: XCTestCase {
         XCTAssertEqual(try Tensor.zeros([0, 3]).transposed(0, 1).shape, [3, 0])
     }
 
+    /// Permutations of large tensors are pending views: sums, maps and further permutations read
+    /// them in place, anything else copies them out once; either way the values are the copy's.
+    func testPendingPermutationsGiveTheValuesOfACopy() throws {
+        let x = try random([6, 50, 30], seed: 61)
+        func copy(_ t: Tensor, _ dims: [Int]) -> [Float] {
+            let outShape = dims.map { t.shape[$0] }, strides = contiguousStrides(t.shape)
+            return (0..<t.count).map { i in
+                var rest = i, src = 0
+                for d in dims.indices.reversed() { src += (rest % outShape[d]) * strides[dims[d]]; rest /= outShape[d] }
+                return t[flat: src]
+            }
+        }
+        let t = try x.permuted([2, 0, 1])
+        XCTAssertTrue(t.storage.isPending, "a large permutation starts as a view")
+        // A permutation of a view composes with it; one that undoes it gives the source's storage.
+        let back = try t.permuted([1, 2, 0])
+        XCTAssertTrue(back.storage === x.storage)
+        let tt = try t.transposed(0, 2)
+        XCTAssertTrue(tt.storage.isPending)
+        XCTAssertEqual(tt.scalars, copy(x, [1, 0, 2]))
+        // Sums over any dimensions of a view, read through its source.
+        let dense = try Tensor(copy(x, [2, 0, 1]), shape: [30, 6, 50])
+        for dims in [[0], [1], [2], [0, 1], [0, 2], [1, 2], [0, 1, 2]] {
+            let fresh = try x.permuted([2, 0, 1])
+            let got = try fresh.sum(dims: dims), want = try dense.sum(dims: dims)
+            XCTAssertEqual(got.shape, want.shape, "\(dims)")
+            for k in 0..<want.count { XCTAssertEqual(got[flat: k], want[flat: k], accuracy: 1e-4, "sum \(dims)") }
+        }
+        // Maps and same-layout combinations stay views and read back the copy's values.
+        let e = try x.permuted([2, 0, 1]).exp()
+        XCTAssertTrue(e.storage.isPending)
+        XCTAssertEqual(e.scalars, dense.exp().scalars)
+        let both = try x.permuted([2, 0, 1]).mul(x.permuted([2, 0, 1]))
+        XCTAssertTrue(both.storage.isPending)
+        XCTAssertEqual(both.scalars, try dense.mul(dense).scalars)
+        // A reshaped view is no longer read in place, and reads back correctly.
+        let flat = try x.permuted([2, 0, 1]).reshaped([30, 300])
+        XCTAssertNil(flat.pendingView)
+        XCTAssertEqual(try flat.sum(dims: [1]).scalars.map { ($0 * 100).rounded() }, try dense.reshaped([30, 300]).sum(dims: [1]).scalars.map { ($0 * 100).rounded() })
+        // Writing the source afterwards leaves the view as it was (copy on write).
+        var source = try random([64, 80], seed: 62)
+        let view = try source.transposed(0, 1)
+        let before = copy(source, [1, 0])
+        source.withUnsafeMutableBufferPointer { p in for i in 0..<p.count { p[i] = -1 } }
+        XCTAssertEqual(view.scalars, before)
+        // Gradients flow through views.
+        var leaf = try random([40, 130], seed: 63)
+        leaf.requiresGrad = true
+        let w = try random([130, 40], seed: 64)
+        try leaf.transposed(0, 1).mul(w).exp().sum().backward()
+        // d/dx sum(exp(x^T w)) = (w exp(x^T w))^T
+        let want = try w.mul(leaf.detached().transposed(0, 1).mul(w).exp()).transposed(0, 1)
+        for k in 0..<want.count { XCTAssertEqual(leaf.grad![flat: k], want[flat: k], accuracy: 1e-4 * Swift.max(1, Swift.abs(want[flat: k]))) }
+    }
+
     /// The same result, bit for bit, whatever the thread count and whichever copy of the loops runs.
     func testResultsAreIdenticalOnOneTwoThreeThreadsAndPortableLoops() throws {
         let a = try random([300, 1001], seed: 70), b = try random([1001], seed: 71), c = try random([8, 70, 300], seed: 72)
+        let long = try random([3, 5003], seed: 73)
         func results() throws -> [[Float]] {
             [try a.mul(b).scalars, a.exp().scalars, a.tanh().scalars, a.sigmoid().scalars, try a.sum(dims: [0]).scalars, try a.sum(dims: [1]).scalars,
              [try a.sum().item()], try c.softmax(dim: 1).scalars, try c.logSoftmax(dim: 2).scalars, try c.sum(dims: [0, 2]).scalars,
-             try c.permuted([2, 0, 1]).scalars, try a.div(b).scalars, a.relu().scalars]
+             try c.permuted([2, 0, 1]).scalars, try a.div(b).scalars, a.relu().scalars, try long.softmax(dim: 1).scalars,
+             try long.logSoftmax(dim: 1).scalars, try a.max(dim: 1).values.scalars, try c.min(dim: 1).values.scalars,
+             try Tensor.compare(a, b, .gt).scalars, try Tensor.where(Tensor.compare(a, b, .le), a, b).scalars]
         }
         let saved = Parallel.threads
-        defer { Parallel.threads = saved; smil_elementwise_force_portable(0) }
+        defer { Parallel.threads = saved; smil_elementwise_set_level(-1) }
         Parallel.threads = 1
         let one = try results()
         for t in [2, 3] {
             Parallel.threads = t
             XCTAssertTrue(try results() == one, "\(t) threads")
         }
-        smil_elementwise_force_portable(1)
-        XCTAssertEqual(smil_elementwise_uses_avx2(), 0)
-        let portable = try results()
-        for (i, (p, o)) in zip(portable, one).enumerated() {
-            XCTAssertTrue(p.elementsEqual(o) { $0.bitPattern == $1.bitPattern }, "result \(i): the portable loops differ from the vectorised ones")
+        // Each copy of the loops this processor runs (portable, AVX2, AVX-512) gives the same bits.
+        for level in 0..<smil_elementwise_processor_level() {
+            smil_elementwise_set_level(level)
+            XCTAssertEqual(smil_elementwise_level(), level)
+            let other = try results()
+            for (i, (p, o)) in zip(other, one).enumerated() {
+                XCTAssertTrue(p.elementsEqual(o) { $0.bitPattern == $1.bitPattern }, "result \(i): the loops of level \(level) differ from level \(smil_elementwise_processor_level())")
+            }
         }
+        print("elementwise loops compared: levels 0...\(smil_elementwise_processor_level()) (0 portable, 1 AVX2, 2 AVX-512)")
     }
 
     func testGradientsThroughBroadcastAndMergedDimensions() throws {

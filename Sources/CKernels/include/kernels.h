@@ -6,6 +6,7 @@
 #define SMIL_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdatomic.h>
 
 // Every kernel file includes this header first: no floating-point contraction from here to the end
@@ -218,16 +219,17 @@ static inline void smil_interrupt_set(int requested) {
 /// Operations of smil_unary: y = f(x) (a and b: the scalar, or clamp's and inside's bounds).
 enum {
     SMIL_NEG, SMIL_ABS, SMIL_RELU, SMIL_ADD_SCALAR, SMIL_MUL_SCALAR, SMIL_CLAMP, SMIL_EXP, SMIL_TANH,
-    SMIL_SIGMOID, SMIL_SQRT, SMIL_LOG, SMIL_SIGN, SMIL_INSIDE, SMIL_FILL
+    SMIL_SIGMOID, SMIL_SQRT, SMIL_LOG, SMIL_SIGN, SMIL_INSIDE, SMIL_FILL, SMIL_NONZERO, SMIL_ONE_MINUS
 };
 
-/// Operations of smil_binary: y = f(a, b), and the gradient rules that need two tensors
-/// (relu: a * (b > 0) with b the output; sigmoid: a * b * (1 - b); tanh: a * (1 - b^2);
-/// sqrt: a / (2 b); div's divisor: -a / b^2 with a = g * numerator; ge mask: a >= b ? 1 : 0;
-/// first: a, a broadcast copy).
+/// Operations of smil_binary: y = f(a, b), the gradient rules that need two tensors (relu:
+/// a * (b > 0) with b the output; sigmoid: a * b * (1 - b); tanh: a * (1 - b^2); sqrt: a / (2 b);
+/// div's divisor: -a / b^2 with a = g * numerator), first (a: a broadcast copy) and comparisons
+/// giving 1 or 0.
 enum {
     SMIL_ADD, SMIL_SUB, SMIL_MUL, SMIL_DIV, SMIL_MAX, SMIL_MIN, SMIL_RELU_BACKWARD, SMIL_SIGMOID_BACKWARD,
-    SMIL_TANH_BACKWARD, SMIL_SQRT_BACKWARD, SMIL_DIV_BACKWARD, SMIL_GE_MASK, SMIL_FIRST
+    SMIL_TANH_BACKWARD, SMIL_SQRT_BACKWARD, SMIL_DIV_BACKWARD, SMIL_FIRST,
+    SMIL_LT, SMIL_LE, SMIL_GT, SMIL_GE, SMIL_EQ, SMIL_NE
 };
 
 /// y[i] = op(x[i]) for i < n (x and y may be the same buffer).
@@ -236,22 +238,39 @@ void smil_unary(int op, long n, const float *x, float *y, float a, float b);
 /// y[i] = op(a[i * sa], b[i * sb]) for i < n, where sa and sb are 1 or 0 (a broadcast scalar).
 void smil_binary(int op, long n, const float *a, long sa, const float *b, long sb, float *y);
 
-/// The sum of n floats, accumulated in double in a fixed order.
+/// smil_binary over `rows` rows of n: row r of y from a + r ra and b + r rb (inner strides sa, sb).
+void smil_binary_rows(int op, long rows, long n, const float *a, long ra, long sa, const float *b, long rb, long sb, float *y);
+
+/// y[i] = c[i] != 0 ? a[i] : b[i].
+void smil_select(long n, const float *c, const float *a, const float *b, float *y);
+
+/// The sum of n floats: blocks of 256 summed in float lanes of 16 values, the blocks in double,
+/// in a fixed order.
 double smil_sum(long n, const float *x);
 
-/// acc[j] += x[r * width + j] for every row r < rows, in double.
+/// acc[j] += x[r * width + j] for every row r < rows (16 rows at a time in float, then double).
 void smil_add_rows(long rows, long width, const float *x, double *acc);
 
 /// y[i] = (float)x[i] * scale.
 void smil_narrow(long n, const double *x, float scale, float *y);
 
+/// The largest (`largest`) or smallest of `size` values `ld` apart, for each of `inner` columns,
+/// and where it first occurs (NaN wins, as in PyTorch).
+void smil_extreme(long size, long inner, long ld, const float *x, int largest, float *best, int64_t *index);
+
 /// Softmax (log-softmax when `logarithm`) over `size` rows, `ld` apart, of `inner` values, each
 /// column on its own; m (inner floats) and z (inner doubles) are scratch.
 void smil_softmax(long size, long inner, long ld, const float *x, float *y, int logarithm, float *m, double *z);
 
-/// Whether smil_unary and the others run their AVX2 copies (AVX2 and FMA present, SMIL_SIMD is
-/// not "portable", and no test forced the portable loops); `on` forces (1) or frees (0) them.
-int smil_elementwise_uses_avx2(void);
-void smil_elementwise_force_portable(int on);
+/// The gradient of smil_softmax from its output y and the output's gradient g: softmax
+/// dx = y (g - sum(g y)), log-softmax dx = g - e^y sum(g), along the `size` rows; z is scratch.
+void smil_softmax_backward(long size, long inner, long ld, const float *y, const float *g, float *dx, int logarithm, double *z);
+
+/// Which copy of the loops above runs: 0 portable, 1 AVX2, 2 AVX-512 (the processor's best, or
+/// less when SMIL_SIMD=portable or avx2); set_level chooses (never above the processor's best;
+/// -1 goes back to the default).
+int smil_elementwise_level(void);
+int smil_elementwise_processor_level(void);
+void smil_elementwise_set_level(int level);
 
 #endif

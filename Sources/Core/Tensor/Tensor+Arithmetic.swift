@@ -68,28 +68,23 @@ func broadcastKernel(_ op: Int32, shape: [Int], _ a: BroadcastOperand, _ b: Broa
             }
             return
         }
-        Parallel.forRanges(rows, grain: Swift.max(1, elementwiseGrain / inner)) { r in
-            // The multi-index of the piece's first row, then an odometer over the outer dimensions.
-            var index = [Int](repeating: 0, count: rank)
-            var rest = r.lowerBound, offA = 0, offB = 0
-            for d in stride(from: rank - 2, through: 0, by: -1) {
-                index[d] = rest % sizes[d]
+        // The last two merged dimensions are rows for smil_binary_rows; an odometer walks the rest.
+        let rowsPerBlock = rank >= 2 ? sizes[rank - 2] : 1
+        let ra = rank >= 2 ? sa[rank - 2] : 0, rb = rank >= 2 ? sb[rank - 2] : 0
+        let blocks = rows / rowsPerBlock
+        let rowGrain = Swift.max(1, elementwiseGrain / inner)
+        let piecesPerBlock = (rowsPerBlock + rowGrain - 1) / rowGrain
+        Parallel.forEach(blocks * piecesPerBlock) { p in
+            let block = p / piecesPerBlock, r0 = (p % piecesPerBlock) * rowGrain
+            let n = Swift.min(rowsPerBlock, r0 + rowGrain) - r0
+            var rest = block, offA = r0 * ra, offB = r0 * rb
+            for d in stride(from: rank - 3, through: 0, by: -1) {
+                let i = rest % sizes[d]
                 rest /= sizes[d]
-                offA += index[d] * sa[d]
-                offB += index[d] * sb[d]
+                offA += i * sa[d]
+                offB += i * sb[d]
             }
-            for row in r {
-                smil_binary(op, inner, pa + offA, ia, pb + offB, ib, dst + row * inner)
-                var d = rank - 2
-                while d >= 0 {
-                    index[d] += 1
-                    offA += sa[d]; offB += sb[d]
-                    if index[d] < sizes[d] { break }
-                    offA -= sa[d] * sizes[d]; offB -= sb[d] * sizes[d]
-                    index[d] = 0
-                    d -= 1
-                }
-            }
+            smil_binary_rows(op, n, inner, pa + offA, ra, ia, pb + offB, rb, ib, dst + (block * rowsPerBlock + r0) * inner)
         }
         return
     }
@@ -127,6 +122,8 @@ extension Tensor {
 
     /// `smil_unary(op)` of every element (no autograd), vectorised and split over threads.
     func unary(_ op: Int, _ a: Float = 0, _ b: Float = 0) -> Tensor {
+        // A pending permutation: mapped in its source's order, the result permuted alike.
+        if let (source, dims) = pendingView { return source.unary(op, a, b).permutedView(dims) }
         let out = Tensor(uninitializedShape: shape)
         let src = storage.pointer, dst = out.storage.pointer
         let code = Int32(op)
@@ -138,6 +135,10 @@ extension Tensor {
 
     /// `smil_binary(op)` of two tensors with NumPy broadcasting (no autograd).
     func binary(_ op: Int, _ other: Tensor, name: String) throws -> Tensor {
+        if shape == other.shape, let (x, dims) = pendingView, let (y, otherDims) = other.pendingView, dims == otherDims, x.shape == y.shape {
+            // Two pending permutations alike: combined in their sources' order.
+            return try x.binary(op, y, name: name).permutedView(dims)
+        }
         let code = Int32(op)
         let pa = storage.pointer, pb = other.storage.pointer
         if shape == other.shape {
@@ -215,34 +216,38 @@ extension Tensor {
     /// Elementwise sum with broadcasting.
     public func add(_ other: Tensor) throws -> Tensor {
         let (sa, sb) = (shape, other.shape)
+        let (needA, needB) = (requiresGrad, other.requiresGrad)
         return try binary(SMIL_ADD, other, name: "add").recorded("add", [self, other]) { g in
-            [g.sumTo(sa), g.sumTo(sb)]
+            [needA ? g.sumTo(sa) : nil, needB ? g.sumTo(sb) : nil]
         }
     }
 
     /// Elementwise difference with broadcasting.
     public func sub(_ other: Tensor) throws -> Tensor {
         let (sa, sb) = (shape, other.shape)
+        let (needA, needB) = (requiresGrad, other.requiresGrad)
         return try binary(SMIL_SUB, other, name: "sub").recorded("sub", [self, other]) { g in
-            [g.sumTo(sa), g.negated().sumTo(sb)]
+            [needA ? g.sumTo(sa) : nil, needB ? g.negated().sumTo(sb) : nil]
         }
     }
 
     /// Elementwise product with broadcasting.
     public func mul(_ other: Tensor) throws -> Tensor {
         let a = detached(), b = other.detached()
+        let (needA, needB) = (requiresGrad, other.requiresGrad)
         return try binary(SMIL_MUL, other, name: "mul").recorded("mul", [self, other]) { g in
-            [try g.mul(b).sumTo(a.shape), try g.mul(a).sumTo(b.shape)]
+            [needA ? try g.mul(b).sumTo(a.shape) : nil, needB ? try g.mul(a).sumTo(b.shape) : nil]
         }
     }
 
     /// Elementwise quotient with broadcasting.
     public func div(_ other: Tensor) throws -> Tensor {
         let a = detached(), b = other.detached()
+        let (needA, needB) = (requiresGrad, other.requiresGrad)
         return try binary(SMIL_DIV, other, name: "div").recorded("div", [self, other]) { g in
-            let ga = try g.div(b).sumTo(a.shape)
+            let ga = needA ? try g.div(b).sumTo(a.shape) : nil
             // d(a/b)/db = -a / b^2
-            let gb = try g.mul(a).binary(SMIL_DIV_BACKWARD, b, name: "div").sumTo(b.shape)
+            let gb = needB ? try g.mul(a).binary(SMIL_DIV_BACKWARD, b, name: "div").sumTo(b.shape) : nil
             return [ga, gb]
         }
     }
@@ -262,9 +267,10 @@ extension Tensor {
     /// Elementwise maximum with broadcasting (gradient to the larger; ties to the first).
     public func maximum(_ other: Tensor) throws -> Tensor {
         let a = detached(), b = other.detached()
+        let (needA, needB) = (requiresGrad, other.requiresGrad)
         return try binary(SMIL_MAX, other, name: "maximum").recorded("maximum", [self, other]) { g in
-            let maskA = try a.binary(SMIL_GE_MASK, b, name: "maximum")
-            return [try g.mul(maskA).sumTo(a.shape), try g.mul(Tensor(scalar: 1).binary(SMIL_SUB, maskA, name: "maximum")).sumTo(b.shape)]
+            let maskA = try a.binary(SMIL_GE, b, name: "maximum")
+            return [needA ? try g.mul(maskA).sumTo(a.shape) : nil, needB ? try g.mul(maskA.unary(SMIL_ONE_MINUS)).sumTo(b.shape) : nil]
         }
     }
 
@@ -351,6 +357,24 @@ extension Tensor {
         return unary(SMIL_CLAMP, l, h).recorded("clamp", [self]) { g in
             [try g.mul(x.unary(SMIL_INSIDE, l, h))]
         }
+    }
+
+    // MARK: Comparisons
+
+    /// Elementwise comparison with broadcasting, 1 where it holds and 0 elsewhere (no gradient).
+    public enum Comparison: String, Sendable { case lt = "<", le = "<=", gt = ">", ge = ">=", eq = "==", ne = "!=" }
+
+    public static func compare(_ a: Tensor, _ b: Tensor, _ c: Comparison) throws -> Tensor {
+        let op: Int
+        switch c {
+        case .lt: op = SMIL_LT
+        case .le: op = SMIL_LE
+        case .gt: op = SMIL_GT
+        case .ge: op = SMIL_GE
+        case .eq: op = SMIL_EQ
+        case .ne: op = SMIL_NE
+        }
+        return try a.binary(op, b, name: c.rawValue)
     }
 
     // MARK: Operators

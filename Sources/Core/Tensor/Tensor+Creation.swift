@@ -72,16 +72,17 @@ extension Tensor {
     /// Values are selected, never blended, so an infinity on the side not taken does no harm.
     public static func `where`(_ condition: Tensor, _ a: Tensor, _ b: Tensor) throws -> Tensor {
         let shape = try broadcastShapes(try broadcastShapes(condition.shape, a.shape, op: "where"), b.shape, op: "where")
-        let mask = condition.broadcastCopy(to: shape).mapped { $0 != 0 ? 1 : 0 }
+        let mask = condition.broadcastCopy(to: shape).unary(SMIL_NONZERO)
         let left = a.broadcastCopy(to: shape), right = b.broadcastCopy(to: shape)
-        var out = Tensor(uninitializedShape: shape)
-        out.withUnsafeMutableBufferPointer { o in
-            let (m, l, r) = (mask.storage.pointer, left.storage.pointer, right.storage.pointer)
-            for i in 0..<o.count { o[i] = m[i] != 0 ? l[i] : r[i] }
+        let out = Tensor(uninitializedShape: shape)
+        let (m, l, r, o) = (mask.storage.pointer, left.storage.pointer, right.storage.pointer, out.storage.pointer)
+        Parallel.forRanges(out.count, grain: elementwiseGrain) { range in
+            let i = range.lowerBound
+            smil_select(range.count, m + i, l + i, r + i, o + i)
         }
         let (sa, sb) = (a.shape, b.shape)
         return out.recorded("where", [a, b]) { g in
-            [try g.mul(mask).sumTo(sa), try g.mul(mask.unary(SMIL_MUL_SCALAR, -1).unary(SMIL_ADD_SCALAR, 1)).sumTo(sb)]
+            [try g.mul(mask).sumTo(sa), try g.mul(mask.unary(SMIL_ONE_MINUS)).sumTo(sb)]
         }
     }
 

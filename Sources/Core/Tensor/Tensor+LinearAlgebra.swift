@@ -16,23 +16,57 @@ extension Tensor {
         guard k == k2 else {
             throw CoreError.shapeMismatch(op: "matmul", "mat1 and mat2 shapes cannot be multiplied (\(shapeString(shape)) @ \(shapeString(other.shape)): \(k) != \(k2))")
         }
+        let (needA, needB) = (requiresGrad, other.requiresGrad)
+        let (selfD, otherD) = (detached(), other.detached())
+        if other.rank == 2 {
+            // [..., m, k] @ [k, n]: the leading dimensions fold into the rows of one product, and
+            // the gradients are one product each, read transposed in place (no copies).
+            let rows = count / Swift.max(k, 1)
+            let out = Tensor(uninitializedShape: Array(shape.dropLast()) + [n])
+            gemm(transA: false, transB: false, m: rows, n: n, k: k, a: storage.pointer, lda: k,
+                 b: other.storage.pointer, ldb: n, c: out.storage.pointer, ldc: n)
+            let shapeA = shape
+            return out.recorded("matmul", [self, other]) { g in
+                var ga: Tensor? = nil, gb: Tensor? = nil
+                if needA {
+                    // dA = g @ B^T
+                    let t = Tensor(uninitializedShape: shapeA)
+                    gemm(transA: false, transB: true, m: rows, n: k, k: n, a: g.storage.pointer, lda: n,
+                         b: otherD.storage.pointer, ldb: n, c: t.storage.pointer, ldc: k)
+                    ga = t
+                }
+                if needB {
+                    // dB = A^T @ g, summed over the folded rows
+                    let t = Tensor(uninitializedShape: [k, n])
+                    gemm(transA: true, transB: false, m: k, n: n, k: rows, a: selfD.storage.pointer, lda: k,
+                         b: g.storage.pointer, ldb: n, c: t.storage.pointer, ldc: n)
+                    gb = t
+                }
+                return [ga, gb]
+            }
+        }
         let batchA = Array(shape.dropLast(2)), batchB = Array(other.shape.dropLast(2))
         let batch = try broadcastShapes(batchA, batchB, op: "matmul")
-        let a = batchA == batch ? detached() : try detached().expandedBatch(batch + [m, k])
-        let b = batchB == batch ? other.detached() : try other.detached().expandedBatch(batch + [k, n])
+        let a = batchA == batch ? selfD : try selfD.expandedBatch(batch + [m, k])
+        let b = batchB == batch ? otherD : try otherD.expandedBatch(batch + [k, n])
         let nb = batch.reduce(1, *)
         let out = Tensor(uninitializedShape: batch + [m, n])
-        let pa = a.storage.pointer, pb = b.storage.pointer, pc = out.storage.pointer
-        for i in 0..<nb {
-            gemm(transA: false, transB: false, m: m, n: n, k: k, a: pa + i * m * k, lda: k,
-                 b: pb + i * k * n, ldb: n, c: pc + i * m * n, ldc: n)
-        }
+        batchedGemm(count: nb, m: m, n: n, k: k, a: a.storage.pointer, lda: k, b: b.storage.pointer, ldb: n, c: out.storage.pointer)
         let (shapeA, shapeB) = (shape, other.shape)
-        let (selfD, otherD) = (detached(), other.detached())
         return out.recorded("matmul", [self, other]) { g in
-            // dA = g @ B^T, dB = A^T @ g, each summed back over broadcast batch dimensions.
-            let ga = try g.matmul(otherD.transposed(-1, -2)).sumTo(shapeA)
-            let gb = try selfD.transposed(-1, -2).matmul(g).sumTo(shapeB)
+            // dA = g @ B^T, dB = A^T @ g per batch (transposed in place), each summed back over
+            // broadcast batch dimensions.
+            var ga: Tensor? = nil, gb: Tensor? = nil
+            if needA {
+                let t = Tensor(uninitializedShape: batch + [m, k])
+                batchedGemm(count: nb, transB: true, m: m, n: k, k: n, a: g.storage.pointer, lda: n, b: b.storage.pointer, ldb: n, c: t.storage.pointer)
+                ga = t.sumTo(shapeA)
+            }
+            if needB {
+                let t = Tensor(uninitializedShape: batch + [k, n])
+                batchedGemm(count: nb, transA: true, m: k, n: n, k: m, a: a.storage.pointer, lda: k, b: g.storage.pointer, ldb: n, c: t.storage.pointer)
+                gb = t.sumTo(shapeB)
+            }
             return [ga, gb]
         }
     }
@@ -44,4 +78,21 @@ extension Tensor {
 
     /// `a @ b`.
     public static func matmul(_ a: Tensor, _ b: Tensor) throws -> Tensor { try a.matmul(b) }
+}
+
+/// `count` products C_i = op(A_i) op(B_i) of contiguous matrices (A_i m x k as stored, B_i k x n,
+/// C_i m x n, each a whole matrix after the previous one): many small ones one per thread, larger
+/// ones each split over the threads.
+func batchedGemm(count: Int, transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                 a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>) {
+    let (sa, sb, sc) = (m * k, k * n, m * n)
+    if count >= 2 && m * n * k < 1 << 20 {
+        Parallel.forEach(count) { i in
+            sgemmSerial(transA: transA, transB: transB, m: m, n: n, k: k, a: a + i * sa, lda: lda, b: b + i * sb, ldb: ldb, c: c + i * sc, ldc: n)
+        }
+    } else {
+        for i in 0..<count {
+            gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a + i * sa, lda: lda, b: b + i * sb, ldb: ldb, c: c + i * sc, ldc: n)
+        }
+    }
 }

@@ -77,7 +77,13 @@ extension Tensor {
     public func sum(dims: [Int]? = nil, keepDims: Bool = false) throws -> Tensor {
         let reduce = try Set((dims ?? Array(0..<rank)).map { try normalizeDim($0, rank: rank, op: "sum") })
         var r = detached()
-        if reduce.count == rank {
+        if let (source, perm) = pendingView, !reduce.isEmpty {
+            // A pending permutation: its source summed over the same dimensions, what is left
+            // permuted into this order.
+            let kept = (0..<rank).filter { !reduce.contains($0) }.map { perm[$0] }
+            let sorted = kept.sorted()
+            r = try source.sum(dims: reduce.map { perm[$0] }).permutedView(kept.map { sorted.firstIndex(of: $0)! })
+        } else if reduce.count == rank {
             r = Tensor(scalar: Float(Tensor.total(storage.pointer, count: count)))
         } else if !reduce.isEmpty {
             // Runs of adjacent dimensions, summed or kept, each merged into one.
@@ -123,15 +129,20 @@ extension Tensor {
         let values = Tensor(uninitializedShape: keptShape)
         var idx = [Int](repeating: 0, count: outer * inner)
         let src = storage.pointer, dst = values.storage.pointer
-        for o in 0..<outer {
-            for j in 0..<inner {
-                var best = src[o * size * inner + j], bi = 0
-                for s in 1..<Swift.max(size, 1) {
-                    let v = src[(o * size + s) * inner + j]
-                    if (largest ? v > best : v < best) || (v.isNaN && !best.isNaN) { best = v; bi = s }
+        idx.withUnsafeMutableBufferPointer { idx in
+            let ip = UnsafeMutableRawPointer(idx.baseAddress!).assumingMemoryBound(to: Int64.self)
+            let flag: Int32 = largest ? 1 : 0
+            if inner == 1 {
+                Parallel.forRanges(outer, grain: Swift.max(1, elementwiseGrain / size)) { r in
+                    for o in r { smil_extreme(size, 1, 1, src + o * size, flag, dst + o, ip + o) }
                 }
-                dst[o * inner + j] = best
-                idx[o * inner + j] = bi
+            } else {
+                let width = Swift.min(inner, Swift.max(64, elementwiseGrain / size))
+                let pieces = (inner + width - 1) / width
+                Parallel.forEach(outer * pieces) { p in
+                    let o = p / pieces, c0 = (p % pieces) * width, n = Swift.min(inner, c0 + width) - c0
+                    smil_extreme(size, n, inner, src + o * size * inner + c0, flag, dst + o * inner + c0, ip + o * inner + c0)
+                }
             }
         }
         let outShape = keepDims ? keptShape : shape.enumerated().filter { $0.offset != d }.map { $0.element }
@@ -175,9 +186,7 @@ extension Tensor {
         let y = out.detached()
         return out.recorded("softmax", [self]) { g in
             // dx = y * (g - sum(g * y, dim))
-            let gy = try g.mul(y)
-            let s = try gy.sum(dims: [d], keepDims: true)
-            return [try y.mul(try g.sub(s))]
+            [y.softmaxBackward(g, dim: d, log: false)]
         }
     }
 
@@ -189,8 +198,7 @@ extension Tensor {
         let y = out.detached()
         return out.recorded("log_softmax", [self]) { g in
             // dx = g - exp(y) * sum(g, dim)
-            let s = try g.sum(dims: [d], keepDims: true)
-            return [try g.sub(try y.exp().mul(s))]
+            [y.softmaxBackward(g, dim: d, log: true)]
         }
     }
 
@@ -216,6 +224,32 @@ extension Tensor {
             let o = p / piecesPerBlock, c0 = (p % piecesPerBlock) * width, n = Swift.min(inner, c0 + width) - c0
             var m = [Float](repeating: 0, count: n), z = [Double](repeating: 0, count: n)
             smil_softmax(size, n, inner, src + o * size * inner + c0, dst + o * size * inner + c0, flag, &m, &z)
+        }
+        return out
+    }
+
+    /// The gradient of softmax (log-softmax when `log`) along `dim`, from this output and its
+    /// gradient `g`, in one kernel: rows over the threads, or column pieces of each block.
+    func softmaxBackward(_ g: Tensor, dim: Int, log: Bool) -> Tensor {
+        let (outer, size, inner) = splitAround(shape, dim)
+        let out = Tensor(uninitializedShape: shape)
+        guard count > 0 else { return out }
+        let y = storage.pointer, gp = g.storage.pointer, dst = out.storage.pointer
+        let flag: Int32 = log ? 1 : 0
+        if inner == 1 {
+            Parallel.forRanges(outer, grain: Swift.max(1, elementwiseGrain / size)) { r in
+                var z: Double = 0
+                for o in r { smil_softmax_backward(size, 1, 1, y + o * size, gp + o * size, dst + o * size, flag, &z) }
+            }
+            return out
+        }
+        let width = Swift.min(inner, Swift.max(64, elementwiseGrain / size))
+        let piecesPerBlock = (inner + width - 1) / width
+        Parallel.forEach(outer * piecesPerBlock) { p in
+            let o = p / piecesPerBlock, c0 = (p % piecesPerBlock) * width, n = Swift.min(inner, c0 + width) - c0
+            var z = [Double](repeating: 0, count: n)
+            let at = o * size * inner + c0
+            smil_softmax_backward(size, n, inner, y + at, gp + at, dst + at, flag, &z)
         }
         return out
     }

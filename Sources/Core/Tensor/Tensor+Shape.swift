@@ -57,15 +57,37 @@ extension Tensor {
             throw CoreError.invalidArgument(op: "permute", "\(dims) is not a permutation of the \(rank) dimensions of \(shapeString(shape))")
         }
         if ds == Array(0..<rank) { return self }
-        let outShape = ds.map { shape[$0] }
-        let inStrides = contiguousStrides(shape)
-        let srcStrides = ds.map { inStrides[$0] }
-        let out = Tensor(uninitializedShape: outShape)
-        let r = outShape.count
-        Tensor.permuteCopy(from: storage.pointer, strides: srcStrides, shape: outShape, into: out.storage.pointer)
+        let r = rank
+        let out = detached().permutedView(ds)
         var inverse = [Int](repeating: 0, count: r)
         for (i, d) in ds.enumerated() { inverse[d] = i }
         return out.recorded("permute", [self]) { g in [try g.permuted(inverse)] }
+    }
+
+    /// This tensor's source and permutation while its storage is a pending permutation.
+    var pendingView: (source: Tensor, dims: [Int])? {
+        guard let p = storage.pending, storage.isPending, shape == p.dims.map({ p.sourceShape[$0] }) else { return nil }
+        return (Tensor(storage: p.source, shape: p.sourceShape), p.dims)
+    }
+
+    /// The permutation by `dims` as a view (no autograd): a pending permutation of this storage,
+    /// or of its source when this is itself one (the identity gives the source back). Small
+    /// tensors are copied at once.
+    func permutedView(_ dims: [Int]) -> Tensor {
+        if dims == Array(0..<rank) { return self }
+        let outShape = dims.map { shape[$0] }
+        if let (source, inner) = pendingView {
+            let composed = dims.map { inner[$0] }
+            if composed == Array(0..<composed.count) { return source }
+            return Tensor(storage: TensorStorage(permuting: source.storage, shape: source.shape, dims: composed), shape: outShape)
+        }
+        if count < 4096 {
+            let out = Tensor(uninitializedShape: outShape)
+            let own = contiguousStrides(shape)
+            Tensor.permuteCopy(from: storage.pointer, strides: dims.map { own[$0] }, shape: outShape, into: out.storage.pointer)
+            return out
+        }
+        return Tensor(storage: TensorStorage(permuting: storage, shape: shape, dims: dims), shape: outShape)
     }
 
     /// Copies the strided view (`shape`, source `strides`) into contiguous `dst`. Where the

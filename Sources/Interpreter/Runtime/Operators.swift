@@ -351,18 +351,8 @@ public protocol IndexableObject {
 extension Tensor {
     /// Elementwise comparison giving 1.0 / 0.0.
     static func compare(_ a: Tensor, _ b: Tensor, _ op: String) throws -> Tensor {
-        let f: (Float, Float) -> Bool
-        switch op {
-        case "<": f = (<)
-        case "<=": f = (<=)
-        case ">": f = (>)
-        case ">=": f = (>=)
-        case "==": f = (==)
-        default: f = (!=)
-        }
-        let shape = try broadcastShapes(a.shape, b.shape, op: op)
-        let x = try a.detached().add(Tensor.zeros(shape)), y = try b.detached().add(Tensor.zeros(shape))
-        return try Tensor(zip(x.scalars, y.scalars).map { f($0, $1) ? 1 : 0 }, shape: shape)
+        guard let c = Comparison(rawValue: op) else { throw ScriptError(.runtime, "'\(op)' is not a comparison") }
+        return try Tensor.compare(a.detached(), b.detached(), c)
     }
 }
 
