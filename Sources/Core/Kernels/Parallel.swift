@@ -49,6 +49,26 @@ public enum Parallel {
         }
     }
 
+    /// As `forRanges`, with each thread taking one contiguous share of the pieces rather than
+    /// claiming them one by one: for memory-bound chains of elementwise operations, so that the
+    /// pieces one operation wrote are mostly read by the same core in the next (the caller, which
+    /// starts first, nearly always takes the first share). Pieces have the same bounds as
+    /// `forRanges`' whatever the thread count, so results do not depend on it.
+    public static func forRangesInShares(_ total: Int, grain: Int, _ body: (Range<Int>) -> Void) {
+        guard total > 0 else { return }
+        let g = max(1, grain)
+        forEachInShares((total + g - 1) / g) { p in body((p * g)..<min(total, (p + 1) * g)) }
+    }
+
+    /// As `forEach`, with each thread taking one contiguous share of `0..<count` (see
+    /// `forRangesInShares`).
+    public static func forEachInShares(_ count: Int, _ body: (Int) -> Void) {
+        let shares = min(threads, count)
+        forEach(shares) { w in
+            for i in (w * count / shares)..<((w + 1) * count / shares) { body(i) }
+        }
+    }
+
     /// Runs `min(threads, count)` workers, `body(worker, claim)` on each; `claim()` hands out the
     /// units `0..<count` in order, one at a time, to whichever worker asks first (nil when none
     /// are left). A worker that runs slower takes fewer units: this VM's two cores often differ

@@ -63,7 +63,7 @@ func broadcastKernel(_ op: Int32, shape: [Int], _ a: BroadcastOperand, _ b: Broa
     let pa = a.pointer, pb = b.pointer
     if ia <= 1 && ib <= 1 {
         if rows == 1 {
-            Parallel.forRanges(inner, grain: elementwiseGrain) { r in
+            Parallel.forRangesInShares(inner, grain: elementwiseGrain) { r in
                 smil_binary(op, r.count, pa + r.lowerBound * ia, ia, pb + r.lowerBound * ib, ib, dst + r.lowerBound)
             }
             return
@@ -74,7 +74,7 @@ func broadcastKernel(_ op: Int32, shape: [Int], _ a: BroadcastOperand, _ b: Broa
         let blocks = rows / rowsPerBlock
         let rowGrain = Swift.max(1, elementwiseGrain / inner)
         let piecesPerBlock = (rowsPerBlock + rowGrain - 1) / rowGrain
-        Parallel.forEach(blocks * piecesPerBlock) { p in
+        Parallel.forEachInShares(blocks * piecesPerBlock) { p in
             let block = p / piecesPerBlock, r0 = (p % piecesPerBlock) * rowGrain
             let n = Swift.min(rowsPerBlock, r0 + rowGrain) - r0
             var rest = block, offA = r0 * ra, offB = r0 * rb
@@ -113,7 +113,7 @@ extension Tensor {
         let n = count
         let src = storage.pointer, dst = out.storage.pointer
         withoutActuallyEscaping(f) { f in
-            Parallel.forRanges(n, grain: elementwiseGrain) { r in
+            Parallel.forRangesInShares(n, grain: elementwiseGrain) { r in
                 for i in r { dst[i] = f(src[i]) }
             }
         }
@@ -127,7 +127,7 @@ extension Tensor {
         let out = Tensor(uninitializedShape: shape)
         let src = storage.pointer, dst = out.storage.pointer
         let code = Int32(op)
-        Parallel.forRanges(count, grain: elementwiseGrain) { r in
+        Parallel.forRangesInShares(count, grain: elementwiseGrain) { r in
             smil_unary(code, r.count, src + r.lowerBound, dst + r.lowerBound, a, b)
         }
         return out
@@ -144,7 +144,7 @@ extension Tensor {
         if shape == other.shape {
             let out = Tensor(uninitializedShape: shape)
             let dst = out.storage.pointer
-            Parallel.forRanges(count, grain: elementwiseGrain) { r in
+            Parallel.forRangesInShares(count, grain: elementwiseGrain) { r in
                 smil_binary(code, r.count, pa + r.lowerBound, 1, pb + r.lowerBound, 1, dst + r.lowerBound)
             }
             return out
@@ -173,7 +173,7 @@ extension Tensor {
             let out = Tensor(uninitializedShape: shape)
             let dst = out.storage.pointer
             withoutActuallyEscaping(f) { f in
-                Parallel.forRanges(count, grain: elementwiseGrain) { r in
+                Parallel.forRangesInShares(count, grain: elementwiseGrain) { r in
                     for i in r { dst[i] = f(pa[i], pb[i]) }
                 }
             }
@@ -206,7 +206,7 @@ extension Tensor {
         precondition(shape == other.shape, "addInPlace: \(shapeString(shape)) vs \(shapeString(other.shape))")
         ensureUnique()
         let dst = storage.pointer, src = other.storage.pointer
-        Parallel.forRanges(count, grain: elementwiseGrain) { r in
+        Parallel.forRangesInShares(count, grain: elementwiseGrain) { r in
             smil_binary(Int32(SMIL_ADD), r.count, dst + r.lowerBound, 1, src + r.lowerBound, 1, dst + r.lowerBound)
         }
     }

@@ -76,7 +76,7 @@ extension Tensor {
         let left = a.broadcastCopy(to: shape), right = b.broadcastCopy(to: shape)
         let out = Tensor(uninitializedShape: shape)
         let (m, l, r, o) = (mask.storage.pointer, left.storage.pointer, right.storage.pointer, out.storage.pointer)
-        Parallel.forRanges(out.count, grain: elementwiseGrain) { range in
+        Parallel.forRangesInShares(out.count, grain: elementwiseGrain) { range in
             let i = range.lowerBound
             smil_select(range.count, m + i, l + i, r + i, o + i)
         }

@@ -21,14 +21,14 @@ extension Tensor {
         if inner == 1 {
             // Each output is the sum of a contiguous run.
             if outer == 1 { dst[0] = Float(Tensor.total(src, count: size)); return out }
-            Parallel.forRanges(outer, grain: Swift.max(1, elementwiseGrain / Swift.max(1, size))) { r in
+            Parallel.forRangesInShares(outer, grain: Swift.max(1, elementwiseGrain / Swift.max(1, size))) { r in
                 for o in r { dst[o] = Float(smil_sum(size, src + o * size)) }
             }
             return out
         }
         let rowsPerPiece = Swift.max(1, elementwiseGrain / inner)
         if outer >= 2 || size <= rowsPerPiece {
-            Parallel.forRanges(outer, grain: Swift.max(1, elementwiseGrain / Swift.max(1, size * inner))) { r in
+            Parallel.forRangesInShares(outer, grain: Swift.max(1, elementwiseGrain / Swift.max(1, size * inner))) { r in
                 var acc = [Double](repeating: 0, count: inner)
                 acc.withUnsafeMutableBufferPointer { acc in
                     for o in r {
@@ -46,7 +46,7 @@ extension Tensor {
         var partial = [Double](repeating: 0, count: pieces * inner)
         partial.withUnsafeMutableBufferPointer { partial in
             let base = partial.baseAddress!
-            Parallel.forEach(pieces) { p in
+            Parallel.forEachInShares(pieces) { p in
                 let first = p * rowsPerPiece, rows = Swift.min(size, first + rowsPerPiece) - first
                 smil_add_rows(rows, inner, src + first * inner, base + p * inner)
             }
@@ -65,7 +65,7 @@ extension Tensor {
         var partial = [Double](repeating: 0, count: pieces)
         partial.withUnsafeMutableBufferPointer { partial in
             let base = partial.baseAddress!
-            Parallel.forEach(pieces) { p in
+            Parallel.forEachInShares(pieces) { p in
                 base[p] = smil_sum(Swift.min(count, (p + 1) * grain) - p * grain, src + p * grain)
             }
         }
@@ -133,13 +133,13 @@ extension Tensor {
             let ip = UnsafeMutableRawPointer(idx.baseAddress!).assumingMemoryBound(to: Int64.self)
             let flag: Int32 = largest ? 1 : 0
             if inner == 1 {
-                Parallel.forRanges(outer, grain: Swift.max(1, elementwiseGrain / size)) { r in
+                Parallel.forRangesInShares(outer, grain: Swift.max(1, elementwiseGrain / size)) { r in
                     for o in r { smil_extreme(size, 1, 1, src + o * size, flag, dst + o, ip + o) }
                 }
             } else {
                 let width = Swift.min(inner, Swift.max(64, elementwiseGrain / size))
                 let pieces = (inner + width - 1) / width
-                Parallel.forEach(outer * pieces) { p in
+                Parallel.forEachInShares(outer * pieces) { p in
                     let o = p / pieces, c0 = (p % pieces) * width, n = Swift.min(inner, c0 + width) - c0
                     smil_extreme(size, n, inner, src + o * size * inner + c0, flag, dst + o * inner + c0, ip + o * inner + c0)
                 }
@@ -211,7 +211,7 @@ extension Tensor {
         let flag: Int32 = log ? 1 : 0
         if inner == 1 {
             // Rows of `size` contiguous values.
-            Parallel.forRanges(outer, grain: Swift.max(1, elementwiseGrain / size)) { r in
+            Parallel.forRangesInShares(outer, grain: Swift.max(1, elementwiseGrain / size)) { r in
                 var m: Float = 0, z: Double = 0
                 for o in r { smil_softmax(size, 1, 1, src + o * size, dst + o * size, flag, &m, &z) }
             }
@@ -220,7 +220,7 @@ extension Tensor {
         // Blocks [size, inner]: columns in pieces of a fixed width, over the threads.
         let width = Swift.min(inner, Swift.max(64, elementwiseGrain / size))
         let piecesPerBlock = (inner + width - 1) / width
-        Parallel.forEach(outer * piecesPerBlock) { p in
+        Parallel.forEachInShares(outer * piecesPerBlock) { p in
             let o = p / piecesPerBlock, c0 = (p % piecesPerBlock) * width, n = Swift.min(inner, c0 + width) - c0
             var m = [Float](repeating: 0, count: n), z = [Double](repeating: 0, count: n)
             smil_softmax(size, n, inner, src + o * size * inner + c0, dst + o * size * inner + c0, flag, &m, &z)
@@ -237,7 +237,7 @@ extension Tensor {
         let y = storage.pointer, gp = g.storage.pointer, dst = out.storage.pointer
         let flag: Int32 = log ? 1 : 0
         if inner == 1 {
-            Parallel.forRanges(outer, grain: Swift.max(1, elementwiseGrain / size)) { r in
+            Parallel.forRangesInShares(outer, grain: Swift.max(1, elementwiseGrain / size)) { r in
                 var z: Double = 0
                 for o in r { smil_softmax_backward(size, 1, 1, y + o * size, gp + o * size, dst + o * size, flag, &z) }
             }
@@ -245,7 +245,7 @@ extension Tensor {
         }
         let width = Swift.min(inner, Swift.max(64, elementwiseGrain / size))
         let piecesPerBlock = (inner + width - 1) / width
-        Parallel.forEach(outer * piecesPerBlock) { p in
+        Parallel.forEachInShares(outer * piecesPerBlock) { p in
             let o = p / piecesPerBlock, c0 = (p % piecesPerBlock) * width, n = Swift.min(inner, c0 + width) - c0
             var z = [Double](repeating: 0, count: n)
             let at = o * size * inner + c0

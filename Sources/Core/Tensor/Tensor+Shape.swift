@@ -104,7 +104,7 @@ extension Tensor {
             let others = (0..<r).filter { $0 != q && $0 != last }
             let planes = others.reduce(1) { $0 * shape[$1] }
             let rows = shape[last], cols = shape[q]
-            Parallel.forEach(planes) { p in
+            Parallel.forEachInShares(planes) { p in
                 var rest = p, offS = 0, offD = 0
                 for d in others.reversed() {
                     let i = rest % shape[d]
@@ -119,7 +119,7 @@ extension Tensor {
         }
         let inner = shape[last], innerStride = strides[last]
         let rows = total / inner
-        Parallel.forRanges(rows, grain: Swift.max(1, elementwiseGrain / inner)) { range in
+        Parallel.forRangesInShares(rows, grain: Swift.max(1, elementwiseGrain / inner)) { range in
             var index = [Int](repeating: 0, count: r)
             var rest = range.lowerBound, off = 0
             for d in stride(from: r - 2, through: 0, by: -1) {

@@ -106,7 +106,7 @@ final class TensorStorage {
     @usableFromInline convenience init(repeating value: Float, count: Int) {
         self.init(uninitializedCount: count)
         let p = pointer
-        Parallel.forRanges(count, grain: elementwiseGrain) { r in (p + r.lowerBound).initialize(repeating: value, count: r.count) }
+        Parallel.forRangesInShares(count, grain: elementwiseGrain) { r in (p + r.lowerBound).initialize(repeating: value, count: r.count) }
     }
 
     @usableFromInline func copy() -> TensorStorage {
