@@ -199,30 +199,143 @@ THREE_COPIES(void, smil_select, (long n, const float *c, const float *a, const f
 
 // MARK: Sums
 
-/// Floats are summed in blocks of 256 by 16 float lanes (each lane adds 16 values), each block's
-/// total then added in double: as fast as a float sum, and as exact as a double one for any
-/// length (the float part never adds more than 16 values).
-enum { SUM_BLOCK = 256 };
+/// Floats are summed in blocks of 1024 by 64 float lanes (each lane adds at most 16 values, and
+/// four vector registers' worth of independent sums keep the adder busy), the lanes then added
+/// pairwise in float and each block's total in double: as fast as a float sum, and as exact as a
+/// double one for any length.
+enum { SUM_BLOCK = 1024 };
 
-/// The sum of n <= SUM_BLOCK floats: 16 float lanes, then the lanes in double.
-INLINE double block_sum(const float *restrict x, long n) {
-    float lanes[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-    long i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int k = 0; k < 16; k++) lanes[k] += x[i + k];
-    for (; i < n; i++) lanes[i & 15] += x[i];
-    double s = 0;
-    for (int k = 0; k < 16; k += 2) s += (double)lanes[k] + (double)lanes[k + 1];
-    return s;
+// Vectors of the compiler's vector extension: the same operations on any target (split into
+// SSE registers on the portable copy), so that the lanes' final reductions stay in registers.
+typedef float v16f __attribute__((vector_size(64), aligned(4)));
+typedef float v8f __attribute__((vector_size(32), aligned(4)));
+typedef float v4f __attribute__((vector_size(16), aligned(4)));
+typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
+typedef int32_t v8i __attribute__((vector_size(32), aligned(4)));
+typedef int32_t v4i __attribute__((vector_size(16), aligned(4)));
+
+// Macros, not functions: a function returning a 64-byte vector warns of an ABI change where the
+// target lacks AVX-512, even when it is always inlined.
+#define load16(p) ({ v16f v_; memcpy(&v_, (p), 64); v_; })
+#define low8(v) __builtin_shufflevector((v), (v), 0, 1, 2, 3, 4, 5, 6, 7)
+#define high8(v) __builtin_shufflevector((v), (v), 8, 9, 10, 11, 12, 13, 14, 15)
+#define low4(v) __builtin_shufflevector((v), (v), 0, 1, 2, 3)
+#define high4(v) __builtin_shufflevector((v), (v), 4, 5, 6, 7)
+
+/// Adds lanes[0..<n] (n 16 or 64) pairwise: lanes k and k + n/2, then k and k + n/4, ..., in
+/// vector registers.
+INLINE float tree(const float *lanes, int n) {
+    v16f v = load16(lanes);
+    if (n == 64) v = (v + load16(lanes + 32)) + (load16(lanes + 16) + load16(lanes + 48));
+    v8f a = low8(v) + high8(v);
+    v4f b = low4(a) + high4(a);
+    return (b[0] + b[2]) + (b[1] + b[3]);
 }
+
+/// v where it is larger than m (smaller, unless `largest`) or NaN, else m.
+#define PICK(T, TI, v, m, largest)                                                            \
+    ({ TI take_ = ((largest) ? ((v) > (m)) : ((v) < (m))) | ((v) != (v));                     \
+       (T)((take_ & (TI)(v)) | (~take_ & (TI)(m))); })
+
+/// The extreme of lanes[0..<n] (n 16 or 64), NaN winning, reduced as `tree` adds.
+INLINE float tree_extreme(const float *lanes, int n, int largest) {
+    v16f v = load16(lanes);
+    if (n == 64) {
+        v16f p = PICK(v16f, v16i, load16(lanes + 32), v, largest);
+        v16f q = PICK(v16f, v16i, load16(lanes + 48), load16(lanes + 16), largest);
+        v = PICK(v16f, v16i, q, p, largest);
+    }
+    v8f a = PICK(v8f, v8i, high8(v), low8(v), largest);
+    v4f b = PICK(v4f, v4i, high4(a), low4(a), largest);
+    float c0 = b[0], c1 = b[1], c2 = b[2], c3 = b[3];
+    c0 = ((largest ? c2 > c0 : c2 < c0) || c2 != c2) ? c2 : c0;
+    c1 = ((largest ? c3 > c1 : c3 < c1) || c3 != c3) ? c3 : c1;
+    return ((largest ? c1 > c0 : c1 < c0) || c1 != c1) ? c1 : c0;
+}
+
+/// exp_poly on 16 floats at once, operation for operation (so bit for bit the same): the lanes'
+/// sums of e^x stay in registers instead of going through memory.
+#define BLEND(T, TI, mask, a, b) ((T)(((mask) & (TI)(a)) | (~(mask) & (TI)(b))))
+#define EXP16(xv)                                                                                  \
+    ({                                                                                             \
+        v16f x_ = (xv);                                                                            \
+        const v16f hi_ = 88.72283935546875f - (v16f){0}, lo_ = -103.972084045410f - (v16f){0};     \
+        v16i over_ = x_ > hi_, under_ = x_ < lo_;                                                  \
+        v16f c_ = BLEND(v16f, v16i, over_, hi_, BLEND(v16f, v16i, under_, lo_, x_));               \
+        v16f n_ = __builtin_elementwise_floor(c_ * 1.44269502162933349609375f + 0.5f);             \
+        v16f r_ = c_ - n_ * 0.693359375f;                                                          \
+        r_ = r_ - n_ * -2.12194440e-4f;                                                            \
+        v16f p_ = 1.9875691500e-4f - (v16f){0};                                                    \
+        p_ = p_ * r_ + 1.3981999507e-3f;                                                           \
+        p_ = p_ * r_ + 8.3334519073e-3f;                                                           \
+        p_ = p_ * r_ + 4.1665795894e-2f;                                                           \
+        p_ = p_ * r_ + 1.6666665459e-1f;                                                           \
+        p_ = p_ * r_ + 5.0000001201e-1f;                                                           \
+        v16f e_ = p_ * (r_ * r_) + r_ + 1.0f;                                                      \
+        v16i ni_ = __builtin_convertvector(n_, v16i);                                              \
+        v16i n1_ = ni_ / 2, n2_ = ni_ - ni_ / 2;                                                   \
+        v16f y_ = e_ * (v16f)((n1_ + 127) << 23) * (v16f)((n2_ + 127) << 23);                      \
+        y_ = BLEND(v16f, v16i, over_, __builtin_inff() - (v16f){0}, y_);                           \
+        y_ = BLEND(v16f, v16i, under_, (v16f){0}, y_);                                             \
+        BLEND(v16f, v16i, x_ != x_, x_, y_);                                                       \
+    })
+
+/// Lanes in registers: a0..a3 hold lanes 0-15, 16-31, 32-47, 48-63 (only a0 when L is 16).
+typedef struct { v16f a0, a1, a2, a3; } lanes64;
+
+INLINE void lanes_zero(lanes64 *l) { v16f z = {0}; l->a0 = z; l->a1 = z; l->a2 = z; l->a3 = z; }
+
+/// Adds the L floats at p (L 16 or 64) into the lanes.
+#define LANES_ADD(l, p, L)                                   \
+    do {                                                     \
+        (l).a0 += load16(p);                                 \
+        if ((L) == 64) {                                     \
+            (l).a1 += load16((p) + 16);                      \
+            (l).a2 += load16((p) + 32);                      \
+            (l).a3 += load16((p) + 48);                      \
+        }                                                    \
+    } while (0)
+
+/// The lanes added pairwise, as `tree` does.
+INLINE float lanes_total(lanes64 *l, const int L) {
+    float t[64];
+    memcpy(t, &l->a0, 64);
+    if (L == 64) { memcpy(t + 16, &l->a1, 64); memcpy(t + 32, &l->a2, 64); memcpy(t + 48, &l->a3, 64); }
+    return tree(t, L);
+}
+
+/// The sum of n <= SUM_BLOCK floats in L lanes (a constant where it is inlined: 16 for short runs,
+/// where 64 lanes would cost more to add up than to fill, 64 for long ones); the last partial
+/// group of L goes into the first lanes.
+INLINE float lane_sum(const float *restrict x, long n, const int L) {
+    lanes64 l;
+    lanes_zero(&l);
+    long i = 0;
+    for (; i + L <= n; i += L) LANES_ADD(l, x + i, L);
+    if (i < n) {
+        float t[64] = {0};
+        memcpy(t, x + i, (size_t)(n - i) * 4);
+        LANES_ADD(l, t, L);
+    }
+    return lanes_total(&l, L);
+}
+
+INLINE float block_sum(const float *restrict x, long n) { return n >= 256 ? lane_sum(x, n, 64) : lane_sum(x, n, 16); }
 
 INLINE double smil_sum_loop(long n, const float *restrict x) {
     double total = 0;
-    for (long i = 0; i < n; i += SUM_BLOCK) total += block_sum(x + i, n - i < SUM_BLOCK ? n - i : SUM_BLOCK);
+    for (long i = 0; i < n; i += SUM_BLOCK) total += (double)block_sum(x + i, n - i < SUM_BLOCK ? n - i : SUM_BLOCK);
     return total;
 }
 
 THREE_COPIES(double, smil_sum, (long n, const float *x), (n, x))
+
+/// out[r] = the sum of row r (rows of `size` contiguous floats), as smil_sum.
+INLINE void smil_sum_rows_loop(long rows, long size, const float *restrict x, float *restrict out) {
+    for (long r = 0; r < rows; r++) out[r] = (float)smil_sum_loop(size, x + r * size);
+}
+
+THREE_COPIES(void, smil_sum_rows, (long rows, long size, const float *x, float *out), (rows, size, x, out))
 
 /// acc[j] += x[r * width + j] for r < rows: 16 rows at a time summed in float into a tile of 256
 /// columns, then the tile added in double.
@@ -253,11 +366,38 @@ THREE_COPIES(void, smil_narrow, (long n, const double *x, float scale, float *y)
 
 // MARK: Extrema
 
+/// The largest (`largest`) or smallest of n >= 1 floats, NaN if any is NaN, in L lanes.
+INLINE float lane_extreme(const float *restrict x, long n, int largest, const int L) {
+    float lanes[64];
+    for (int k = 0; k < L; k++) lanes[k] = x[0];
+    long i = 0;
+    for (; i + L <= n; i += L)
+        for (int k = 0; k < L; k++) {
+            float v = x[i + k], m = lanes[k];
+            lanes[k] = ((largest ? v > m : v < m) || v != v) ? v : m;
+        }
+    for (int k = 0; i < n; i++, k++) {
+        float v = x[i], m = lanes[k];
+        lanes[k] = ((largest ? v > m : v < m) || v != v) ? v : m;
+    }
+    return tree_extreme(lanes, L, largest);
+}
+
 /// The largest (or smallest) of `size` values `ld` apart, for `inner` columns side by side, and
 /// the index of its first occurrence; NaN wins over any number (its first occurrence), as in
 /// PyTorch.
 INLINE void smil_extreme_loop(long size, long inner, long ld, const float *restrict x, int largest,
                               float *restrict best, int64_t *restrict index) {
+    if (inner == 1 && ld == 1) {
+        // A contiguous row: the extreme in lanes, then where it first occurs.
+        float m = size >= 256 ? lane_extreme(x, size, largest, 64) : lane_extreme(x, size, largest, 16);
+        long at = 0;
+        if (m != m) { while (x[at] == x[at]) at++; }
+        else { while (x[at] != m) at++; }
+        best[0] = x[at];
+        index[0] = at;
+        return;
+    }
     if (inner == 1) {
         float m = x[0];
         int64_t at = 0;
@@ -287,6 +427,83 @@ THREE_COPIES(void, smil_extreme, (long size, long inner, long ld, const float *x
 
 // MARK: Softmax
 
+/// The largest of n floats (NaN if any is NaN), in L lanes (see lane_sum).
+INLINE float lane_max(const float *restrict x, long n, const int L) {
+    float lanes[64];
+    for (int k = 0; k < L; k++) lanes[k] = -__builtin_inff();
+    long i = 0;
+    for (; i + L <= n; i += L)
+        for (int k = 0; k < L; k++) { float v = x[i + k]; lanes[k] = (v > lanes[k] || v != v) ? v : lanes[k]; }
+    for (int k = 0; i < n; i++, k++) { float v = x[i]; lanes[k] = (v > lanes[k] || v != v) ? v : lanes[k]; }
+    return tree_extreme(lanes, L, 1);
+}
+
+INLINE float row_max(const float *restrict x, long n) { return n >= 256 ? lane_max(x, n, 64) : lane_max(x, n, 16); }
+
+/// The sum of e^(x - mx) over n <= SUM_BLOCK floats in L lanes, each term also stored in y when
+/// y is not null (a last partial group padded with e^-inf = 0).
+INLINE float lane_exp_sum(const float *restrict x, long n, float mx, float *restrict y, const int L) {
+    lanes64 l;
+    lanes_zero(&l);
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        v16f e = EXP16(load16(x + i) - mx);
+        if (y) memcpy(y + i, &e, 64);
+        switch (L == 64 ? (i >> 4) & 3 : 0) {
+        case 0: l.a0 += e; break;
+        case 1: l.a1 += e; break;
+        case 2: l.a2 += e; break;
+        default: l.a3 += e; break;
+        }
+    }
+    if (i < n) {
+        float t[16];
+        for (int k = 0; k < 16; k++) t[k] = -__builtin_inff();
+        memcpy(t, x + i, (size_t)(n - i) * 4);
+        v16f e = EXP16(load16(t) - mx);
+        if (y) memcpy(y + i, &e, (size_t)(n - i) * 4);
+        switch (L == 64 ? (i >> 4) & 3 : 0) {
+        case 0: l.a0 += e; break;
+        case 1: l.a1 += e; break;
+        case 2: l.a2 += e; break;
+        default: l.a3 += e; break;
+        }
+    }
+    return lanes_total(&l, L);
+}
+
+/// The sum of e^(x - mx) over a row of n floats (stored in y too when y is not null), in blocks.
+INLINE double row_exp_sum(const float *restrict x, long n, float mx, float *restrict y) {
+    double total = 0;
+    for (long s0 = 0; s0 < n; s0 += SUM_BLOCK) {
+        long m = n - s0 < SUM_BLOCK ? n - s0 : SUM_BLOCK;
+        total += (double)(m >= 256 ? lane_exp_sum(x + s0, m, mx, y ? y + s0 : 0, 64) : lane_exp_sum(x + s0, m, mx, y ? y + s0 : 0, 16));
+    }
+    return total;
+}
+
+/// m + log(sum e^(x - m)) of each row of `size` contiguous floats (m the row's maximum).
+INLINE void smil_logsumexp_rows_loop(long rows, long size, const float *restrict x, float *restrict out) {
+    for (long r = 0; r < rows; r++) {
+        const float *row = x + r * size;
+        float mx = row_max(row, size);
+        double total = row_exp_sum(row, size, mx, 0);
+        out[r] = mx + logf((float)total);
+    }
+}
+
+THREE_COPIES(void, smil_logsumexp_rows, (long rows, long size, const float *x, float *out), (rows, size, x, out))
+
+/// y = e^(x - shift[r]) for each row r of `size` floats (softmax from a row's logsumexp).
+INLINE void smil_exp_shifted_rows_loop(long rows, long size, const float *restrict x, const float *restrict shift, float *restrict y) {
+    for (long r = 0; r < rows; r++) {
+        const float s = shift[r];
+        for (long i = 0; i < size; i++) y[r * size + i] = exp_poly(x[r * size + i] - s);
+    }
+}
+
+THREE_COPIES(void, smil_exp_shifted_rows, (long rows, long size, const float *x, const float *shift, float *y), (rows, size, x, shift, y))
+
 /// Softmax (or log-softmax) of `size` values `ld` apart, for `inner` such columns side by side
 /// (a block [size, inner] of rows `ld` long): the maximum, e^(x - max) and its sum, then the
 /// products with the sum's reciprocal (x - max - log(sum) for log-softmax), all in float as
@@ -294,34 +511,11 @@ THREE_COPIES(void, smil_extreme, (long size, long inner, long ld, const float *x
 INLINE void smil_softmax_loop(long size, long inner, long ld, const float *restrict x, float *restrict y, int logarithm,
                               float *restrict m, double *restrict z) {
     if (inner == 1) {
-        // One contiguous row: reductions along it, in 16 lanes.
-        float lanes[16];
-        for (int k = 0; k < 16; k++) lanes[k] = -__builtin_inff();
-        long s = 0;
-        for (; s + 16 <= size; s += 16)
-            for (int k = 0; k < 16; k++) lanes[k] = x[s + k] > lanes[k] ? x[s + k] : lanes[k];
-        float mx = -__builtin_inff();
-        for (int k = 0; k < 16; k++) mx = lanes[k] > mx ? lanes[k] : mx;
-        for (; s < size; s++) mx = x[s] > mx ? x[s] : mx;
-        for (int k = 0; k < 16; k++) lanes[k] = 0;
-        s = 0;
-        double total = 0;
+        // One contiguous row: its maximum, e^(x - max) and their sum in blocks (as smil_sum).
+        float mx = row_max(x, size);
+        double total = row_exp_sum(x, size, mx, logarithm ? 0 : y);
         if (logarithm) {
-            for (; s + 16 <= size; s += 16) {
-                for (int k = 0; k < 16; k++) lanes[k] += exp_poly(x[s + k] - mx);
-                if ((s & 255) == 240) { for (int k = 0; k < 16; k++) { total += (double)lanes[k]; lanes[k] = 0; } }
-            }
-            for (; s < size; s++) total += (double)exp_poly(x[s] - mx);
-        } else {
-            for (; s + 16 <= size; s += 16) {
-                for (int k = 0; k < 16; k++) { float e = exp_poly(x[s + k] - mx); y[s + k] = e; lanes[k] += e; }
-                if ((s & 255) == 240) { for (int k = 0; k < 16; k++) { total += (double)lanes[k]; lanes[k] = 0; } }
-            }
-            for (; s < size; s++) { float e = exp_poly(x[s] - mx); y[s] = e; total += (double)e; }
-        }
-        for (int k = 0; k < 16; k++) total += (double)lanes[k];
-        if (logarithm) {
-            float shift = mx + (float)log(total);
+            float shift = mx + logf((float)total);
             for (long t = 0; t < size; t++) y[t] = x[t] - shift;
         } else {
             float inverse = (float)(1.0 / total);
@@ -366,6 +560,21 @@ INLINE void smil_softmax_loop(long size, long inner, long ld, const float *restr
 THREE_COPIES(void, smil_softmax, (long size, long inner, long ld, const float *x, float *y, int logarithm, float *m, double *z),
              (size, inner, ld, x, y, logarithm, m, z))
 
+/// The sum of g (times y, when y is not null) over n <= SUM_BLOCK floats, in L lanes.
+INLINE float lane_dot(const float *restrict g, const float *restrict y, long n, const int L) {
+    if (!y) return lane_sum(g, n, L);
+    lanes64 l;
+    lanes_zero(&l);
+    for (long i = 0; i < n; i += L) {
+        long m = n - i < L ? n - i : L;
+        float p[64] = {0};
+        if (m == L) { for (int k = 0; k < L; k++) p[k] = g[i + k] * y[i + k]; }
+        else { for (long k = 0; k < m; k++) p[k] = g[i + k] * y[i + k]; }
+        LANES_ADD(l, p, L);
+    }
+    return lanes_total(&l, L);
+}
+
 /// The gradient of softmax (dx = y (g - sum(g y))) or log-softmax (dx = g - e^y sum(g)) over `size`
 /// rows `ld` apart, for `inner` columns, from the output y and its gradient g. `z` is scratch of
 /// `inner` doubles.
@@ -375,16 +584,8 @@ INLINE void smil_softmax_backward_loop(long size, long inner, long ld, const flo
         double total = 0;
         for (long s0 = 0; s0 < size; s0 += SUM_BLOCK) {
             long n = size - s0 < SUM_BLOCK ? size - s0 : SUM_BLOCK;
-            float lanes[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-            long i = 0;
-            if (logarithm) {
-                for (; i + 16 <= n; i += 16) for (int k = 0; k < 16; k++) lanes[k] += g[s0 + i + k];
-                for (; i < n; i++) lanes[i & 15] += g[s0 + i];
-            } else {
-                for (; i + 16 <= n; i += 16) for (int k = 0; k < 16; k++) lanes[k] += g[s0 + i + k] * y[s0 + i + k];
-                for (; i < n; i++) lanes[i & 15] += g[s0 + i] * y[s0 + i];
-            }
-            for (int k = 0; k < 16; k += 2) total += (double)lanes[k] + (double)lanes[k + 1];
+            const float *ys = logarithm ? 0 : y + s0;
+            total += (double)(n >= 256 ? lane_dot(g + s0, ys, n, 64) : lane_dot(g + s0, ys, n, 16));
         }
         float t = (float)total;
         if (logarithm) for (long s = 0; s < size; s++) dx[s] = g[s] - exp_poly(y[s]) * t;

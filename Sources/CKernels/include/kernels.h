@@ -244,9 +244,18 @@ void smil_binary_rows(int op, long rows, long n, const float *a, long ra, long s
 /// y[i] = c[i] != 0 ? a[i] : b[i].
 void smil_select(long n, const float *c, const float *a, const float *b, float *y);
 
-/// The sum of n floats: blocks of 256 summed in float lanes of 16 values, the blocks in double,
-/// in a fixed order.
+/// The sum of n floats: blocks of 1024 summed in 64 float lanes and pairwise, the blocks in
+/// double, in a fixed order.
 double smil_sum(long n, const float *x);
+
+/// out[r] = the sum of row r of `size` contiguous floats (as smil_sum).
+void smil_sum_rows(long rows, long size, const float *x, float *out);
+
+/// out[r] = max + log(sum e^(x - max)) of row r of `size` contiguous floats.
+void smil_logsumexp_rows(long rows, long size, const float *x, float *out);
+
+/// y = e^(x - shift[r]) along each row r of `size` contiguous floats.
+void smil_exp_shifted_rows(long rows, long size, const float *x, const float *shift, float *y);
 
 /// acc[j] += x[r * width + j] for every row r < rows (16 rows at a time in float, then double).
 void smil_add_rows(long rows, long width, const float *x, double *acc);

@@ -22,7 +22,7 @@ extension Tensor {
             // Each output is the sum of a contiguous run.
             if outer == 1 { dst[0] = Float(Tensor.total(src, count: size)); return out }
             Parallel.forRangesInShares(outer, grain: Swift.max(1, elementwiseGrain / Swift.max(1, size))) { r in
-                for o in r { dst[o] = Float(smil_sum(size, src + o * size)) }
+                smil_sum_rows(r.count, size, src + r.lowerBound * size, dst + r.lowerBound)
             }
             return out
         }

@@ -1,6 +1,7 @@
 // Loss.swift: cross-entropy (with class weights), binary cross-entropy with logits, mean squared
 // error — mean reduction, as torch.nn.functional.
 
+import CKernels
 import Foundation
 
 public enum Loss {
@@ -20,12 +21,20 @@ public enum Loss {
         for (i, y) in labels.scalars.enumerated() where y < 0 || y >= c {
             throw CoreError.invalidArgument(op: "cross_entropy", "label \(y) of sample \(i) is out of range for \(c) classes")
         }
-        let logp = try logits.detached().logSoftmax(dim: 1)
-        let lp = logp.storage.pointer
+        // Each row's logsumexp; the loss is the weighted mean of lse_i - x[i, y_i].
+        let x = logits.detached()
+        let lse = Tensor(uninitializedShape: [n])
+        let xp = x.storage.pointer, lp = lse.storage.pointer
+        if c > 0 {
+            Parallel.forRangesInShares(n, grain: Swift.max(1, elementwiseGrain / c)) { r in
+                smil_logsumexp_rows(r.count, c, xp + r.lowerBound * c, lp + r.lowerBound)
+            }
+        }
         var total: Double = 0, norm: Double = 0
+        let ys = labels.scalars
         for i in 0..<n {
-            let wi = Double(weight?[flat: labels.scalars[i]] ?? 1)
-            total -= wi * Double(lp[i * c + labels.scalars[i]])
+            let wi = Double(weight?[flat: ys[i]] ?? 1)
+            total += wi * (Double(lp[i]) - Double(xp[i * c + ys[i]]))
             norm += wi
         }
         let out = Tensor(scalar: Float(total / norm))
@@ -33,12 +42,14 @@ public enum Loss {
         return out.recorded("cross_entropy", [logits]) { g in
             // d/dx_i = w[y_i] / norm * (softmax(x_i) - onehot(y_i))
             let scale = (try g.item()) / Float(norm)
-            var gx = logp.exp()
-            gx.withUnsafeMutableBufferPointer { p in
-                for i in 0..<n {
-                    let y = labels.scalars[i], wi = wts?[flat: y] ?? 1
-                    p[i * c + y] -= 1
-                    for j in 0..<c { p[i * c + j] *= wi * scale }
+            let gx = Tensor(uninitializedShape: [n, c])
+            let gp = gx.storage.pointer, xp = x.storage.pointer, lp = lse.storage.pointer
+            Parallel.forRangesInShares(n, grain: Swift.max(1, elementwiseGrain / Swift.max(1, c))) { r in
+                smil_exp_shifted_rows(r.count, c, xp + r.lowerBound * c, lp + r.lowerBound, gp + r.lowerBound * c)
+                for i in r {
+                    let y = ys[i], wi = wts?[flat: y] ?? 1
+                    gp[i * c + y] -= 1
+                    smil_unary(Int32(SMIL_MUL_SCALAR), c, gp + i * c, gp + i * c, wi * scale, 0)
                 }
             }
             return [gx]
