@@ -142,6 +142,7 @@ INLINE void smil_unary_loop(int op, long n, const float *restrict x, float *rest
     case SMIL_FILL: for (long i = 0; i < n; i++) y[i] = a; break;
     case SMIL_NONZERO: for (long i = 0; i < n; i++) y[i] = x[i] != 0 ? 1.0f : 0.0f; break;
     case SMIL_ONE_MINUS: for (long i = 0; i < n; i++) y[i] = 1.0f - x[i]; break;
+    case SMIL_FINITE_OR_ZERO: for (long i = 0; i < n; i++) y[i] = x[i] - x[i] == 0 ? x[i] : 0.0f; break;
     default: break;
     }
 }

@@ -219,7 +219,8 @@ static inline void smil_interrupt_set(int requested) {
 /// Operations of smil_unary: y = f(x) (a and b: the scalar, or clamp's and inside's bounds).
 enum {
     SMIL_NEG, SMIL_ABS, SMIL_RELU, SMIL_ADD_SCALAR, SMIL_MUL_SCALAR, SMIL_CLAMP, SMIL_EXP, SMIL_TANH,
-    SMIL_SIGMOID, SMIL_SQRT, SMIL_LOG, SMIL_SIGN, SMIL_INSIDE, SMIL_FILL, SMIL_NONZERO, SMIL_ONE_MINUS
+    SMIL_SIGMOID, SMIL_SQRT, SMIL_LOG, SMIL_SIGN, SMIL_INSIDE, SMIL_FILL, SMIL_NONZERO, SMIL_ONE_MINUS,
+    SMIL_FINITE_OR_ZERO
 };
 
 /// Operations of smil_binary: y = f(a, b), the gradient rules that need two tensors (relu:

@@ -130,7 +130,7 @@ public struct Tensor {
 }
 
 /// Resolves a possibly negative dimension index against `rank`.
-func normalizeDim(_ dim: Int, rank: Int, op: String) throws -> Int {
+public func normalizeDim(_ dim: Int, rank: Int, op: String) throws -> Int {
     // A scalar takes dimension 0 or -1, as in PyTorch (each op then handles rank 0 itself).
     let d = dim < 0 ? dim + max(rank, 1) : dim
     guard d >= 0 && d < max(rank, 1) else {

@@ -67,6 +67,12 @@ extension Interpreter {
             let r = ArgumentReader(function: "allclose")
             return .bool(try Tensor.allClose(try r.tensor(a[0], "a"), try r.tensor(a[1], "b"), rtol: try r.float(a[2], "rtol"), atol: try r.float(a[3], "atol")))
         }
+        def("layer_norm", [("x", nil), ("normalized_shape", nil), ("weight", .nilValue), ("bias", .nilValue), ("eps", .float(1e-5))],
+            doc: "Layer normalisation over the last dimensions (normalized_shape: an integer or a list), biased variance, then * weight + bias where given (torch.nn.functional.layer_norm).") { a, _, _ in
+            let r = ArgumentReader(function: "layer_norm")
+            return .from(try r.tensor(a[0], "x").layerNorm(try r.shape(a[1], "normalized_shape"), weight: a[2].isNil ? nil : try r.tensor(a[2], "weight"),
+                                                           bias: a[3].isNil ? nil : try r.tensor(a[3], "bias"), eps: try r.float(a[4], "eps")))
+        }
         def("no_grad", [("f", nil)], doc: "Calls f() with gradient recording off and returns its result.") { a, _, interp in
             try GradMode.noGrad { try interp.callValue(a[0], []) }
         }
@@ -113,6 +119,71 @@ extension Interpreter {
                           ("relu", { $0.relu() }), ("sigmoid", { $0.sigmoid() }), ("tanh", { $0.tanh() }), ("detach", { $0.detached() }),
                           ("float", { $0 })] as [(String, (Tensor) -> Tensor)] {
             method(name, doc: "Elementwise \(name).") { a, _, _ in .from(f(try t(a[0]))) }
+        }
+        // Dims given as one integer or a list of them (nil: all).
+        let dimsArg = { (v: Value, f: String) throws -> [Int]? in
+            let r = ArgumentReader(function: f)
+            if v.isNil { return nil }
+            if case .list = v { return try r.list(v, "dim").map { try r.int($0, "dim") } }
+            return [try r.int(v, "dim")]
+        }
+        for (name, isStd) in [("var", false), ("std", true)] {
+            method(name, [("dim", .nilValue), ("keepdim", .bool(false)), ("correction", .int(1))],
+                   doc: "The \(isStd ? "standard deviation" : "variance") over dim (an integer or a list; all when nil), with Bessel's correction (1 by default, 0 for the biased estimate), as torch.\(name).") { a, _, _ in
+                let r = ArgumentReader(function: name), x = try t(a[0])
+                let (dims, keep, c) = (try dimsArg(a[1], name), try r.bool(a[2], "keepdim"), try r.int(a[3], "correction"))
+                return .from(isStd ? try x.standardDeviation(dims: dims, keepDims: keep, correction: c) : try x.variance(dims: dims, keepDims: keep, correction: c))
+            }
+        }
+        method("logsumexp", [("dim", nil), ("keepdim", .bool(false))], doc: "log(sum(exp(x))) over dim (an integer or a list), computed stably.") { a, _, _ in
+            .from(try t(a[0]).logsumexp(dims: try dimsArg(a[1], "logsumexp") ?? [], keepDims: try ArgumentReader(function: "logsumexp").bool(a[2], "keepdim")))
+        }
+        method("norm", [("p", .float(2)), ("dim", .nilValue), ("keepdim", .bool(false))], doc: "The p-norm (2 by default; 1, inf or any positive p) over dim (all when nil).") { a, _, _ in
+            let r = ArgumentReader(function: "norm")
+            return .from(try t(a[0]).norm(p: try r.float(a[1], "p"), dims: try dimsArg(a[2], "norm"), keepDims: try r.bool(a[3], "keepdim")))
+        }
+        method("gelu", doc: "GELU, x * Phi(x) with the exact erf (PyTorch's default).") { a, _, _ in .from(try t(a[0]).gelu()) }
+        method("masked_fill", [("mask", nil), ("value", nil)], doc: "value where mask is nonzero (mask broadcast to the tensor's shape), the tensor elsewhere.") { a, _, _ in
+            let r = ArgumentReader(function: "masked_fill")
+            return .from(try t(a[0]).maskedFill(try r.tensor(a[1], "mask"), try r.float(a[2], "value")))
+        }
+        method("expand", [("shape", nil)], doc: "Repeated along size-1 (or new leading) dimensions to shape; -1 keeps a size.") { a, _, _ in
+            let r = ArgumentReader(function: "expand")
+            return .from(try t(a[0]).expanded(to: try r.list(a[1], "shape").map { try r.int($0, "shape") }))
+        }
+        method("gather", [("dim", nil), ("index", nil)], doc: "torch.gather: out[..., i, ...] = x[..., index[..., i, ...], ...] along dim (index an int64 tensor of the same rank).") { a, _, _ in
+            let r = ArgumentReader(function: "gather")
+            return .from(try t(a[0]).gather(dim: try r.int(a[1], "dim"), index: try r.intTensor(a[2], "index")))
+        }
+        method("index_select", [("dim", nil), ("index", nil)], doc: "The entries at index (a 1-D int64 tensor or list) along dim, in that order.") { a, _, _ in
+            let r = ArgumentReader(function: "index_select")
+            let x = try t(a[0]), d = try normalizeDim(try r.int(a[1], "dim"), rank: x.rank, op: "index_select")
+            let index = try r.intTensor(a[2], "index")
+            guard index.rank <= 1 else { throw ScriptError(.runtime, "index_select(): index must be 1-D, got shape \(shapeString(index.shape))") }
+            let n = x.shape[d]
+            return .from(try x.gather(dim: d, index.scalars.map { $0 < 0 ? $0 + n : $0 }))
+        }
+        method("sort", [("dim", .int(-1)), ("descending", .bool(false))], doc: "[values, indices] sorted along dim (stable; NaN largest).") { a, _, _ in
+            let r = ArgumentReader(function: "sort")
+            let (v, i) = try t(a[0]).sort(dim: try r.int(a[1], "dim"), descending: try r.bool(a[2], "descending"))
+            return .list(ListBox([.from(v), .from(i)]))
+        }
+        method("argsort", [("dim", .int(-1)), ("descending", .bool(false))], doc: "The indices that sort along dim (int64).") { a, _, _ in
+            let r = ArgumentReader(function: "argsort")
+            return .from(try t(a[0]).detached().sort(dim: try r.int(a[1], "dim"), descending: try r.bool(a[2], "descending")).indices)
+        }
+        method("topk", [("k", nil), ("dim", .int(-1)), ("largest", .bool(true))], doc: "[values, indices] of the k largest (or smallest) along dim, in order.") { a, _, _ in
+            let r = ArgumentReader(function: "topk")
+            let (v, i) = try t(a[0]).topk(try r.int(a[1], "k"), dim: try r.int(a[2], "dim"), largest: try r.bool(a[3], "largest"))
+            return .list(ListBox([.from(v), .from(i)]))
+        }
+        method("split", [("size", nil), ("dim", .int(0))], doc: "A list of pieces of size along dim (the last may be shorter).") { a, _, _ in
+            let r = ArgumentReader(function: "split")
+            return .list(ListBox(try t(a[0]).split(try r.int(a[1], "size"), dim: try r.int(a[2], "dim")).map { .from($0) }))
+        }
+        method("chunk", [("chunks", nil), ("dim", .int(0))], doc: "A list of up to chunks pieces along dim, as torch.chunk.") { a, _, _ in
+            let r = ArgumentReader(function: "chunk")
+            return .list(ListBox(try t(a[0]).chunk(try r.int(a[1], "chunks"), dim: try r.int(a[2], "dim")).map { .from($0) }))
         }
         method("long", doc: "Converts to int64 (truncating).") { a, _, _ in .from(try t(a[0]).long()) }
         method("clone", doc: "An independent copy (gradients flow back to the original).") { a, _, _ in

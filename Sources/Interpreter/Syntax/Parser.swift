@@ -364,7 +364,10 @@ public struct Parser {
                 e = .index(e, items, t.location)
             } else if isSymbol(".") {
                 advance()
-                let (name, nt) = try identifier("after '.'")
+                // A member may be spelt as a keyword (x.var(), as in PyTorch): after '.' only a
+                // name can follow, so there is nothing to confuse it with.
+                let (name, nt): (String, Token)
+                if case .keyword(let k) = peek.kind { (name, nt) = (k, advance()) } else { (name, nt) = try identifier("after '.'") }
                 e = .member(e, name, nt.location, length: nt.length)
             } else {
                 return e

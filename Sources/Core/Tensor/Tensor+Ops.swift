@@ -1,0 +1,202 @@
+// Tensor+Ops.swift: the further operations attention and feature-bag models need — variance and
+// standard deviation, logsumexp, norms, GELU, layer normalisation, masked_fill, expand, gather
+// along a dimension (torch.gather), sort / argsort / topk, split and chunk — each with PyTorch's
+// semantics and a gradient (most by composing the differentiable operations).
+
+import CKernels
+import Foundation
+
+extension Tensor {
+    /// The variance over `dims` (all when nil) with Bessel's `correction` (PyTorch's default 1).
+    public func variance(dims: [Int]? = nil, keepDims: Bool = false, correction: Int = 1) throws -> Tensor {
+        let reduce = try Set((dims ?? Array(0..<rank)).map { try normalizeDim($0, rank: rank, op: "var") })
+        let n = rank == 0 ? 1 : reduce.reduce(1) { $0 * shape[$1] }
+        let centred = try sub(try mean(dims: Array(reduce), keepDims: true))
+        // Over no more values than the correction, PyTorch gives inf (or NaN): n - correction <= 0.
+        let divisor = Float(n - correction)
+        return try centred.mul(centred).sum(dims: Array(reduce), keepDims: keepDims).scaled(by: 1 / divisor)
+    }
+
+    /// The standard deviation over `dims` (see `variance`).
+    public func standardDeviation(dims: [Int]? = nil, keepDims: Bool = false, correction: Int = 1) throws -> Tensor {
+        try variance(dims: dims, keepDims: keepDims, correction: correction).sqrt()
+    }
+
+    /// log(sum(exp(x))) over `dims`, computed stably (the maximum taken out first; a dimension whose
+    /// values are all -inf gives -inf, as in PyTorch).
+    public func logsumexp(dims: [Int], keepDims: Bool = false) throws -> Tensor {
+        let reduce = try dims.map { try normalizeDim($0, rank: rank, op: "logsumexp") }
+        var m = detached()
+        for d in Set(reduce).sorted(by: >) { m = try m.max(dim: d, keepDims: true).values }
+        // An infinite maximum would give inf - inf: shift by 0 there instead.
+        let shift = m.unary(SMIL_FINITE_OR_ZERO)
+        let s = try sub(shift).exp().sum(dims: reduce, keepDims: true).log().add(shift)
+        if keepDims { return s }
+        return try s.reshaped(shape.enumerated().filter { !Set(reduce).contains($0.offset) }.map { $0.element })
+    }
+
+    /// The p-norm over `dims` (all when nil): (sum |x|^p)^(1/p); p = 2 by default, 1 and inf too.
+    public func norm(p: Float = 2, dims: [Int]? = nil, keepDims: Bool = false) throws -> Tensor {
+        if p == 2 { return try mul(self).sum(dims: dims, keepDims: keepDims).sqrt() }
+        if p == 1 { return try abs().sum(dims: dims, keepDims: keepDims) }
+        if p == .infinity {
+            var r = abs()
+            let reduce = try Set((dims ?? Array(0..<rank)).map { try normalizeDim($0, rank: rank, op: "norm") })
+            for d in reduce.sorted(by: >) { r = try r.max(dim: d, keepDims: true).values }
+            return keepDims ? r : try r.reshaped(shape.enumerated().filter { !reduce.contains($0.offset) }.map { $0.element })
+        }
+        guard p > 0, p.isFinite else { throw CoreError.invalidArgument(op: "norm", "p must be positive (or inf), got \(p)") }
+        return try abs().pow(p).sum(dims: dims, keepDims: keepDims).pow(1 / p)
+    }
+
+    /// GELU, PyTorch's default (exact) form: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)).
+    public func gelu() -> Tensor {
+        let x = detached()
+        let out = mapped { 0.5 * $0 * (1 + Foundation.erf($0 * 0.70710678118654752)) }
+        return out.recorded("gelu", [self]) { g in
+            // d/dx = Phi(x) + x phi(x)
+            [try g.mul(x.mapped { 0.5 * (1 + Foundation.erf($0 * 0.70710678118654752)) + $0 * 0.3989422804014327 * Foundation.exp(-0.5 * $0 * $0) })]
+        }
+    }
+
+    /// Layer normalisation over the last `normalizedShape.count` dimensions (biased variance, as
+    /// torch.nn.functional.layer_norm), then `* weight + bias` where given.
+    public func layerNorm(_ normalizedShape: [Int], weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5) throws -> Tensor {
+        let k = normalizedShape.count
+        guard k >= 1, k <= rank, Array(shape.suffix(k)) == normalizedShape else {
+            throw CoreError.shapeMismatch(op: "layer_norm", "normalized_shape \(shapeString(normalizedShape)) must be the last dimensions of the input \(shapeString(shape))")
+        }
+        for (name, t) in [("weight", weight), ("bias", bias)] where t != nil && t!.shape != normalizedShape {
+            throw CoreError.shapeMismatch(op: "layer_norm", "\(name) of shape \(shapeString(t!.shape)) does not match normalized_shape \(shapeString(normalizedShape))")
+        }
+        let dims = Array((rank - k)..<rank)
+        let centred = try sub(try mean(dims: dims, keepDims: true))
+        let v = try centred.mul(centred).mean(dims: dims, keepDims: true)
+        var y = try centred.div(v.adding(eps).sqrt())
+        if let weight { y = try y.mul(weight) }
+        if let bias { y = try y.add(bias) }
+        return y
+    }
+
+    /// `value` where `mask` is nonzero (broadcast to this shape), this tensor elsewhere.
+    public func maskedFill(_ mask: Tensor, _ value: Float) throws -> Tensor {
+        let target = try broadcastShapes(shape, mask.shape, op: "masked_fill")
+        guard target == shape else {
+            throw CoreError.shapeMismatch(op: "masked_fill", "mask of shape \(shapeString(mask.shape)) does not broadcast to the tensor's \(shapeString(shape))")
+        }
+        return try Tensor.where(mask, Tensor(scalar: value), self)
+    }
+
+    /// This tensor repeated along its size-1 (or new, leading) dimensions to `target` (-1 keeps a
+    /// size), as a new tensor; the gradient sums back.
+    public func expanded(to target: [Int]) throws -> Tensor {
+        guard target.count >= rank else {
+            throw CoreError.shapeMismatch(op: "expand", "the number of sizes (\(target.count)) must be at least the number of dimensions (\(rank))")
+        }
+        let pad = target.count - rank
+        let resolved = target.enumerated().map { i, s in s == -1 && i >= pad ? shape[i - pad] : s }
+        for (i, s) in resolved.enumerated() {
+            let own = i >= pad ? shape[i - pad] : 1
+            guard s >= 0, own == s || own == 1 else {
+                throw CoreError.shapeMismatch(op: "expand", "cannot expand \(shapeString(shape)) to \(shapeString(target)) (dimension \(i): \(own) to \(s))")
+            }
+        }
+        try Memory.checkAllocation(resolved, op: "expand")
+        let inShape = shape
+        return broadcastCopy(to: resolved).recorded("expand", [self]) { g in [g.sumTo(inShape)] }
+    }
+
+    /// torch.gather: `out[..., i, ...] = self[..., index[..., i, ...], ...]` along `dim`, where
+    /// `index` has this tensor's rank and no size larger than its (except along `dim`).
+    public func gather(dim: Int, index: IntTensor) throws -> Tensor {
+        let d = try normalizeDim(dim, rank: Swift.max(rank, 1), op: "gather")
+        guard index.rank == rank else {
+            throw CoreError.shapeMismatch(op: "gather", "index of rank \(index.rank) for a tensor of rank \(rank)")
+        }
+        for (k, s) in index.shape.enumerated() where k != d && s > shape[k] {
+            throw CoreError.shapeMismatch(op: "gather", "index of shape \(shapeString(index.shape)) is larger than the tensor's \(shapeString(shape)) in dimension \(k)")
+        }
+        let n = rank == 0 ? 1 : shape[d]
+        let idx = index.scalars
+        for i in idx where i < -n || i >= n {
+            throw CoreError.invalidArgument(op: "gather", "index \(i) is out of bounds for dimension \(d) with size \(n)")
+        }
+        // Source offsets of every output element.
+        let outShape = index.shape, strides = contiguousStrides(shape)
+        var offsets = [Int](repeating: 0, count: idx.count)
+        for flat in 0..<idx.count {
+            var rest = flat, off = 0
+            for k in stride(from: outShape.count - 1, through: 0, by: -1) {
+                let i = rest % outShape[k]
+                rest /= outShape[k]
+                off += (k == d ? (idx[flat] < 0 ? idx[flat] + n : idx[flat]) : i) * strides[k]
+            }
+            offsets[flat] = off
+        }
+        let out = Tensor(uninitializedShape: outShape)
+        let src = storage.pointer, dst = out.storage.pointer
+        for (i, off) in offsets.enumerated() { dst[i] = src[off] }
+        let inShape = shape
+        return out.recorded("gather", [self]) { g in
+            // The gradient adds back into the gathered places (scatter_add).
+            let gx = Tensor(repeating: 0, shape: inShape)
+            let gp = g.storage.pointer, gxp = gx.storage.pointer
+            for (i, off) in offsets.enumerated() { gxp[off] += gp[i] }
+            return [gx]
+        }
+    }
+
+    /// The values along `dim` in order (descending when asked), and where each came from. Stable:
+    /// equal values keep their order; NaN sorts as the largest, as in PyTorch.
+    public func sort(dim: Int = -1, descending: Bool = false) throws -> (values: Tensor, indices: IntTensor) {
+        if rank == 0 { return (self, IntTensor(repeating: 0, shape: [])) }
+        let d = try normalizeDim(dim, rank: rank, op: "sort")
+        let (outer, size, inner) = splitAround(shape, d)
+        let src = storage.pointer
+        var order = [Int](repeating: 0, count: count)
+        for o in 0..<outer {
+            for j in 0..<inner {
+                let base = o * size * inner + j
+                func key(_ s: Int) -> Float { src[base + s * inner] }
+                let sorted = (0..<size).sorted { a, b in
+                    let (x, y) = (key(a), key(b))
+                    if x.isNaN || y.isNaN { return x.isNaN == y.isNaN ? a < b : (descending ? x.isNaN : y.isNaN) }
+                    if x == y { return a < b }
+                    return descending ? x > y : x < y
+                }
+                for (k, s) in sorted.enumerated() { order[base + k * inner] = s }
+            }
+        }
+        let indices = try IntTensor(order, shape: shape)
+        return (try gather(dim: d, index: indices), indices)
+    }
+
+    /// The `k` largest (or smallest) values along `dim`, in order, and their indices.
+    public func topk(_ k: Int, dim: Int = -1, largest: Bool = true) throws -> (values: Tensor, indices: IntTensor) {
+        let d = try normalizeDim(dim, rank: Swift.max(rank, 1), op: "topk")
+        let size = rank == 0 ? 1 : shape[d]
+        guard k >= 0, k <= size else { throw CoreError.invalidArgument(op: "topk", "k (\(k)) is out of range for dimension \(d) of size \(size)") }
+        if rank == 0 { return k == 1 ? (self, IntTensor(repeating: 0, shape: [])) : (try Tensor.zeros([0]), try IntTensor([], shape: [0])) }
+        let (_, indices) = try sort(dim: d, descending: largest)
+        let (outer, _, inner) = splitAround(shape, d)
+        var kept = [Int](repeating: 0, count: outer * k * inner)
+        for o in 0..<outer { for kk in 0..<k { for j in 0..<inner { kept[(o * k + kk) * inner + j] = indices.scalars[(o * size + kk) * inner + j] } } }
+        let picked = try IntTensor(kept, shape: shape.enumerated().map { $0.offset == d ? k : $0.element })
+        return (try gather(dim: d, index: picked), picked)
+    }
+
+    /// Pieces of `size` along `dim` (the last one shorter when it does not divide).
+    public func split(_ size: Int, dim: Int = 0) throws -> [Tensor] {
+        let d = try normalizeDim(dim, rank: rank, op: "split")
+        guard size > 0 else { throw CoreError.invalidArgument(op: "split", "split size must be positive, got \(size)") }
+        let n = shape[d]
+        return try stride(from: 0, to: Swift.max(n, 1), by: size).map { try slice(dim: d, start: $0, end: Swift.min(n, $0 + size)) }
+    }
+
+    /// `chunks` pieces along `dim` of ceil(n / chunks) each (fewer when they run out), as torch.chunk.
+    public func chunk(_ chunks: Int, dim: Int = 0) throws -> [Tensor] {
+        let d = try normalizeDim(dim, rank: rank, op: "chunk")
+        guard chunks > 0 else { throw CoreError.invalidArgument(op: "chunk", "chunks must be positive, got \(chunks)") }
+        return try split(Swift.max(1, (shape[d] + chunks - 1) / chunks), dim: d)
+    }
+}

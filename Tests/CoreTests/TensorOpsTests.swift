@@ -1,0 +1,133 @@
+// TensorOpsTests.swift: var/std, logsumexp, norm, GELU, layer_norm, masked_fill, expand, gather,
+// sort/argsort/topk, split/chunk — hand-computed cases, finite-difference gradients, and the values
+// the installed PyTorch computes on the same inputs (skipped, with the reason, where there is none).
+
+import XCTest
+import Foundation
+@testable import Core
+import TestSupport
+
+final class TensorOpsTests: XCTestCase {
+    /// Inputs both sides can make exactly: 3 sin(0.37 i), rounded to float32.
+    func wave(_ shape: [Int], phase: Double = 0) throws -> Tensor {
+        let n = shape.reduce(1, *)
+        return try Tensor((0..<n).map { Float(Foundation.sin(Double($0) * 0.37 + phase) * 3) }, shape: shape)
+    }
+
+    func testHandComputedCases() throws {
+        let x = try Tensor([1, 5, 3, 4, 2, 6], shape: [2, 3])
+        XCTAssertEqual(try x.variance().item(), 3.5)
+        XCTAssertEqual(try x.standardDeviation(dims: [1]).scalars, [2, 2])
+        XCTAssertEqual(try x.variance(correction: 0).item(), 17.5 / 6, accuracy: 1e-6)
+        XCTAssertEqual(try x.logsumexp(dims: [1])[flat: 0], Float(5 + Foundation.log(1 + Foundation.exp(-4.0) + Foundation.exp(-2.0))), accuracy: 1e-6)
+        XCTAssertEqual(try Tensor([-.infinity, -.infinity]).logsumexp(dims: [0]).item(), -.infinity)
+        XCTAssertEqual(try x.norm().item(), Float(91.0.squareRoot()), accuracy: 1e-5)
+        XCTAssertEqual(try x.norm(p: 1, dims: [0]).scalars, [5, 7, 9])
+        XCTAssertEqual(try x.norm(p: .infinity).item(), 6)
+        XCTAssertEqual(Tensor([0, 1, -1]).gelu().scalars.map { ($0 * 1e4).rounded() / 1e4 }, [0, 0.8413, -0.1587])
+        XCTAssertEqual(try x.maskedFill(Tensor.compare(x, Tensor(scalar: 3), .gt), -1).scalars, [1, -1, 3, -1, 2, -1])
+        XCTAssertEqual(try Tensor([1, 2]).reshaped([2, 1]).expanded(to: [2, 3]).scalars, [1, 1, 1, 2, 2, 2])
+        XCTAssertEqual(try x.gather(dim: 1, index: IntTensor([2, 0, 1, 1], shape: [2, 2])).scalars, [3, 1, 2, 2])
+        let (v, i) = try x.sort(dim: 1)
+        XCTAssertEqual(v.scalars, [1, 3, 5, 2, 4, 6])
+        XCTAssertEqual(i.scalars, [0, 2, 1, 1, 0, 2])
+        let (tv, ti) = try x.topk(2, dim: 1)
+        XCTAssertEqual(tv.scalars, [5, 3, 6, 4])
+        XCTAssertEqual(ti.scalars, [1, 2, 2, 0])
+        // Stable, NaN as the largest.
+        XCTAssertEqual(try Tensor([2, .nan, 1, 2]).sort().indices.scalars, [2, 0, 3, 1])
+        XCTAssertEqual(try Tensor([2, .nan, 1, 2]).sort(descending: true).indices.scalars, [1, 0, 3, 2])
+        XCTAssertEqual(try x.split(2, dim: 1).map(\.shape), [[2, 2], [2, 1]])
+        XCTAssertEqual(try Tensor((0..<7).map(Float.init)).chunk(3).map(\.scalars), [[0, 1, 2], [3, 4, 5], [6]])
+        let ln = try x.layerNorm([3])
+        XCTAssertEqual(ln.scalars.map { ($0 * 1e4).rounded() / 1e4 }, [-1.2247, 1.2247, 0, 0, -1.2247, 1.2247])
+    }
+
+    func testArgumentErrorsNameWhatIsWrong() throws {
+        let x = try wave([2, 3])
+        XCTAssertThrowsError(try x.expanded(to: [4, 3])) { XCTAssertTrue("\($0)".contains("cannot expand [2, 3] to [4, 3]"), "\($0)") }
+        XCTAssertThrowsError(try x.gather(dim: 1, index: IntTensor([3], shape: [1, 1]))) { XCTAssertTrue("\($0)".contains("index 3 is out of bounds"), "\($0)") }
+        XCTAssertThrowsError(try x.topk(4, dim: 1)) { XCTAssertTrue("\($0)".contains("k (4) is out of range"), "\($0)") }
+        XCTAssertThrowsError(try x.layerNorm([2])) { XCTAssertTrue("\($0)".contains("must be the last dimensions"), "\($0)") }
+        XCTAssertThrowsError(try x.norm(p: -1)) { XCTAssertTrue("\($0)".contains("p must be positive"), "\($0)") }
+        XCTAssertThrowsError(try x.maskedFill(Tensor.zeros([4, 3]), 0)) { XCTAssertTrue("\($0)".contains("cannot be broadcast"), "\($0)") }
+        XCTAssertThrowsError(try x.split(0)) { XCTAssertTrue("\($0)".contains("split size must be positive"), "\($0)") }
+    }
+
+    func testGradientsMatchFiniteDifferences() throws {
+        let a = try wave([2, 3, 4]), w = try wave([4], phase: 1), b = try wave([4], phase: 2)
+        try assertGradientsMatch([a]) { try $0[0].variance(dims: [1]) }
+        try assertGradientsMatch([a]) { try $0[0].standardDeviation(dims: [0, 2], keepDims: true) }
+        try assertGradientsMatch([a]) { try $0[0].logsumexp(dims: [2]) }
+        try assertGradientsMatch([a]) { try $0[0].norm() }
+        try assertGradientsMatch([a]) { try $0[0].norm(p: 3, dims: [1]) }
+        try assertGradientsMatch([a]) { $0[0].gelu() }
+        try assertGradientsMatch([a, w, b]) { try $0[0].layerNorm([4], weight: $0[1], bias: $0[2]) }
+        let mask = try Tensor.compare(try wave([3, 4], phase: 0.5), Tensor(scalar: 0), .gt)
+        try assertGradientsMatch([a]) { try $0[0].maskedFill(mask, 2) }
+        try assertGradientsMatch([try wave([3, 1])]) { try $0[0].expanded(to: [2, 3, 4]) }
+        try assertGradientsMatch([a]) { try $0[0].gather(dim: 2, index: IntTensor([3, 0, 0, 1, 2, 2], shape: [1, 2, 3])) }
+        try assertGradientsMatch([a]) { try $0[0].sort(dim: 1, descending: true).values }
+        try assertGradientsMatch([a]) { try $0[0].topk(2, dim: 2).values }
+        try assertGradientsMatch([a]) { try Tensor.cat(try $0[0].chunk(2, dim: 2).reversed(), dim: 2) }
+    }
+
+    /// The same operations in the installed PyTorch, on the same inputs.
+    func testValuesMatchPyTorch() throws {
+        let python = ProcessInfo.processInfo.environment["SMIL_PEERS_PYTHON"] ?? "/opt/smil-peers/bin/python"
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            let reason = "skipped: no Python with torch at \(python) (set SMIL_PEERS_PYTHON)"
+            print(reason)
+            throw XCTSkip(reason)
+        }
+        let script = """
+            import math, torch
+            import torch.nn.functional as F
+            def wave(shape, phase=0.0):
+                n = math.prod(shape)
+                return torch.tensor([math.sin(i * 0.37 + phase) * 3 for i in range(n)], dtype=torch.float32).reshape(shape)
+            a = wave([5, 7, 9]); w = wave([9], 1.0); b = wave([9], 2.0)
+            out = {
+                "var1": a.var(dim=1), "std02": a.std(dim=(0, 2), keepdim=True), "var_all0": a.var(correction=0),
+                "lse2": a.logsumexp(dim=2), "lse01": a.logsumexp(dim=(0, 1)), "norm": a.norm(), "norm3": a.norm(p=3, dim=1),
+                "gelu": F.gelu(a), "ln": F.layer_norm(a, [9], w, b), "ln2": F.layer_norm(a, [7, 9]),
+                "sort": a.sort(dim=1, descending=True).values, "argsort": a.argsort(dim=2).float(),
+                "topk": a.topk(3, dim=0).values, "topk_i": a.topk(3, dim=0).indices.float(),
+            }
+            for k, v in out.items():
+                print(k, " ".join(repr(float(x)) for x in v.flatten().tolist()))
+            """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = ["-c", script]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        if text.contains("No module named 'torch'") { print("skipped: \(python) has no torch"); throw XCTSkip("no torch") }
+        XCTAssertEqual(p.terminationStatus, 0, text)
+        var torch: [String: [Float]] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            torch[String(parts[0])] = parts.dropFirst().map { Float(Double($0)!) }
+        }
+        let a = try wave([5, 7, 9]), w = try wave([9], phase: 1), b = try wave([9], phase: 2)
+        let ours: [String: Tensor] = [
+            "var1": try a.variance(dims: [1]), "std02": try a.standardDeviation(dims: [0, 2], keepDims: true), "var_all0": try a.variance(correction: 0),
+            "lse2": try a.logsumexp(dims: [2]), "lse01": try a.logsumexp(dims: [0, 1]), "norm": try a.norm(), "norm3": try a.norm(p: 3, dims: [1]),
+            "gelu": a.gelu(), "ln": try a.layerNorm([9], weight: w, bias: b), "ln2": try a.layerNorm([7, 9]),
+            "sort": try a.sort(dim: 1, descending: true).values, "argsort": try a.sort(dim: 2).indices.float(),
+            "topk": try a.topk(3, dim: 0).values, "topk_i": try a.topk(3, dim: 0).indices.float(),
+        ]
+        for (name, t) in ours {
+            guard let want = torch[name] else { XCTFail("PyTorch printed no \(name):\n\(text)"); continue }
+            XCTAssertEqual(t.count, want.count, name)
+            for (k, (g, e)) in zip(t.scalars, want).enumerated() where Swift.abs(g - e) > 2e-5 * Swift.max(1, Swift.abs(e)) {
+                XCTFail("\(name)[\(k)]: smil \(g), PyTorch \(e)")
+                break
+            }
+        }
+    }
+}
