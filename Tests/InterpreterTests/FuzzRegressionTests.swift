@@ -10,6 +10,8 @@ final class FuzzRegressionTests: XCTestCase {
     /// (call, what the error says) — each once ended the process with a trap or a segfault.
     static let refused: [(String, String)] = [
         ("eye(-3)", "eye: n must be non-negative, got -3"),
+        ("tensor(2.0).chunk(true)", "chunk: a tensor with no dimensions (a scalar) cannot be chunked"),
+        ("tensor(2.0).split(1)", "split: a tensor with no dimensions (a scalar) cannot be split"),
         ("cat([1, 2])", "cat: tensor 0 has no dimensions"),
         ("Linear(-1, 7)(randn([2, 3, 4]))", "Linear: in_features must be non-negative, got -1"),
         ("Conv2d(-1, 1, 2)(randn([4]))", "Conv2d: in_channels must be positive, got -1"),

@@ -187,6 +187,7 @@ extension Tensor {
 
     /// Pieces of `size` along `dim` (the last one shorter when it does not divide).
     public func split(_ size: Int, dim: Int = 0) throws -> [Tensor] {
+        guard rank > 0 else { throw CoreError.invalidArgument(op: "split", "a tensor with no dimensions (a scalar) cannot be split") }
         let d = try normalizeDim(dim, rank: rank, op: "split")
         guard size > 0 else { throw CoreError.invalidArgument(op: "split", "split size must be positive, got \(size)") }
         let n = shape[d]
@@ -195,6 +196,7 @@ extension Tensor {
 
     /// `chunks` pieces along `dim` of ceil(n / chunks) each (fewer when they run out), as torch.chunk.
     public func chunk(_ chunks: Int, dim: Int = 0) throws -> [Tensor] {
+        guard rank > 0 else { throw CoreError.invalidArgument(op: "chunk", "a tensor with no dimensions (a scalar) cannot be chunked") }
         let d = try normalizeDim(dim, rank: rank, op: "chunk")
         guard chunks > 0 else { throw CoreError.invalidArgument(op: "chunk", "chunks must be positive, got \(chunks)") }
         return try split(Swift.max(1, (shape[d] + chunks - 1) / chunks), dim: d)
