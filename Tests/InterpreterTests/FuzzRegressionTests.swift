@@ -12,6 +12,7 @@ final class FuzzRegressionTests: XCTestCase {
         ("eye(-3)", "eye: n must be non-negative, got -3"),
         ("tensor(2.0).chunk(true)", "chunk: a tensor with no dimensions (a scalar) cannot be chunked"),
         ("tensor(2.0).split(1)", "split: a tensor with no dimensions (a scalar) cannot be split"),
+        ("tensor(2.0).index_select(-0.0, [65536, 65536])", "index_select: dimension 0 is out of range for a tensor of no dimensions (a scalar)"),
         ("cat([1, 2])", "cat: tensor 0 has no dimensions"),
         ("Linear(-1, 7)(randn([2, 3, 4]))", "Linear: in_features must be non-negative, got -1"),
         ("Conv2d(-1, 1, 2)(randn([4]))", "Conv2d: in_channels must be positive, got -1"),

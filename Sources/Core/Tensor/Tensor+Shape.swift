@@ -186,6 +186,9 @@ extension Tensor {
 
     /// Picks `indices` along `dim` (repeats allowed); gradients add up at repeated indices.
     public func gather(dim d: Int, _ indices: [Int]) throws -> Tensor {
+        guard rank > 0, d >= 0, d < rank else {
+            throw CoreError.invalidArgument(op: "index_select", "dimension \(d) is out of range for a tensor of \(rank == 0 ? "no dimensions (a scalar)" : "rank \(rank)")")
+        }
         let n = shape[d]
         for i in indices where i < 0 || i >= n {
             throw CoreError.invalidArgument(op: "index", "index \(i) is out of bounds for dimension \(d) with size \(n)")

@@ -160,6 +160,7 @@ extension Interpreter {
             let x = try t(a[0]), d = try normalizeDim(try r.int(a[1], "dim"), rank: x.rank, op: "index_select")
             let index = try r.intTensor(a[2], "index")
             guard index.rank <= 1 else { throw ScriptError(.runtime, "index_select(): index must be 1-D, got shape \(shapeString(index.shape))") }
+            guard x.rank > 0 else { return .from(try x.gather(dim: d, index.scalars)) }
             let n = x.shape[d]
             return .from(try x.gather(dim: d, index.scalars.map { $0 < 0 ? $0 + n : $0 }))
         }
