@@ -74,12 +74,6 @@ final class TensorOpsTests: XCTestCase {
 
     /// The same operations in the installed PyTorch, on the same inputs.
     func testValuesMatchPyTorch() throws {
-        let python = ProcessInfo.processInfo.environment["SMIL_PEERS_PYTHON"] ?? "/opt/smil-peers/bin/python"
-        guard FileManager.default.isExecutableFile(atPath: python) else {
-            let reason = "skipped: no Python with torch at \(python) (set SMIL_PEERS_PYTHON)"
-            print(reason)
-            throw XCTSkip(reason)
-        }
         let script = """
             import math, torch
             import torch.nn.functional as F
@@ -97,17 +91,8 @@ final class TensorOpsTests: XCTestCase {
             for k, v in out.items():
                 print(k, " ".join(repr(float(x)) for x in v.flatten().tolist()))
             """
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = ["-c", script]
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        if text.contains("No module named 'torch'") { print("skipped: \(python) has no torch"); throw XCTSkip("no torch") }
-        XCTAssertEqual(p.terminationStatus, 0, text)
+        let (status, text) = try runPeerPython(script)
+        XCTAssertEqual(status, 0, text)
         var torch: [String: [Float]] = [:]
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: " ")

@@ -118,12 +118,6 @@ final class TorchFileTests: XCTestCase {
     /// Real PyTorch reads what smil writes (`torch.load(weights_only=True)`), where a Python with
     /// torch is installed (the benchmark peers' virtualenv); skipped with the reason otherwise.
     func testPyTorchReadsWhatSmilWrites() throws {
-        let python = ProcessInfo.processInfo.environment["SMIL_PEERS_PYTHON"] ?? "/opt/smil-peers/bin/python"
-        guard FileManager.default.isExecutableFile(atPath: python) else {
-            let reason = "skipped: no Python with torch at \(python) (set SMIL_PEERS_PYTHON)"
-            print(reason)
-            throw XCTSkip(reason)
-        }
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("smil-roundtrip-\(getpid()).pt").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         try TorchFile.write(.dict([(.string("w"), .tensor(.float(try Tensor([1, 2, 3, 4.5], shape: [2, 2])))),
@@ -137,17 +131,8 @@ final class TorchFileTests: XCTestCase {
             assert d["epoch"] == 3 and d["name"] == "a" and d["xs"] == [0.25, None], d
             print("torch read it")
             """
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = ["-c", script, path]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        if text.contains("No module named 'torch'") { print("skipped: \(python) has no torch"); throw XCTSkip("no torch") }
-        XCTAssertEqual(p.terminationStatus, 0, text)
+        let (status, text) = try runPeerPython(script, [path])
+        XCTAssertEqual(status, 0, text)
         XCTAssertTrue(text.contains("torch read it"), text)
     }
 
@@ -239,12 +224,6 @@ final class TorchFileTests: XCTestCase {
     /// transposed float16 view, a tensor and a slice of it sharing one storage) read back with the
     /// values PyTorch gave them; skipped with the reason where no Python with torch is installed.
     func testSmilReadsWhatThisPyTorchWrites() throws {
-        let python = ProcessInfo.processInfo.environment["SMIL_PEERS_PYTHON"] ?? "/opt/smil-peers/bin/python"
-        guard FileManager.default.isExecutableFile(atPath: python) else {
-            let reason = "skipped: no Python with torch at \(python) (set SMIL_PEERS_PYTHON)"
-            print(reason)
-            throw XCTSkip(reason)
-        }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("smil-torchwrites-\(getpid())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -258,17 +237,8 @@ final class TorchFileTests: XCTestCase {
             torch.save({"half_t": a, "b": b, "b_tail": b[2:5]}, sys.argv[1] + "/legacy.pt", _use_new_zipfile_serialization=False)
             print("written")
             """
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = ["-c", script, dir]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        if text.contains("No module named 'torch'") { print("skipped: \(python) has no torch"); throw XCTSkip("no torch") }
-        XCTAssertEqual(p.terminationStatus, 0, text)
+        let (status, text) = try runPeerPython(script, [dir])
+        XCTAssertEqual(status, 0, text)
         let halfT = TorchValue.tensor(.float(try Tensor([0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11], shape: [4, 3])))
         let b = TorchValue.tensor(.float(try Tensor([0, 1, 2, 3, 4, 5])))
         let tail = TorchValue.tensor(.float(try Tensor([2, 3, 4])))

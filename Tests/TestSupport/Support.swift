@@ -177,3 +177,29 @@ public func assertMatchesGolden(_ actual: Tensor, _ file: SafeTensors, _ name: S
     let shaped = actual.count == expected.count ? try actual.reshaped(expected.shape) : actual
     assertClose(shaped, expected, tolerance: bound, note, file: sourceFile, line: line)
 }
+
+/// Runs `script` (with `arguments`) in the benchmark peers' Python with torch — `SMIL_PEERS_PYTHON`,
+/// else /opt/smil-peers/bin/python — and returns its exit status and output (stdout and stderr).
+/// Skips the test, printing the reason, where there is no such Python or it has no torch.
+public func runPeerPython(_ script: String, _ arguments: [String] = []) throws -> (status: Int32, output: String) {
+    let python = ProcessInfo.processInfo.environment["SMIL_PEERS_PYTHON"] ?? "/opt/smil-peers/bin/python"
+    guard FileManager.default.isExecutableFile(atPath: python) else {
+        let reason = "skipped: no Python with torch at \(python) (set SMIL_PEERS_PYTHON)"
+        print(reason)
+        throw XCTSkip(reason)
+    }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: python)
+    p.arguments = ["-c", script] + arguments
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    if text.contains("No module named 'torch'") {
+        print("skipped: \(python) has no torch")
+        throw XCTSkip("no torch at \(python)")
+    }
+    return (p.terminationStatus, text)
+}
