@@ -609,3 +609,76 @@ INLINE void smil_softmax_backward_loop(long size, long inner, long ld, const flo
 
 THREE_COPIES(void, smil_softmax_backward, (long size, long inner, long ld, const float *y, const float *g, float *dx, int logarithm, double *z),
              (size, inner, ld, y, g, dx, logarithm, z))
+
+// MARK: Sorting
+
+/// A float's sort key: larger floats give larger keys; -0 and +0 the same key; every NaN the
+/// largest key (NaN sorts last ascending, first descending, as in PyTorch).
+static inline uint32_t sort_key(float v) {
+    if (v != v) return 0xFFFFFFFFu;
+    if (v == 0) v = 0;
+    uint32_t b;
+    memcpy(&b, &v, 4);
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+/// Sorts a[0..<n] ascending, b as scratch of n; the result is in a.
+static void merge_sort(uint64_t *restrict a, uint64_t *restrict b, long n) {
+    // Runs of 16 by insertion, then bottom-up merges (ping-ponging between a and b).
+    for (long s = 0; s < n; s += 16) {
+        long e = s + 16 < n ? s + 16 : n;
+        for (long i = s + 1; i < e; i++) {
+            uint64_t v = a[i];
+            long j = i - 1;
+            while (j >= s && a[j] > v) { a[j + 1] = a[j]; j--; }
+            a[j + 1] = v;
+        }
+    }
+    uint64_t *src = a, *dst = b;
+    for (long width = 16; width < n; width *= 2) {
+        for (long s = 0; s < n; s += 2 * width) {
+            long m = s + width < n ? s + width : n, e = s + 2 * width < n ? s + 2 * width : n;
+            long i = s, j = m, k = s;
+            while (i < m && j < e) dst[k++] = src[i] <= src[j] ? src[i++] : src[j++];
+            while (i < m) dst[k++] = src[i++];
+            while (j < e) dst[k++] = src[j++];
+        }
+        uint64_t *t = src; src = dst; dst = t;
+    }
+    if (src != a) memcpy(a, src, (size_t)n * 8);
+}
+
+void smil_sort_rows(long first, long rows, long size, long inner, const float *x, int descending, long k, float *values, int64_t *indices,
+                    uint64_t *scratch) {
+    uint64_t *keys = scratch, *tmp = scratch + size;
+    if (k <= 0) return;
+    for (long r = first; r < first + rows; r++) {
+        long o = r / inner, j = r % inner;
+        const float *base = x + o * size * inner + j;
+        for (long s = 0; s < size; s++) {
+            uint32_t key = sort_key(base[s * inner]);
+            if (descending) key = ~key;
+            keys[s] = ((uint64_t)key << 32) | (uint64_t)s;
+        }
+        if (k < size && k <= 16) {
+            // The k smallest keys by insertion into a sorted prefix.
+            long have = 0;
+            for (long s = 0; s < size; s++) {
+                uint64_t v = keys[s];
+                if (have == k && v >= keys[k - 1]) continue;
+                long p = have < k ? have++ : k - 1;
+                while (p > 0 && keys[p - 1] > v) { keys[p] = keys[p - 1]; p--; }
+                keys[p] = v;
+            }
+        } else {
+            merge_sort(keys, tmp, size);
+        }
+        float *vout = values + o * k * inner + j;
+        int64_t *iout = indices + o * k * inner + j;
+        for (long t = 0; t < k; t++) {
+            long s = (long)(keys[t] & 0xFFFFFFFFu);
+            vout[t * inner] = base[s * inner];
+            iout[t * inner] = s;
+        }
+    }
+}

@@ -43,6 +43,42 @@ final class TensorOpsTests: XCTestCase {
         XCTAssertEqual(ln.scalars.map { ($0 * 1e4).rounded() / 1e4 }, [-1.2247, 1.2247, 0, 0, -1.2247, 1.2247])
     }
 
+    /// Long rows (insertion runs merged), ties, signed zeros and NaN, along an inner dimension too,
+    /// against a stable reference sort; topk by selection (k <= 16) and by sorting.
+    func testSortAndTopkOfLongRowsMatchAStableReference() throws {
+        var values: [Float] = try wave([3, 1000]).scalars.map { ($0 * 4).rounded() / 4 }   // many ties
+        values[5] = -0.0; values[6] = 0; values[7] = .nan; values[1500] = .nan; values[1501] = -.infinity
+        let x = try Tensor(values, shape: [3, 1000])
+        for descending in [false, true] {
+            let (v, i) = try x.sort(dim: 1, descending: descending)
+            for row in 0..<3 {
+                let keys = (0..<1000).map { values[row * 1000 + $0] }
+                let want = (0..<1000).sorted { a, b in
+                    let (p, q) = (keys[a], keys[b])
+                    if p.isNaN || q.isNaN { return p.isNaN == q.isNaN ? a < b : (descending ? p.isNaN : q.isNaN) }
+                    if p == q { return a < b }
+                    return descending ? p > q : p < q
+                }
+                XCTAssertEqual(Array(i.scalars[(row * 1000)..<(row * 1000 + 1000)]), want, "row \(row) descending \(descending)")
+                let got: [Float] = (0..<1000).map { v[flat: row * 1000 + $0] }
+                var same = true
+                for (a, g) in zip(want, got) where keys[a].bitPattern != g.bitPattern { same = false }
+                XCTAssertTrue(same, "values follow the indices")
+            }
+            for k in [1, 5, 16, 17, 1000] {
+                let (tv, ti) = try x.topk(k, dim: 1, largest: descending)
+                XCTAssertEqual(tv.shape, [3, k])
+                for row in 0..<3 { XCTAssertEqual(Array(ti.scalars[(row * k)..<(row * k + k)]), Array(i.scalars[(row * 1000)..<(row * 1000 + k)]), "k \(k)") }
+            }
+        }
+        // Along a dimension that is not the last: the same as sorting the transposed rows.
+        let t = try x.transposed(0, 1)
+        let (down, across) = (try t.sort(dim: 0).indices.scalars, try x.sort(dim: 1).indices.scalars)
+        var alike = true
+        for s in 0..<1000 { for r in 0..<3 where down[s * 3 + r] != across[r * 1000 + s] { alike = false } }
+        XCTAssertTrue(alike, "sorting along dim 0 of the transpose")
+    }
+
     func testArgumentErrorsNameWhatIsWrong() throws {
         let x = try wave([2, 3])
         XCTAssertThrowsError(try x.expanded(to: [4, 3])) { XCTAssertTrue("\($0)".contains("cannot expand [2, 3] to [4, 3]"), "\($0)") }

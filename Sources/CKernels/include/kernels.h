@@ -276,6 +276,13 @@ void smil_softmax(long size, long inner, long ld, const float *x, float *y, int 
 /// dx = y (g - sum(g y)), log-softmax dx = g - e^y sum(g), along the `size` rows; z is scratch.
 void smil_softmax_backward(long size, long inner, long ld, const float *y, const float *g, float *dx, int logarithm, double *z);
 
+/// Sorts each of the `rows` runs from `first` on, of `size` floats `inner` apart (run r: block
+/// r / inner of x's [outer, size, inner], column r % inner), and writes the first k values and their indices the same
+/// way into [k, inner] blocks. Stable; NaN largest; -0 equal to 0. k <= 16 below size selects
+/// instead of sorting. `scratch` holds 2 * size uint64. Sizes up to 2^32.
+void smil_sort_rows(long first, long rows, long size, long inner, const float *x, int descending, long k, float *values, int64_t *indices,
+                    uint64_t *scratch);
+
 /// Which copy of the loops above runs: 0 portable, 1 AVX2, 2 AVX-512 (the processor's best, or
 /// less when SMIL_SIMD=portable or avx2); set_level chooses (never above the processor's best;
 /// -1 goes back to the default).

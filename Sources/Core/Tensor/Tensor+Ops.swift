@@ -121,17 +121,28 @@ extension Tensor {
         for i in idx where i < -n || i >= n {
             throw CoreError.invalidArgument(op: "gather", "index \(i) is out of bounds for dimension \(d) with size \(n)")
         }
-        // Source offsets of every output element.
+        // Source offsets of every output element: an odometer over the output's indices (the
+        // offset without `dim`'s part), plus the gathered index along `dim`.
         let outShape = index.shape, strides = contiguousStrides(shape)
         var offsets = [Int](repeating: 0, count: idx.count)
-        for flat in 0..<idx.count {
-            var rest = flat, off = 0
-            for k in stride(from: outShape.count - 1, through: 0, by: -1) {
-                let i = rest % outShape[k]
-                rest /= outShape[k]
-                off += (k == d ? (idx[flat] < 0 ? idx[flat] + n : idx[flat]) : i) * strides[k]
+        if !idx.isEmpty {
+            let r = outShape.count
+            var at = [Int](repeating: 0, count: r)
+            var base = 0
+            let step = rank == 0 ? 0 : strides[d]
+            for flat in 0..<idx.count {
+                let i = idx[flat]
+                offsets[flat] = base + (i < 0 ? i + n : i) * step
+                var k = r - 1
+                while k >= 0 {
+                    at[k] += 1
+                    if k != d { base += strides[k] }
+                    if at[k] < outShape[k] { break }
+                    if k != d { base -= strides[k] * outShape[k] }
+                    at[k] = 0
+                    k -= 1
+                }
             }
-            offsets[flat] = off
         }
         let out = Tensor(uninitializedShape: outShape)
         let src = storage.pointer, dst = out.storage.pointer
@@ -151,24 +162,7 @@ extension Tensor {
     public func sort(dim: Int = -1, descending: Bool = false) throws -> (values: Tensor, indices: IntTensor) {
         if rank == 0 { return (self, IntTensor(repeating: 0, shape: [])) }
         let d = try normalizeDim(dim, rank: rank, op: "sort")
-        let (outer, size, inner) = splitAround(shape, d)
-        let src = storage.pointer
-        var order = [Int](repeating: 0, count: count)
-        for o in 0..<outer {
-            for j in 0..<inner {
-                let base = o * size * inner + j
-                func key(_ s: Int) -> Float { src[base + s * inner] }
-                let sorted = (0..<size).sorted { a, b in
-                    let (x, y) = (key(a), key(b))
-                    if x.isNaN || y.isNaN { return x.isNaN == y.isNaN ? a < b : (descending ? x.isNaN : y.isNaN) }
-                    if x == y { return a < b }
-                    return descending ? x > y : x < y
-                }
-                for (k, s) in sorted.enumerated() { order[base + k * inner] = s }
-            }
-        }
-        let indices = try IntTensor(order, shape: shape)
-        return (try gather(dim: d, index: indices), indices)
+        return try sorted(dim: d, descending: descending, keep: shape[d], op: "sort")
     }
 
     /// The `k` largest (or smallest) values along `dim`, in order, and their indices.
@@ -177,12 +171,41 @@ extension Tensor {
         let size = rank == 0 ? 1 : shape[d]
         guard k >= 0, k <= size else { throw CoreError.invalidArgument(op: "topk", "k (\(k)) is out of range for dimension \(d) of size \(size)") }
         if rank == 0 { return k == 1 ? (self, IntTensor(repeating: 0, shape: [])) : (try Tensor.zeros([0]), try IntTensor([], shape: [0])) }
-        let (_, indices) = try sort(dim: d, descending: largest)
-        let (outer, _, inner) = splitAround(shape, d)
-        var kept = [Int](repeating: 0, count: outer * k * inner)
-        for o in 0..<outer { for kk in 0..<k { for j in 0..<inner { kept[(o * k + kk) * inner + j] = indices.scalars[(o * size + kk) * inner + j] } } }
-        let picked = try IntTensor(kept, shape: shape.enumerated().map { $0.offset == d ? k : $0.element })
-        return (try gather(dim: d, index: picked), picked)
+        return try sorted(dim: d, descending: largest, keep: k, op: "topk")
+    }
+
+    /// The first `keep` of the values along `d` in sorted order (C kernel; rows over the threads),
+    /// with their indices; the gradient goes back to where each value came from.
+    private func sorted(dim d: Int, descending: Bool, keep k: Int, op: String) throws -> (values: Tensor, indices: IntTensor) {
+        let (outer, size, inner) = splitAround(shape, d)
+        guard size < 1 << 32 else { throw CoreError.invalidArgument(op: op, "dimension \(d) has \(size) values, more than 2^32") }
+        var outShape = shape
+        outShape[d] = k
+        let values = Tensor(uninitializedShape: outShape)
+        var order = [Int](repeating: 0, count: outer * k * inner)
+        let src = storage.pointer, dst = values.storage.pointer
+        let rows = outer * inner
+        order.withUnsafeMutableBufferPointer { order in
+            guard rows > 0, size > 0, k > 0, let base = order.baseAddress else { return }
+            let ip = UnsafeMutableRawPointer(base).assumingMemoryBound(to: Int64.self)
+            Parallel.forRangesInShares(rows, grain: Swift.max(1, elementwiseGrain / size)) { r in
+                let scratch = UnsafeMutablePointer<UInt64>.allocate(capacity: 2 * size)
+                defer { scratch.deallocate() }
+                smil_sort_rows(r.lowerBound, r.count, size, inner, src, descending ? 1 : 0, k, dst, ip, scratch)
+            }
+        }
+        let indices = try IntTensor(order, shape: outShape)
+        let inShape = shape
+        let v = values.recorded(op, [self]) { g in
+            let gx = Tensor(repeating: 0, shape: inShape)
+            let gp = g.storage.pointer, gxp = gx.storage.pointer
+            for o in 0..<outer { for t in 0..<k { for j in 0..<inner {
+                let at = (o * k + t) * inner + j
+                gxp[(o * size + order[at]) * inner + j] += gp[at]
+            } } }
+            return [gx]
+        }
+        return (v, indices)
     }
 
     /// Pieces of `size` along `dim` (the last one shorter when it does not divide).
