@@ -253,7 +253,8 @@ final class ElementwiseKernelTests: XCTestCase {
              [try a.sum().item()], try c.softmax(dim: 1).scalars, try c.logSoftmax(dim: 2).scalars, try c.sum(dims: [0, 2]).scalars,
              try c.permuted([2, 0, 1]).scalars, try a.div(b).scalars, a.relu().scalars, try long.softmax(dim: 1).scalars,
              try long.logSoftmax(dim: 1).scalars, try a.max(dim: 1).values.scalars, try c.min(dim: 1).values.scalars,
-             try Tensor.compare(a, b, .gt).scalars, try Tensor.where(Tensor.compare(a, b, .le), a, b).scalars]
+             try Tensor.compare(a, b, .gt).scalars, try Tensor.where(Tensor.compare(a, b, .le), a, b).scalars, a.gelu().scalars,
+             try a.binary(SMIL_GELU_BACKWARD, a, name: "gelu").scalars, try a.sort(dim: 1).values.scalars]
         }
         let saved = Parallel.threads
         defer { Parallel.threads = saved; smil_elementwise_set_level(-1) }

@@ -79,6 +79,33 @@ final class TensorOpsTests: XCTestCase {
         XCTAssertTrue(alike, "sorting along dim 0 of the transpose")
     }
 
+    /// GELU and its slope against double precision over the whole range, the tails included
+    /// (where x Phi(x) is tiny and only an erfc taken apart from -z^2 keeps its digits).
+    func testGeluAndItsSlopeAgainstDoublePrecision() throws {
+        let xs: [Float] = stride(from: -13.0, through: 13.0, by: 0.00377).map { Float($0) } + [0, -0.0, 1e-20, -1e-20, 40, -40, .infinity]
+        var leaf = Tensor(xs)
+        leaf.requiresGrad = true
+        let y = leaf.gelu()
+        try y.sum().backward()
+        let slope = leaf.grad!
+        var worst = (value: 0.0, slope: 0.0)
+        for (i, v) in xs.enumerated() where v.isFinite {
+            let d = Double(v)
+            let phi = 0.5 * Foundation.erfc(-d / 2.0.squareRoot())
+            let want = d * phi, wantSlope = phi + d * Foundation.exp(-0.5 * d * d) / (2 * Double.pi).squareRoot()
+            if Swift.abs(want) > 1e-30 { worst.value = Swift.max(worst.value, Swift.abs(Double(y[flat: i]) - want) / Swift.abs(want)) }
+            else { XCTAssertLessThanOrEqual(Swift.abs(Double(y[flat: i])), 1e-29, "gelu(\(v))") }
+            // The slope is a sum, Phi + x phi, that cancels near x = -0.75: its error is measured
+            // against the larger of the two terms.
+            let scale = Swift.max(Swift.abs(wantSlope), phi, 1e-30)
+            worst.slope = Swift.max(worst.slope, Swift.abs(Double(slope[flat: i]) - wantSlope) / scale)
+        }
+        XCTAssertLessThanOrEqual(worst.value, 1e-6, "gelu, relative")
+        XCTAssertLessThanOrEqual(worst.slope, 2e-6, "gelu's slope")
+        XCTAssertEqual(y[flat: xs.count - 1], .infinity)
+        XCTAssertTrue(Tensor([.nan]).gelu()[flat: 0].isNaN)
+    }
+
     func testArgumentErrorsNameWhatIsWrong() throws {
         let x = try wave([2, 3])
         XCTAssertThrowsError(try x.expanded(to: [4, 3])) { XCTAssertTrue("\($0)".contains("cannot expand [2, 3] to [4, 3]"), "\($0)") }

@@ -220,17 +220,17 @@ static inline void smil_interrupt_set(int requested) {
 enum {
     SMIL_NEG, SMIL_ABS, SMIL_RELU, SMIL_ADD_SCALAR, SMIL_MUL_SCALAR, SMIL_CLAMP, SMIL_EXP, SMIL_TANH,
     SMIL_SIGMOID, SMIL_SQRT, SMIL_LOG, SMIL_SIGN, SMIL_INSIDE, SMIL_FILL, SMIL_NONZERO, SMIL_ONE_MINUS,
-    SMIL_FINITE_OR_ZERO
+    SMIL_FINITE_OR_ZERO, SMIL_GELU
 };
 
 /// Operations of smil_binary: y = f(a, b), the gradient rules that need two tensors (relu:
 /// a * (b > 0) with b the output; sigmoid: a * b * (1 - b); tanh: a * (1 - b^2); sqrt: a / (2 b);
 /// div's divisor: -a / b^2 with a = g * numerator), first (a: a broadcast copy) and comparisons
-/// giving 1 or 0.
+/// giving 1 or 0; gelu's: a * (Phi(b) + b phi(b)) with b the input.
 enum {
     SMIL_ADD, SMIL_SUB, SMIL_MUL, SMIL_DIV, SMIL_MAX, SMIL_MIN, SMIL_RELU_BACKWARD, SMIL_SIGMOID_BACKWARD,
     SMIL_TANH_BACKWARD, SMIL_SQRT_BACKWARD, SMIL_DIV_BACKWARD, SMIL_FIRST,
-    SMIL_LT, SMIL_LE, SMIL_GT, SMIL_GE, SMIL_EQ, SMIL_NE
+    SMIL_LT, SMIL_LE, SMIL_GT, SMIL_GE, SMIL_EQ, SMIL_NE, SMIL_GELU_BACKWARD
 };
 
 /// y[i] = op(x[i]) for i < n (x and y may be the same buffer).

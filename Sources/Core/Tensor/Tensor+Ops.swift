@@ -49,13 +49,13 @@ extension Tensor {
         return try abs().pow(p).sum(dims: dims, keepDims: keepDims).pow(1 / p)
     }
 
-    /// GELU, PyTorch's default (exact) form: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)).
+    /// GELU, PyTorch's default (exact) form: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), Phi from an
+    /// erfc within 1.2e-7 relative (CKernels: normal_cdf).
     public func gelu() -> Tensor {
         let x = detached()
-        let out = mapped { 0.5 * $0 * (1 + Foundation.erf($0 * 0.70710678118654752)) }
-        return out.recorded("gelu", [self]) { g in
+        return unary(SMIL_GELU).recorded("gelu", [self]) { g in
             // d/dx = Phi(x) + x phi(x)
-            [try g.mul(x.mapped { 0.5 * (1 + Foundation.erf($0 * 0.70710678118654752)) + $0 * 0.3989422804014327 * Foundation.exp(-0.5 * $0 * $0) })]
+            [try g.binary(SMIL_GELU_BACKWARD, x, name: "gelu")]
         }
     }
 
