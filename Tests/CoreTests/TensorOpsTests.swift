@@ -130,6 +130,7 @@ final class TensorOpsTests: XCTestCase {
         try assertGradientsMatch([a]) { try $0[0].maskedFill(mask, 2) }
         try assertGradientsMatch([try wave([3, 1])]) { try $0[0].expanded(to: [2, 3, 4]) }
         try assertGradientsMatch([a]) { try $0[0].gather(dim: 2, index: IntTensor([3, 0, 0, 1, 2, 2], shape: [1, 2, 3])) }
+        try assertGradientsMatch([a]) { try $0[0].gather(dim: 2, index: IntTensor([3, 0, -1, 1, 2, 2, 0, 0, 1, 3, 3, -4], shape: [2, 3, 2])) }
         try assertGradientsMatch([a]) { try $0[0].sort(dim: 1, descending: true).values }
         try assertGradientsMatch([a]) { try $0[0].topk(2, dim: 2).values }
         try assertGradientsMatch([a]) { try Tensor.cat(try $0[0].chunk(2, dim: 2).reversed(), dim: 2) }

@@ -121,6 +121,39 @@ extension Tensor {
         for i in idx where i < -n || i >= n {
             throw CoreError.invalidArgument(op: "gather", "index \(i) is out of bounds for dimension \(d) with size \(n)")
         }
+        if rank >= 1, d == rank - 1, Array(index.shape.dropLast()) == Array(shape.dropLast()) {
+            // Along the last dimension, with the same leading sizes (the usual torch.gather): row r
+            // of the output takes row r of the input at its indices; rows over the threads.
+            let k = index.shape[d], rows = index.count / Swift.max(k, 1)
+            let out = Tensor(uninitializedShape: index.shape)
+            let src = storage.pointer, dst = out.storage.pointer
+            idx.withUnsafeBufferPointer { ip in
+                let ip = ip.baseAddress
+                Parallel.forRangesInShares(rows, grain: Swift.max(1, elementwiseGrain / Swift.max(1, k))) { range in
+                    guard let ip else { return }
+                    for r in range {
+                        for j in 0..<k {
+                            let i = ip[r * k + j]
+                            dst[r * k + j] = src[r * n + (i < 0 ? i + n : i)]
+                        }
+                    }
+                }
+            }
+            let inShape = shape
+            return out.recorded("gather", [self]) { g in
+                let gx = Tensor(repeating: 0, shape: inShape)
+                let gp = g.storage.pointer, gxp = gx.storage.pointer
+                idx.withUnsafeBufferPointer { ip in
+                    for r in 0..<rows {
+                        for j in 0..<k {
+                            let i = ip[r * k + j]
+                            gxp[r * n + (i < 0 ? i + n : i)] += gp[r * k + j]
+                        }
+                    }
+                }
+                return [gx]
+            }
+        }
         // Source offsets of every output element: an odometer over the output's indices (the
         // offset without `dim`'s part), plus the gathered index along `dim`.
         let outShape = index.shape, strides = contiguousStrides(shape)
