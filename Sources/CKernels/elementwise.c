@@ -3,7 +3,10 @@
 // and softmax. Each loop is written once, as an always-inline function, and compiled three times:
 // for any x86-64 (SSE2), for AVX2 and for AVX-512, chosen at run time. The copies give bit-identical
 // results: no contraction (kernels.h), sums in a fixed order, and exp, tanh and sigmoid the same
-// polynomial in all (not libm, whose calls would keep the loops scalar).
+// polynomial in all (not libm's expf, whose calls would keep the loops scalar). exp's polynomial is
+// written in explicit fused multiply-adds: instructions on the AVX2 and AVX-512 copies, and libm's
+// correctly rounded fmaf on the portable copy (slower there, but rounded alike), for processors
+// older than AVX2 only.
 
 #include "kernels.h"
 #include <math.h>
@@ -78,21 +81,24 @@ void smil_elementwise_set_level(int l) {
 
 INLINE float as_float(int32_t i) { float f; memcpy(&f, &i, 4); return f; }
 
-/// e^x to within 1 ulp (0.95 measured against double libm; Cephes' expf polynomial after a Cody-Waite reduction x = n ln 2 + r),
-/// written so that it vectorises: no calls, selects instead of branches. 2^n is applied as two
+/// e^x to within 1 ulp (measured against double libm; Cephes' expf polynomial after a Cody-Waite
+/// reduction x = n ln 2 + r, in fused multiply-adds: one instruction on the AVX2 and AVX-512
+/// copies, libm's exact fmaf on the portable one, so all three round alike),
+/// written so that it vectorises where the fused multiply-add is an instruction: selects instead of
+/// branches. 2^n is applied as two
 /// factors so that results down to the subnormals (x > -103.97) come out, not zero.
 INLINE float exp_poly(float x) {
     float c = x > 88.72283935546875f ? 88.72283935546875f : (x < -103.972084045410f ? -103.972084045410f : x);
-    float n = __builtin_floorf(c * 1.44269502162933349609375f + 0.5f);
-    float r = c - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
+    float n = __builtin_floorf(__builtin_fmaf(c, 1.44269502162933349609375f, 0.5f));
+    float r = __builtin_fmaf(n, -0.693359375f, c);
+    r = __builtin_fmaf(n, 2.12194440e-4f, r);
     float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    float e = p * (r * r) + r + 1.0f;
+    p = __builtin_fmaf(p, r, 1.3981999507e-3f);
+    p = __builtin_fmaf(p, r, 8.3334519073e-3f);
+    p = __builtin_fmaf(p, r, 4.1665795894e-2f);
+    p = __builtin_fmaf(p, r, 1.6666665459e-1f);
+    p = __builtin_fmaf(p, r, 5.0000001201e-1f);
+    float e = __builtin_fmaf(p, r * r, r) + 1.0f;
     int32_t ni = (int32_t)n;
     int32_t n1 = ni / 2, n2 = ni - ni / 2;
     float y = e * as_float((n1 + 127) << 23) * as_float((n2 + 127) << 23);
@@ -305,6 +311,8 @@ INLINE float tree_extreme(const float *lanes, int n, int largest) {
 
 /// exp_poly on 16 floats at once, operation for operation (so bit for bit the same): the lanes'
 /// sums of e^x stay in registers instead of going through memory.
+/// a * b + c rounded once, on 16 lanes (b and c may be scalars).
+#define FMA16(a, b, c) __builtin_elementwise_fma((v16f)(a), (b) - (v16f){0}, (c) - (v16f){0})
 #define BLEND(T, TI, mask, a, b) ((T)(((mask) & (TI)(a)) | (~(mask) & (TI)(b))))
 #define EXP16(xv)                                                                                  \
     ({                                                                                             \
@@ -312,16 +320,16 @@ INLINE float tree_extreme(const float *lanes, int n, int largest) {
         const v16f hi_ = 88.72283935546875f - (v16f){0}, lo_ = -103.972084045410f - (v16f){0};     \
         v16i over_ = x_ > hi_, under_ = x_ < lo_;                                                  \
         v16f c_ = BLEND(v16f, v16i, over_, hi_, BLEND(v16f, v16i, under_, lo_, x_));               \
-        v16f n_ = __builtin_elementwise_floor(c_ * 1.44269502162933349609375f + 0.5f);             \
-        v16f r_ = c_ - n_ * 0.693359375f;                                                          \
-        r_ = r_ - n_ * -2.12194440e-4f;                                                            \
+        v16f n_ = __builtin_elementwise_floor(FMA16(c_, 1.44269502162933349609375f, 0.5f));        \
+        v16f r_ = FMA16(n_, -0.693359375f, c_);                                                    \
+        r_ = FMA16(n_, 2.12194440e-4f, r_);                                                        \
         v16f p_ = 1.9875691500e-4f - (v16f){0};                                                    \
-        p_ = p_ * r_ + 1.3981999507e-3f;                                                           \
-        p_ = p_ * r_ + 8.3334519073e-3f;                                                           \
-        p_ = p_ * r_ + 4.1665795894e-2f;                                                           \
-        p_ = p_ * r_ + 1.6666665459e-1f;                                                           \
-        p_ = p_ * r_ + 5.0000001201e-1f;                                                           \
-        v16f e_ = p_ * (r_ * r_) + r_ + 1.0f;                                                      \
+        p_ = FMA16(p_, r_, 1.3981999507e-3f);                                                      \
+        p_ = FMA16(p_, r_, 8.3334519073e-3f);                                                      \
+        p_ = FMA16(p_, r_, 4.1665795894e-2f);                                                      \
+        p_ = FMA16(p_, r_, 1.6666665459e-1f);                                                      \
+        p_ = FMA16(p_, r_, 5.0000001201e-1f);                                                      \
+        v16f e_ = FMA16(p_, r_ * r_, r_) + 1.0f;                                                   \
         v16i ni_ = __builtin_convertvector(n_, v16i);                                              \
         v16i n1_ = ni_ / 2, n2_ = ni_ - ni_ / 2;                                                   \
         v16f y_ = e_ * (v16f)((n1_ + 127) << 23) * (v16f)((n2_ + 127) << 23);                      \
