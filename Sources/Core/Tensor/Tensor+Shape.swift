@@ -198,9 +198,14 @@ extension Tensor {
         outShape[d] = indices.count
         let out = Tensor(uninitializedShape: outShape)
         let src = storage.pointer, dst = out.storage.pointer
-        for o in 0..<outer {
-            for (k, i) in indices.enumerated() {
-                (dst + (o * indices.count + k) * inner).update(from: src + (o * n + i) * inner, count: inner)
+        let m = indices.count
+        indices.withUnsafeBufferPointer { ip in
+            // One run of `inner` floats per (outer, index), in pieces of about 64 K floats over the threads.
+            Parallel.forRangesInShares(outer * m, grain: Swift.max(1, elementwiseGrain / Swift.max(1, inner))) { r in
+                for q in r {
+                    let (o, k) = q.quotientAndRemainder(dividingBy: m)
+                    (dst + q * inner).update(from: src + (o * n + ip[k]) * inner, count: inner)
+                }
             }
         }
         let inShape = shape
@@ -241,13 +246,24 @@ extension Tensor {
         let (outer, total, inner) = splitAround(outShape, d)
         let out = Tensor(uninitializedShape: outShape)
         let dst = out.storage.pointer
+        // The contiguous runs to copy, cut into pieces of at most 64 K floats, over the threads.
+        var pieces: [(to: Int, from: UnsafePointer<Float>, count: Int)] = []
         var offset = 0
         for t in tensors {
-            let n = t.shape[d], src = t.storage.pointer
+            let n = t.shape[d], src = UnsafePointer(t.storage.pointer)
             for o in 0..<outer {
-                (dst + (o * total + offset) * inner).update(from: src + o * n * inner, count: n * inner)
+                let run = n * inner, to = (o * total + offset) * inner, from = src + o * n * inner
+                for start in stride(from: 0, to: run, by: elementwiseGrain) {
+                    pieces.append((to + start, from + start, Swift.min(elementwiseGrain, run - start)))
+                }
             }
             offset += n
+        }
+        pieces.withUnsafeBufferPointer { pieces in
+            Parallel.forEachInShares(pieces.count) { i in
+                let p = pieces[i]
+                (dst + p.to).update(from: p.from, count: p.count)
+            }
         }
         return out.recorded("cat", tensors) { g in
             var start = 0
