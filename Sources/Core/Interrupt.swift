@@ -10,8 +10,9 @@ import CKernels
 /// the workspace as it was; an optimizer's step never reads it, so no parameter is left
 /// half-updated.
 public enum Interrupt {
-    /// Whether a stop has been requested and not yet cleared.
-    @inline(__always) public static var isRequested: Bool { smil_interrupt_requested() != 0 }
+    /// Whether a stop has been requested and not yet cleared. Inlinable: the interpreter reads it
+    /// on every call and loop iteration.
+    @inlinable public static var isRequested: Bool { smil_interrupt_requested() != 0 }
 
     /// Requests a stop. Async-signal-safe (one atomic store).
     public static func request() { smil_interrupt_set(1) }

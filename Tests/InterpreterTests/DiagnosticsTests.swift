@@ -49,6 +49,13 @@ final class DiagnosticsTests: XCTestCase {
         XCTAssertTrue(text.contains("call stack (innermost last):\n    t.smil:3:6 in outer\n    t.smil:2:26 in inner"), text)
     }
 
+    func testCallSiteSeesANameRebound() {
+        // The call site's cache of the function it called must not hide a rebinding.
+        let base = "var g = fn(x) => x\nfn call(x) { return g(x) }\ncall(1)\n"
+        XCTAssertTrue(errorText(base + "g = 5\ncall(1)").contains("t.smil:2:22: error: an int is not callable"), errorText(base + "g = 5\ncall(1)"))
+        XCTAssertTrue(errorText(base + "g = fn(a, b) => a\ncall(1)").contains("is missing the argument 'b'"))
+    }
+
     func testCoreErrorsPointAtTheScriptExpression() {
         let text = errorText("let a = zeros([2, 3])\nlet b = zeros([2, 3])\nlet c = a @ b")
         XCTAssertTrue(text.hasPrefix("t.smil:3:11: error: matmul: mat1 and mat2 shapes cannot be multiplied ([2, 3] @ [2, 3]: 3 != 2)"), text)

@@ -1,5 +1,5 @@
-# fib(30) by naive recursion, the CPython side of scripts/bench interp.
+# fib(32) by naive recursion, the CPython side of scripts/bench interp.
 def fib(n):
     if n < 2: return n
     return fib(n - 1) + fib(n - 2)
-print(fib(30))
+print(fib(32))

@@ -45,6 +45,9 @@ struct Compiler {
     let globals: FrameContext
     var loopDepth = 0
     var functionDepth = 0
+    /// The slots of the functions hoisted in each block being compiled, innermost last: a
+    /// top-level `var` of the same name gets a slot of its own rather than overwrite the function.
+    var hoistedSlots: [Set<Int>] = []
 
     func error(_ msg: String, _ loc: SourceLocation, length: Int = 1) -> ScriptError {
         ScriptError(.runtime, msg, file: file, at: loc, length: length)
@@ -73,8 +76,17 @@ struct Compiler {
         var inits: [(slot: Int, make: EvalCode)] = []
         for (slot, f) in hoisted { inits.append((slot, EvalCode(run: try function(f)))) }
         var compiled: [ExecCode] = []
+        hoistedSlots.append(Set(hoisted.map(\.0)))
+        defer { hoistedSlots.removeLast() }
         for s in stmts {
-            if case .function = s { continue }
+            if case .function(let f) = s {
+                // From here on the name means the function again, even if a declaration
+                // above this point took the name for a variable of its own.
+                if let slot = hoisted.first(where: { $0.1 === f })?.0 {
+                    context.scopes[context.scopes.count - 1][f.name] = (slot, true)
+                }
+                continue
+            }
             compiled.append(ExecCode(run: try statement(s)))
         }
         let interp = self.interp
@@ -139,13 +151,15 @@ struct Compiler {
             }
         case .declare(let name, let e, let constant, let loc):
             let ev = try expression(e)
-            if functionDepth == 0 && context === globals, let existing = context.lookupLocal(name), context.scopes.count == 1 {
+            if functionDepth == 0 && context === globals, let existing = context.lookupLocal(name), context.scopes.count == 1,
+               !(hoistedSlots.last?.contains(existing.slot) ?? false) {
                 // Redeclaring a top-level name (the REPL, or a script run twice) replaces it.
                 context.scopes[0][name] = (existing.slot, constant)
                 let slot = existing.slot
                 return { frame in frame.slots[slot] = try ev(frame); return .normal }
             }
-            if context.scopes[context.scopes.count - 1][name] != nil {
+            if let existing = context.scopes[context.scopes.count - 1][name],
+               !(functionDepth == 0 && context === globals && hoistedSlots.last?.contains(existing.slot) == true) {
                 throw error("'\(name)' is already declared in this scope", loc)
             }
             let slot = context.declare(name, constant: constant)
@@ -159,6 +173,12 @@ struct Compiler {
             let make = try function(f)
             return { frame in frame.slots[slot] = try make(frame); return .normal }
         case .ifElse(let branches, let otherwise, _):
+            if branches.count == 1, otherwise == nil, branches[0].1.count == 1,
+               case .returnValue(let e?, _) = branches[0].1[0], functionDepth > 0 {
+                // `if c { return e }`, the guard clause: one closure, not three.
+                let c = try condition(branches[0].0), ev = try returned(e)
+                return { frame in try c(frame) ? .returnValue(try ev(frame)) : .normal }
+            }
             if branches.count == 1 {
                 let c = try condition(branches[0].0), b = try block(branches[0].1)
                 if let otherwise = otherwise {
@@ -203,8 +223,11 @@ struct Compiler {
         case .returnValue(let e, let loc):
             if functionDepth == 0 { throw error("'return' outside a function", loc, length: 6) }
             guard let e = e else { return { _ in .returnValue(.nilValue) } }
-            let ev = try expression(e)
-            return { frame in .returnValue(try ev(frame)) }
+            switch try operand(e) {
+            case .constant(let v): return { _ in .returnValue(v) }
+            case .local(let slot): return { frame in .returnValue(frame.slots[slot]) }
+            case .general(let ev): return { frame in .returnValue(try ev(frame)) }
+            }
         case .assertion(let cond, let message, let loc):
             let c = try condition(cond), m = try message.map { EvalCode(run: try expression($0)) }
             let file = self.file
@@ -228,6 +251,15 @@ struct Compiler {
                 try interp.runTest(name, file: file, at: loc) { _ = try b(frame) }
                 return .normal
             }
+        }
+    }
+
+    /// The value of a `return`: a slot or a constant read in place, anything else compiled.
+    mutating func returned(_ e: Expr) throws -> Eval {
+        switch try operand(e) {
+        case .constant(let v): return { _ in v }
+        case .local(let slot): return { frame in frame.slots[slot] }
+        case .general(let ev): return ev
         }
     }
 
@@ -316,12 +348,24 @@ struct Compiler {
             switch resolve(name) {
             case .local(let depth, let slot, let constant):
                 if constant { throw error("cannot assign to '\(name)': it was declared with 'let'", nloc, length: length) }
+                if let o = binop, let fast = IntOp(o), !fast.isComparison {
+                    // `x += e` and the like on ints, in place.
+                    return { frame in
+                        let v = try rhs(frame)
+                        let target = frame.ancestorSlots(depth) + slot
+                        if case .int(let a) = target.pointee, case .int(let b) = v, let r = fast.apply(a, b) {
+                            target.pointee = r
+                        } else {
+                            let r = try interp.binary(o, target.pointee, v, file: file, at: loc)
+                            frame.ancestorSlots(depth)[slot] = r
+                        }
+                        return .normal
+                    }
+                }
                 return { frame in
                     var v = try rhs(frame)
                     if let o = binop { v = try interp.binary(o, try current(frame), v, file: file, at: loc) }
-                    var f = frame
-                    for _ in 0..<depth { f = f.parent! }
-                    f.slots[slot] = v
+                    frame.ancestorSlots(depth)[slot] = v
                     return .normal
                 }
             case .lateGlobal:
@@ -414,13 +458,8 @@ struct Compiler {
         case .name(let name, let loc, let length):
             switch resolve(name) {
             case .local(0, let slot, _): return { frame in frame.slots[slot] }
-            case .local(1, let slot, _): return { frame in frame.parent!.slots[slot] }
-            case .local(let depth, let slot, _):
-                return { frame in
-                    var f = frame
-                    for _ in 0..<depth { f = f.parent! }
-                    return f.slots[slot]
-                }
+            case .local(1, let slot, _): return { frame in frame.ancestorSlots(1)[slot] }
+            case .local(let depth, let slot, _): return { frame in frame.ancestorSlots(depth)[slot] }
             case .lateGlobal:
                 if let b = interp.builtins[name] { let v = Value.function(Function(.builtin(b))); return { _ in v } }
                 let ctx = context
@@ -541,53 +580,52 @@ struct Compiler {
             }
             return { frame in try interp.callBuiltin(b, receiver: nil, try arguments(frame), file: file, at: loc) }
         }
-        let f = try expression(callee)
         let count = positional.count
         guard labelled.isEmpty else {
+            let f = try expression(callee)
             return { frame in try interp.call(try f(frame), try arguments(frame), file: file, at: loc) }
         }
-        // Fast path: a user function called with exactly its parameters, positionally —
-        // arguments go straight into a frame, reused from the function's spare frames when it has one.
-        switch count {
-        case 1:
-            let p0 = positional[0].run
-            return { frame in
-                let fn = try f(frame)
-                guard case .function(let function) = fn, function.parameterCount == 1 else {
-                    return try interp.call(fn, try arguments(frame), file: file, at: loc)
-                }
-                let callee = function.takeFrame()
-                callee.slots[0] = try p0(frame)
-                let result = try interp.enter(function, callee, file: file, at: loc)
-                function.giveBack(callee)
-                return result
+        // A user function called with exactly its parameters, positionally: the arguments go
+        // straight into its frame (a spare one from its last call when it has one). The first
+        // two argument closures are captured one by one: a closure read out of an array is
+        // retained for its call.
+        let none: Eval = { _ in .nilValue }
+        let p0 = count > 0 ? positional[0].run : none
+        let p1 = count > 1 ? positional[1].run : none
+        @inline(__always) func fill(_ frame: Frame, _ slots: UnsafeMutablePointer<Value>) throws {
+            switch count {
+            case 0: break
+            case 1: slots[0] = try p0(frame)
+            case 2: slots[0] = try p0(frame); slots[1] = try p1(frame)
+            default: for i in 0..<count { slots[i] = try positional[i].run(frame) }
             }
-        case 2:
-            let p0 = positional[0].run, p1 = positional[1].run
+        }
+        // The callee named by a variable of this frame or an enclosing one (the usual call,
+        // recursion included): found through the call site's cache, without reading the value out
+        // of its slot.
+        if case .name(let name, _, _) = callee, case .local(let depth, let slot, _) = resolve(name) {
+            let cache = CallSiteCache()
             return { frame in
-                let fn = try f(frame)
-                guard case .function(let function) = fn, function.parameterCount == 2 else {
-                    return try interp.call(fn, try arguments(frame), file: file, at: loc)
+                let at = frame.ancestorSlots(depth) + slot
+                if !cache.hit(at) {
+                    let fn = at.pointee
+                    guard case .function(let function) = fn, function.parameterCount == count else {
+                        return try interp.call(fn, try arguments(frame), file: file, at: loc)
+                    }
+                    cache.remember(at, function)
                 }
-                let callee = function.takeFrame()
-                callee.slots[0] = try p0(frame)
-                callee.slots[1] = try p1(frame)
-                let result = try interp.enter(function, callee, file: file, at: loc)
-                function.giveBack(callee)
-                return result
-            }
-        default:
-            return { frame in
-                let fn = try f(frame)
-                guard case .function(let function) = fn, function.parameterCount == count else {
-                    return try interp.call(fn, try arguments(frame), file: file, at: loc)
+                return try cache.withFunction { function in
+                    try interp.callFast(function, file: file, at: loc) { slots in try fill(frame, slots) }
                 }
-                let callee = function.takeFrame()
-                for i in 0..<count { callee.slots[i] = try positional[i].run(frame) }
-                let result = try interp.enter(function, callee, file: file, at: loc)
-                function.giveBack(callee)
-                return result
             }
+        }
+        let f = try expression(callee)
+        return { frame in
+            let fn = try f(frame)
+            guard case .function(let function) = fn, function.parameterCount == count else {
+                return try interp.call(fn, try arguments(frame), file: file, at: loc)
+            }
+            return try interp.callFast(function, file: file, at: loc) { slots in try fill(frame, slots) }
         }
     }
 

@@ -164,3 +164,61 @@ extension Compiler {
         return { frame in try ev(frame).isTruthy }
     }
 }
+
+/// What a call site `name(...)` found in the callee's slot last time: the slot's bytes and the user
+/// function they held. The same bytes in the slot mean the same value, so the next call skips
+/// reading the value out of the slot (a reference count on the function and a switch over the
+/// value's cases) and the checks of its kind and parameter count. Bytes that differ only mean a
+/// miss (the slow path then fills the cache again), never a wrong function: the cache keeps the
+/// function alive, so no other object can take its address while it is remembered.
+///
+/// Calls go through the remembered function without retaining it. That is sound because the
+/// cache never lets go of a function while a call through it is running: a function replaced
+/// then (a script that reassigns the name inside the call, recursion included) is retired and
+/// released when the last running call through this site returns.
+final class CallSiteCache {
+    private static let size = MemoryLayout<Value>.size
+    private var bytes: (UInt64, UInt64, UInt64) = (0, 0, 0)
+    private var function: Function? = nil
+    @exclusivity(unchecked) private var running = 0
+    private var retired: [Function] = []
+
+    /// Whether `slot` holds exactly what it held when its function was remembered.
+    @inline(__always) func hit(_ slot: UnsafePointer<Value>) -> Bool {
+        guard function != nil else { return false }
+        let p = UnsafeRawPointer(slot)
+        return withUnsafeBytes(of: &bytes) { key in
+            var i = 0
+            while i + 8 <= Self.size {
+                if p.loadUnaligned(fromByteOffset: i, as: UInt64.self) != key.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+                i += 8
+            }
+            while i < Self.size {
+                if p.load(fromByteOffset: i, as: UInt8.self) != key[i] { return false }
+                i += 1
+            }
+            return true
+        }
+    }
+
+    /// Remembers `function`, read from `slot` just now.
+    func remember(_ slot: UnsafePointer<Value>, _ function: Function) {
+        if running > 0, let old = self.function { retired.append(old) }
+        self.function = function
+        bytes = (0, 0, 0)
+        withUnsafeMutableBytes(of: &bytes) { key in
+            key.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(slot), count: Self.size))
+        }
+    }
+
+    /// Runs `body` with the remembered function (there must be one), unretained.
+    @inline(__always) func withFunction(_ body: (Function) throws -> Value) rethrows -> Value {
+        let reference = Unmanaged.passUnretained(function.unsafelyUnwrapped)
+        running += 1
+        defer {
+            running -= 1
+            if running == 0 && !retired.isEmpty { retired.removeAll() }
+        }
+        return try reference._withUnsafeGuaranteedRef(body)
+    }
+}

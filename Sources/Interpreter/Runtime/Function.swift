@@ -13,7 +13,8 @@ final class Frame: ManagedBuffer<FrameHeader, Value> {
         let buffer = Frame.create(minimumCapacity: max(size, 1)) { buffer in
             let slots = buffer.withUnsafeMutablePointerToElements { $0 }
             slots.initialize(repeating: .nilValue, count: size)
-            return FrameHeader(slots: slots, count: size, separate: false, parent: parent)
+            return FrameHeader(slots: slots, count: size, separate: false, parent: parent,
+                               parentReference: parent.map { Unmanaged.passUnretained($0) })
         }
         return unsafeDowncast(buffer, to: Frame.self)
     }
@@ -24,6 +25,18 @@ final class Frame: ManagedBuffer<FrameHeader, Value> {
     // Nothing holds the header inout across a call, so no access can overlap another.
     @inline(__always) var slots: UnsafeMutablePointer<Value> { withUnsafeMutablePointerToHeader { $0.pointee.slots } }
     @inline(__always) var parent: Frame? { withUnsafeMutablePointerToHeader { $0.pointee.parent } }
+
+    /// The slots of the frame `depth` levels out (0: this one), reached without retaining the
+    /// frames in between: each frame owns its parent, and this one is alive for the call.
+    @inline(__always) func ancestorSlots(_ depth: Int) -> UnsafeMutablePointer<Value> {
+        var f = Unmanaged.passUnretained(self)
+        for _ in 0..<depth {
+            f = f._withUnsafeGuaranteedRef { frame in
+                frame.withUnsafeMutablePointerToHeader { $0.pointee.parentReference.unsafelyUnwrapped }
+            }
+        }
+        return f._withUnsafeGuaranteedRef { frame in frame.withUnsafeMutablePointerToHeader { $0.pointee.slots } }
+    }
 
     /// Makes room for `size` slots (the global frame grows as a session declares names).
     func grow(to size: Int) {
@@ -63,6 +76,8 @@ struct FrameHeader {
     /// Whether `slots` is a separate allocation (a grown frame) rather than the tail elements.
     var separate: Bool
     let parent: Frame?
+    /// `parent` again, unretained, for reading its slots without reference counting.
+    let parentReference: Unmanaged<Frame>?
 }
 
 /// Arguments of a call: positional first, then labelled.
@@ -218,19 +233,22 @@ public final class Function {
         }
     }
 
-    /// A frame for a call of this user function: a spare one, or a new one.
-    @inline(__always) func takeFrame() -> Frame {
-        guard spareCount > 0 else { return Frame.make(size: frameSize, parent: captured) }
+    /// A frame for a call of this user function, a spare one or a new one, owned by the caller as
+    /// one unmanaged reference (nothing counted on the way in or out): hand it back with
+    /// `giveBack`, or `release()` it if the call fails.
+    @inline(__always) func takeFrame() -> Unmanaged<Frame> {
+        guard spareCount > 0 else { return Unmanaged.passRetained(Frame.make(size: frameSize, parent: captured)) }
         spareCount -= 1
-        return spares.unsafelyUnwrapped[spareCount].takeRetainedValue()
+        return spares.unsafelyUnwrapped[spareCount]
     }
 
-    /// Keeps a finished call's frame for the next call, its slots cleared.
-    @inline(__always) func giveBack(_ frame: __owned Frame) {
-        guard reusesFrames else { return }
-        frame.clear()
+    /// Keeps a finished call's frame for the next call, its slots cleared (or lets it go, when the
+    /// body makes closures that may keep it).
+    @inline(__always) func giveBack(_ frame: Unmanaged<Frame>) {
+        guard reusesFrames else { frame.release(); return }
+        frame._withUnsafeGuaranteedRef { $0.clear() }
         if spareCount == spareCapacity { growSpares() }
-        spares.unsafelyUnwrapped[spareCount] = Unmanaged.passRetained(frame)
+        spares.unsafelyUnwrapped[spareCount] = frame
         spareCount += 1
     }
 

@@ -26,8 +26,9 @@ public final class Interpreter {
     public var imagesWritten: [String] = []
     /// The last training loss reported during an epoch (shown beside the progress).
     public var progressLoss: Double? = nil
-    /// Deepest call nesting allowed before "recursion depth exceeded".
-    public var maxCallDepth = 800
+    /// Deepest call nesting allowed before "recursion depth exceeded". Read on every call:
+    /// unchecked for exclusivity, like `callDepth`.
+    @exclusivity(unchecked) public var maxCallDepth = 800
 
     let globals = FrameContext(parent: nil, isFunction: false)
     var globalFrame = Frame.make(size: 0, parent: nil)
@@ -304,31 +305,49 @@ public final class Interpreter {
     func callUser(_ function: Function, _ args: Arguments, file: SourceFile, at loc: SourceLocation) throws -> Value {
         let f = function.compiled!, captured = function.captured
         let params = f.decl.parameters
-        let frame = function.takeFrame()
         if args.positional.count > params.count {
             throw ScriptError(.runtime, "\(f.decl.name)() takes \(params.count) argument\(params.count == 1 ? "" : "s") but \(args.positional.count) were given", file: file, at: loc)
         }
-        var given = [Bool](repeating: false, count: params.count)
-        for (i, v) in args.positional.enumerated() { frame.slots[i] = v; given[i] = true }
-        for (label, v) in args.labelled {
-            guard let i = params.firstIndex(where: { $0.name == label }) else {
-                var msg = "\(f.decl.name)() has no parameter '\(label)'"
-                if let s = closestName(to: label, in: params.map(\.name)) { msg += "; did you mean '\(s)'?" }
-                throw ScriptError(.runtime, msg, file: file, at: loc)
+        return try callFast(function, file: file, at: loc) { slots in
+            var given = [Bool](repeating: false, count: params.count)
+            for (i, v) in args.positional.enumerated() { slots[i] = v; given[i] = true }
+            for (label, v) in args.labelled {
+                guard let i = params.firstIndex(where: { $0.name == label }) else {
+                    var msg = "\(f.decl.name)() has no parameter '\(label)'"
+                    if let s = closestName(to: label, in: params.map(\.name)) { msg += "; did you mean '\(s)'?" }
+                    throw ScriptError(.runtime, msg, file: file, at: loc)
+                }
+                if given[i] { throw ScriptError(.runtime, "\(f.decl.name)() got two values for parameter '\(label)'", file: file, at: loc) }
+                slots[i] = v
+                given[i] = true
             }
-            if given[i] { throw ScriptError(.runtime, "\(f.decl.name)() got two values for parameter '\(label)'", file: file, at: loc) }
-            frame.slots[i] = v
-            given[i] = true
-        }
-        for i in 0..<params.count where !given[i] {
-            guard let d = f.defaults[i], let c = captured ?? Optional(globalFrame) else {
-                throw ScriptError(.runtime, "\(f.decl.name)() is missing the argument '\(params[i].name)'", file: file, at: loc)
+            for i in 0..<params.count where !given[i] {
+                guard let d = f.defaults[i], let c = captured ?? Optional(globalFrame) else {
+                    throw ScriptError(.runtime, "\(f.decl.name)() is missing the argument '\(params[i].name)'", file: file, at: loc)
+                }
+                slots[i] = try d.run(c)
             }
-            frame.slots[i] = try d.run(c)
         }
-        let result = try enter(function, frame, file: file, at: loc)
-        function.giveBack(frame)
-        return result
+    }
+
+    /// Calls a user function: takes a frame for it, lets `fill` write the arguments into its
+    /// slots, runs the body and keeps the frame for the next call. No reference is counted on the
+    /// way; a failing call lets its frame go.
+    @inline(__always)
+    func callFast(_ function: Function, file: SourceFile, at loc: SourceLocation,
+                  _ fill: (UnsafeMutablePointer<Value>) throws -> Void) throws -> Value {
+        let frame = function.takeFrame()
+        do {
+            let result = try frame._withUnsafeGuaranteedRef { f -> Value in
+                try fill(f.slots)
+                return try enter(function, f, file: file, at: loc)
+            }
+            function.giveBack(frame)
+            return result
+        } catch {
+            frame.release()
+            throw error
+        }
     }
 
     /// Runs a user function's body in its prepared frame, keeping the call depth and the stack
