@@ -1,4 +1,4 @@
-// TensorOpsTests.swift: var/std, logsumexp, norm, GELU, layer_norm, masked_fill, expand, gather,
+// TensorOpsTests.swift: var/std, logsumexp, norm, GELU, layer_norm, masked_fill, expand, gather, scatter_add,
 // sort/argsort/topk, split/chunk — hand-computed cases, finite-difference gradients, and the values
 // the installed PyTorch computes on the same inputs (skipped, with the reason, where there is none).
 
@@ -28,6 +28,11 @@ final class TensorOpsTests: XCTestCase {
         XCTAssertEqual(try x.maskedFill(Tensor.compare(x, Tensor(scalar: 3), .gt), -1).scalars, [1, -1, 3, -1, 2, -1])
         XCTAssertEqual(try Tensor([1, 2]).reshaped([2, 1]).expanded(to: [2, 3]).scalars, [1, 1, 1, 2, 2, 2])
         XCTAssertEqual(try x.gather(dim: 1, index: IntTensor([2, 0, 1, 1], shape: [2, 2])).scalars, [3, 1, 2, 2])
+        // scatter_add: repeated targets add up; source entries beyond the index's shape are unused.
+        let src = try Tensor([10, 20, 30, 40, 50, 60], shape: [2, 3])
+        XCTAssertEqual(try x.scatterAdd(dim: 1, index: IntTensor([2, 2, 0, -1], shape: [2, 2]), source: src).scalars, [1, 5, 33, 44, 2, 56])
+        XCTAssertEqual(try Tensor.zeros([3]).scatterAdd(dim: 0, index: IntTensor([0, 0, 2], shape: [3]), source: Tensor([1, 2, 3])).scalars, [3, 0, 3])
+        XCTAssertEqual(try x.scatterAdd(dim: 0, index: IntTensor([1, 0, 1], shape: [1, 3]), source: src).scalars, [1, 25, 3, 14, 2, 36])
         let (v, i) = try x.sort(dim: 1)
         XCTAssertEqual(v.scalars, [1, 3, 5, 2, 4, 6])
         XCTAssertEqual(i.scalars, [0, 2, 1, 1, 0, 2])
@@ -41,6 +46,29 @@ final class TensorOpsTests: XCTestCase {
         XCTAssertEqual(try Tensor((0..<7).map(Float.init)).chunk(3).map(\.scalars), [[0, 1, 2], [3, 4, 5], [6]])
         let ln = try x.layerNorm([3])
         XCTAssertEqual(ln.scalars.map { ($0 * 1e4).rounded() / 1e4 }, [-1.2247, 1.2247, 0, 0, -1.2247, 1.2247])
+    }
+
+    /// scatter_add's blocked path (index and source of one shape, the tensor's outside dim), split
+    /// by columns or by outer slices, against the general path (a source one row longer, which
+    /// the index leaves unused) and on 1, 2 and 3 threads: the same bits every time.
+    func testScatterAddBlockedMatchesGeneralOnAnyThreadCount() throws {
+        for shape in [[1, 50, 128], [3, 50, 100], [8, 20, 16], [5, 7, 1]] {
+            let base = try wave(shape), rows = shape[1] - 3
+            let source = try wave([shape[0], rows, shape[2]], phase: 0.4)
+            let values = (0..<(shape[0] * rows * shape[2])).map { ($0 * 7919 % 97) % (2 * shape[1]) - shape[1] }
+            let index = try IntTensor(values, shape: [shape[0], rows, shape[2]])
+            let longer = try Tensor.cat([source, try wave([shape[0], 1, shape[2]], phase: 2)], dim: 1)
+            let general = try base.scatterAdd(dim: 1, index: index, source: longer).scalars
+            let saved = Parallel.threads
+            defer { Parallel.threads = saved }
+            for threads in [1, 2, 3] {
+                Parallel.threads = threads
+                XCTAssertEqual(try base.scatterAdd(dim: 1, index: index, source: source).scalars, general, "\(shape) on \(threads) threads")
+            }
+        }
+        try assertGradientsMatch([try wave([2, 4, 3]), try wave([2, 5, 3], phase: 0.3)]) {
+            try $0[0].scatterAdd(dim: 1, index: IntTensor((0..<30).map { $0 * 5 % 4 - ($0 % 3 == 0 ? 4 : 0) }, shape: [2, 5, 3]), source: $0[1])
+        }
     }
 
     /// Long rows (insertion runs merged), ties, signed zeros and NaN, along an inner dimension too,
@@ -110,6 +138,9 @@ final class TensorOpsTests: XCTestCase {
         let x = try wave([2, 3])
         XCTAssertThrowsError(try x.expanded(to: [4, 3])) { XCTAssertTrue("\($0)".contains("cannot expand [2, 3] to [4, 3]"), "\($0)") }
         XCTAssertThrowsError(try x.gather(dim: 1, index: IntTensor([3], shape: [1, 1]))) { XCTAssertTrue("\($0)".contains("index 3 is out of bounds"), "\($0)") }
+        XCTAssertThrowsError(try x.scatterAdd(dim: 0, index: IntTensor([2], shape: [1, 1]), source: x)) { XCTAssertTrue("\($0)".contains("index 2 is out of bounds for dimension 0 with size 2"), "\($0)") }
+        XCTAssertThrowsError(try x.scatterAdd(dim: 0, index: IntTensor([0, 0, 0, 0], shape: [1, 4]), source: Tensor.zeros([2, 5]))) { XCTAssertTrue("\($0)".contains("larger than the tensor's [2, 3] in dimension 1"), "\($0)") }
+        XCTAssertThrowsError(try x.scatterAdd(dim: 1, index: IntTensor([0, 0], shape: [1, 2]), source: Tensor.zeros([1, 1]))) { XCTAssertTrue("\($0)".contains("larger than the source's [1, 1]"), "\($0)") }
         XCTAssertThrowsError(try x.topk(4, dim: 1)) { XCTAssertTrue("\($0)".contains("k (4) is out of range"), "\($0)") }
         XCTAssertThrowsError(try x.layerNorm([2])) { XCTAssertTrue("\($0)".contains("must be the last dimensions"), "\($0)") }
         XCTAssertThrowsError(try x.norm(p: -1)) { XCTAssertTrue("\($0)".contains("p must be positive"), "\($0)") }
@@ -131,6 +162,9 @@ final class TensorOpsTests: XCTestCase {
         try assertGradientsMatch([try wave([3, 1])]) { try $0[0].expanded(to: [2, 3, 4]) }
         try assertGradientsMatch([a]) { try $0[0].gather(dim: 2, index: IntTensor([3, 0, 0, 1, 2, 2], shape: [1, 2, 3])) }
         try assertGradientsMatch([a]) { try $0[0].gather(dim: 2, index: IntTensor([3, 0, -1, 1, 2, 2, 0, 0, 1, 3, 3, -4], shape: [2, 3, 2])) }
+        let scatterIndex = try IntTensor([3, 0, 0, 1, 2, 2, 0, 3, 1, 3, 3, -4], shape: [2, 3, 2])
+        try assertGradientsMatch([a, try wave([2, 3, 3], phase: 0.7)]) { try $0[0].scatterAdd(dim: 2, index: scatterIndex, source: $0[1]) }
+        try assertGradientsMatch([a, try wave([3, 3, 4], phase: 0.2)]) { try $0[0].scatterAdd(dim: 0, index: IntTensor([1, 0, 1, 1, 0, 0, 0, 1], shape: [1, 2, 4]), source: $0[1]) }
         try assertGradientsMatch([a]) { try $0[0].sort(dim: 1, descending: true).values }
         try assertGradientsMatch([a]) { try $0[0].topk(2, dim: 2).values }
         try assertGradientsMatch([a]) { try Tensor.cat(try $0[0].chunk(2, dim: 2).reversed(), dim: 2) }
@@ -151,6 +185,7 @@ final class TensorOpsTests: XCTestCase {
                 "gelu": F.gelu(a), "ln": F.layer_norm(a, [9], w, b), "ln2": F.layer_norm(a, [7, 9]),
                 "sort": a.sort(dim=1, descending=True).values, "argsort": a.argsort(dim=2).float(),
                 "topk": a.topk(3, dim=0).values, "topk_i": a.topk(3, dim=0).indices.float(),
+                "scatter_add": a.scatter_add(1, torch.tensor([[(i * 5 + j * 3 + k) % 7 for k in range(9)] for i in range(5) for j in range(4)]).reshape(5, 4, 9), wave([5, 6, 9], 0.3)),
             }
             for k, v in out.items():
                 print(k, " ".join(repr(float(x)) for x in v.flatten().tolist()))
@@ -169,6 +204,8 @@ final class TensorOpsTests: XCTestCase {
             "gelu": a.gelu(), "ln": try a.layerNorm([9], weight: w, bias: b), "ln2": try a.layerNorm([7, 9]),
             "sort": try a.sort(dim: 1, descending: true).values, "argsort": try a.sort(dim: 2).indices.float(),
             "topk": try a.topk(3, dim: 0).values, "topk_i": try a.topk(3, dim: 0).indices.float(),
+            "scatter_add": try a.scatterAdd(dim: 1, index: IntTensor((0..<5).flatMap { i in (0..<4).flatMap { j in (0..<9).map { k in (i * 5 + j * 3 + k) % 7 } } }, shape: [5, 4, 9]),
+                                            source: try wave([5, 6, 9], phase: 0.3)),
         ]
         for (name, t) in ours {
             guard let want = torch[name] else { XCTFail("PyTorch printed no \(name):\n\(text)"); continue }

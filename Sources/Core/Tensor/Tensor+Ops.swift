@@ -1,6 +1,6 @@
 // Tensor+Ops.swift: the further operations attention and feature-bag models need — variance and
 // standard deviation, logsumexp, norms, GELU, layer normalisation, masked_fill, expand, gather
-// along a dimension (torch.gather), sort / argsort / topk, split and chunk — each with PyTorch's
+// along a dimension (torch.gather) and its converse scatter_add, sort / argsort / topk, split and chunk — each with PyTorch's
 // semantics and a gradient (most by composing the differentiable operations).
 
 import CKernels
@@ -154,29 +154,8 @@ extension Tensor {
                 return [gx]
             }
         }
-        // Source offsets of every output element: an odometer over the output's indices (the
-        // offset without `dim`'s part), plus the gathered index along `dim`.
-        let outShape = index.shape, strides = contiguousStrides(shape)
-        var offsets = [Int](repeating: 0, count: idx.count)
-        if !idx.isEmpty {
-            let r = outShape.count
-            var at = [Int](repeating: 0, count: r)
-            var base = 0
-            let step = rank == 0 ? 0 : strides[d]
-            for flat in 0..<idx.count {
-                let i = idx[flat]
-                offsets[flat] = base + (i < 0 ? i + n : i) * step
-                var k = r - 1
-                while k >= 0 {
-                    at[k] += 1
-                    if k != d { base += strides[k] }
-                    if at[k] < outShape[k] { break }
-                    if k != d { base -= strides[k] * outShape[k] }
-                    at[k] = 0
-                    k -= 1
-                }
-            }
-        }
+        let outShape = index.shape
+        let offsets = indexedOffsets(idx, indexShape: outShape, strides: contiguousStrides(shape), dim: d, size: n)
         let out = Tensor(uninitializedShape: outShape)
         let src = storage.pointer, dst = out.storage.pointer
         for (i, off) in offsets.enumerated() { dst[i] = src[off] }
@@ -188,6 +167,139 @@ extension Tensor {
             for (i, off) in offsets.enumerated() { gxp[off] += gp[i] }
             return [gx]
         }
+    }
+
+    /// torch.scatter_add: a copy of this tensor with `source`'s entries added at `index` along
+    /// `dim`: `out[..., index[p], ...] += source[p]` for every position p of `index` (the other
+    /// coordinates of p kept). `index` has this tensor's rank and is no larger than `source` in any
+    /// dimension, nor than this tensor outside `dim`; `source`'s entries outside `index`'s shape
+    /// are not used. Entries that meet at one place are added in `index`'s row-major order, so the
+    /// result does not depend on the threads. Gradients: the incoming gradient for this tensor,
+    /// and for `source` the gradient gathered at `index` (zero where `index` does not reach).
+    public func scatterAdd(dim: Int, index: IntTensor, source: Tensor) throws -> Tensor {
+        let d = try normalizeDim(dim, rank: Swift.max(rank, 1), op: "scatter_add")
+        guard index.rank == rank, source.rank == rank else {
+            throw CoreError.shapeMismatch(op: "scatter_add", "index of rank \(index.rank) and source of rank \(source.rank) for a tensor of rank \(rank)")
+        }
+        for (k, s) in index.shape.enumerated() {
+            if s > source.shape[k] {
+                throw CoreError.shapeMismatch(op: "scatter_add", "index of shape \(shapeString(index.shape)) is larger than the source's \(shapeString(source.shape)) in dimension \(k)")
+            }
+            if k != d && s > shape[k] {
+                throw CoreError.shapeMismatch(op: "scatter_add", "index of shape \(shapeString(index.shape)) is larger than the tensor's \(shapeString(shape)) in dimension \(k)")
+            }
+        }
+        let n = rank == 0 ? 1 : shape[d]
+        let idx = index.scalars
+        for i in idx where i < -n || i >= n {
+            throw CoreError.invalidArgument(op: "scatter_add", "index \(i) is out of bounds for dimension \(d) with size \(n)")
+        }
+        if rank >= 1, index.shape == source.shape,
+           index.shape.enumerated().allSatisfy({ $0.offset == d || $0.element == shape[$0.offset] }) {
+            return scatterAddBlocked(dim: d, index: idx, source: source)
+        }
+        let targets = indexedOffsets(idx, indexShape: index.shape, strides: contiguousStrides(shape), dim: d, size: n)
+        let sources = indexedOffsets(nil, indexShape: index.shape, strides: contiguousStrides(source.shape), dim: d, size: n)
+        let out = Tensor(storage: storage.copy(), shape: shape)
+        let src = source.storage.pointer, dst = out.storage.pointer
+        for (t, s) in zip(targets, sources) { dst[t] += src[s] }
+        let sourceShape = source.shape
+        return out.recorded("scatter_add", [self, source]) { g in
+            let gs = Tensor(repeating: 0, shape: sourceShape)
+            let gp = g.storage.pointer, gsp = gs.storage.pointer
+            for (t, s) in zip(targets, sources) { gsp[s] = gp[t] }
+            return [g, gs]
+        }
+    }
+
+    /// scatter_add where `index` and `source` have one shape that matches this tensor's outside
+    /// `dim` (the usual use: pooling rows into groups). Viewed as [outer, rows, inner] (index and
+    /// source) into [outer, n, inner] (this tensor), the work is split over the threads by `outer`
+    /// when there is enough of it, else by columns of `inner`; either way each place's additions
+    /// keep `index`'s row order, whatever the thread count.
+    private func scatterAddBlocked(dim d: Int, index idx: [Int], source: Tensor) -> Tensor {
+        let n = shape[d], rows = source.shape[d]
+        let outer = shape[..<d].reduce(1, *), inner = shape[(d + 1)...].reduce(1, *)
+        let out = Tensor(storage: storage.copy(), shape: shape)
+        /// Runs `body(o, columns)` over the [outer, inner] plane in pieces over the threads.
+        func overPlane(_ body: @escaping (Int, Range<Int>) -> Void) {
+            guard outer * rows * inner > 0 else { return }
+            if outer >= 2 * Parallel.threads || inner < 64 {
+                Parallel.forRangesInShares(outer, grain: Swift.max(1, elementwiseGrain / Swift.max(1, rows * inner))) { range in
+                    for o in range { body(o, 0..<inner) }
+                }
+            } else {
+                let pieces = Swift.min(Parallel.threads, inner / 16)
+                Parallel.forEachInShares(Swift.max(pieces, 1)) { p in
+                    let columns = (p * inner / pieces)..<((p + 1) * inner / pieces)
+                    for o in 0..<outer { body(o, columns) }
+                }
+            }
+        }
+        let src = source.storage.pointer, dst = out.storage.pointer
+        idx.withUnsafeBufferPointer { ip in
+            let ip = ip.baseAddress!
+            overPlane { o, columns in
+                for r in 0..<rows {
+                    let from = (o * rows + r) * inner
+                    for c in columns {
+                        let i = ip[from + c]
+                        dst[(o * n + (i < 0 ? i + n : i)) * inner + c] += src[from + c]
+                    }
+                }
+            }
+        }
+        let sourceShape = source.shape
+        return out.recorded("scatter_add", [self, source]) { g in
+            // The source's gradient gathers the output's at the same places.
+            let gs = Tensor(uninitializedShape: sourceShape)
+            let gp = g.storage.pointer, gsp = gs.storage.pointer
+            idx.withUnsafeBufferPointer { ip in
+                let ip = ip.baseAddress!
+                overPlane { o, columns in
+                    for r in 0..<rows {
+                        let from = (o * rows + r) * inner
+                        for c in columns {
+                            let i = ip[from + c]
+                            gsp[from + c] = gp[(o * n + (i < 0 ? i + n : i)) * inner + c]
+                        }
+                    }
+                }
+            }
+            return [g, gs]
+        }
+    }
+
+    /// Offsets into a contiguous tensor of `strides` for every position of an index tensor of
+    /// shape `indexShape`, in row-major order: the position's own coordinates, except along `dim`,
+    /// where the coordinate is the index's value there (negative counting from `size`), or the
+    /// position's own when `index` is nil. An odometer over the positions: no division per entry.
+    func indexedOffsets(_ index: [Int]?, indexShape: [Int], strides: [Int], dim: Int, size n: Int) -> [Int] {
+        let count = indexShape.reduce(1, *)
+        var offsets = [Int](repeating: 0, count: count)
+        guard count > 0 else { return offsets }
+        let r = indexShape.count
+        var at = [Int](repeating: 0, count: r)
+        var base = 0
+        let step = strides.isEmpty ? 0 : strides[dim]
+        for flat in 0..<count {
+            if let index {
+                let i = index[flat]
+                offsets[flat] = base + (i < 0 ? i + n : i) * step
+            } else {
+                offsets[flat] = base + (r == 0 ? 0 : at[dim]) * step
+            }
+            var k = r - 1
+            while k >= 0 {
+                at[k] += 1
+                if k != dim { base += strides[k] }
+                if at[k] < indexShape[k] { break }
+                if k != dim { base -= strides[k] * indexShape[k] }
+                at[k] = 0
+                k -= 1
+            }
+        }
+        return offsets
     }
 
     /// The values along `dim` in order (descending when asked), and where each came from. Stable:

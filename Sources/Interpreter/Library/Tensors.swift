@@ -155,6 +155,10 @@ extension Interpreter {
             let r = ArgumentReader(function: "gather")
             return .from(try t(a[0]).gather(dim: try r.int(a[1], "dim"), index: try r.intTensor(a[2], "index")))
         }
+        method("scatter_add", [("dim", nil), ("index", nil), ("src", nil)], doc: "torch.scatter_add: a copy of x with src[p] added at x[..., index[p], ...] along dim for every position p of index (an int64 tensor of x's rank, no larger than src). Differentiable in x and src.") { a, _, _ in
+            let r = ArgumentReader(function: "scatter_add")
+            return .from(try t(a[0]).scatterAdd(dim: try r.int(a[1], "dim"), index: try r.intTensor(a[2], "index"), source: try r.tensor(a[3], "src")))
+        }
         method("index_select", [("dim", nil), ("index", nil)], doc: "The entries at index (a 1-D int64 tensor or list) along dim, in that order.") { a, _, _ in
             let r = ArgumentReader(function: "index_select")
             let x = try t(a[0]), d = try normalizeDim(try r.int(a[1], "dim"), rank: x.rank, op: "index_select")
