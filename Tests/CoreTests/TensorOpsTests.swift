@@ -138,6 +138,9 @@ final class TensorOpsTests: XCTestCase {
         let x = try wave([2, 3])
         XCTAssertThrowsError(try x.expanded(to: [4, 3])) { XCTAssertTrue("\($0)".contains("cannot expand [2, 3] to [4, 3]"), "\($0)") }
         XCTAssertThrowsError(try x.gather(dim: 1, index: IntTensor([3], shape: [1, 1]))) { XCTAssertTrue("\($0)".contains("index 3 is out of bounds"), "\($0)") }
+        // Along the last dimension with matching rows, the indices are checked in the gathering pass.
+        XCTAssertThrowsError(try x.gather(dim: 1, index: IntTensor([0, 1, -4, 2], shape: [2, 2]))) { XCTAssertTrue("\($0)".contains("index -4 is out of bounds for dimension 1 with size 3"), "\($0)") }
+        XCTAssertThrowsError(try Tensor.zeros([40000, 3]).gather(dim: 1, index: IntTensor((0..<80000).map { $0 == 70001 ? 3 : $0 % 3 }, shape: [40000, 2]))) { XCTAssertTrue("\($0)".contains("index 3 is out of bounds"), "\($0)") }
         XCTAssertThrowsError(try x.scatterAdd(dim: 0, index: IntTensor([2], shape: [1, 1]), source: x)) { XCTAssertTrue("\($0)".contains("index 2 is out of bounds for dimension 0 with size 2"), "\($0)") }
         XCTAssertThrowsError(try x.scatterAdd(dim: 0, index: IntTensor([0, 0, 0, 0], shape: [1, 4]), source: Tensor.zeros([2, 5]))) { XCTAssertTrue("\($0)".contains("larger than the tensor's [2, 3] in dimension 1"), "\($0)") }
         XCTAssertThrowsError(try x.scatterAdd(dim: 1, index: IntTensor([0, 0], shape: [1, 2]), source: Tensor.zeros([1, 1]))) { XCTAssertTrue("\($0)".contains("larger than the source's [1, 1]"), "\($0)") }

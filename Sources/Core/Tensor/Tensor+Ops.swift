@@ -118,27 +118,39 @@ extension Tensor {
         }
         let n = rank == 0 ? 1 : shape[d]
         let idx = index.scalars
-        for i in idx where i < -n || i >= n {
-            throw CoreError.invalidArgument(op: "gather", "index \(i) is out of bounds for dimension \(d) with size \(n)")
+        func outOfRange(_ i: Int) -> CoreError {
+            CoreError.invalidArgument(op: "gather", "index \(i) is out of bounds for dimension \(d) with size \(n)")
         }
         if rank >= 1, d == rank - 1, Array(index.shape.dropLast()) == Array(shape.dropLast()) {
             // Along the last dimension, with the same leading sizes (the usual torch.gather): row r
-            // of the output takes row r of the input at its indices; rows over the threads.
+            // of the output takes row r of the input at its indices; rows over the threads in
+            // pieces of 16 K entries (no sum here, so the split need not be fixed), the indices
+            // checked in the same pass (one out of range reads entry 0 and fails the call after).
             let k = index.shape[d], rows = index.count / Swift.max(k, 1)
             let out = Tensor(uninitializedShape: index.shape)
             let src = storage.pointer, dst = out.storage.pointer
+            let span = UInt(bitPattern: 2 &* n)
+            let pieces = Swift.max(1, Swift.min(rows, index.count / (1 << 14)))
+            var outside = [Int](repeating: 0, count: pieces)
             idx.withUnsafeBufferPointer { ip in
-                let ip = ip.baseAddress
-                Parallel.forRangesInShares(rows, grain: Swift.max(1, elementwiseGrain / Swift.max(1, k))) { range in
-                    guard let ip else { return }
-                    for r in range {
-                        for j in 0..<k {
-                            let i = ip[r * k + j]
-                            dst[r * k + j] = src[r * n + (i < 0 ? i + n : i)]
+                outside.withUnsafeMutableBufferPointer { bad in
+                    let ip = ip.baseAddress, bad = bad.baseAddress!
+                    Parallel.forEachInShares(pieces) { p in
+                        guard let ip else { return }
+                        var count = 0
+                        for r in (p * rows / pieces)..<((p + 1) * rows / pieces) {
+                            for j in 0..<k {
+                                let i = ip[r * k + j]
+                                let inside = UInt(bitPattern: i &+ n) < span
+                                count &+= inside ? 0 : 1
+                                dst[r * k + j] = src[r * n + (inside ? (i < 0 ? i + n : i) : 0)]
+                            }
                         }
+                        bad[p] = count
                     }
                 }
             }
+            if outside.contains(where: { $0 > 0 }), let i = firstOutOfRange(idx, n) { throw outOfRange(i) }
             let inShape = shape
             return out.recorded("gather", [self]) { g in
                 let gx = Tensor(repeating: 0, shape: inShape)
@@ -154,6 +166,7 @@ extension Tensor {
                 return [gx]
             }
         }
+        if let i = firstOutOfRange(idx, n) { throw outOfRange(i) }
         let outShape = index.shape
         let offsets = indexedOffsets(idx, indexShape: outShape, strides: contiguousStrides(shape), dim: d, size: n)
         let out = Tensor(uninitializedShape: outShape)
@@ -191,7 +204,7 @@ extension Tensor {
         }
         let n = rank == 0 ? 1 : shape[d]
         let idx = index.scalars
-        for i in idx where i < -n || i >= n {
+        if let i = firstOutOfRange(idx, n) {
             throw CoreError.invalidArgument(op: "scatter_add", "index \(i) is out of bounds for dimension \(d) with size \(n)")
         }
         if rank >= 1, index.shape == source.shape,
@@ -268,6 +281,33 @@ extension Tensor {
             }
             return [g, gs]
         }
+    }
+
+    /// The first entry of `index` outside -n..<n, or nil: checked over the threads in pieces of
+    /// 64 K (a serial pass cost gather as much as the gather itself), each piece noting its first.
+    func firstOutOfRange(_ index: [Int], _ n: Int) -> Int? {
+        let grain = 1 << 16, pieces = (index.count + grain - 1) / grain
+        guard pieces > 0 else { return nil }
+        var firstBad = [Int](repeating: -1, count: pieces)
+        index.withUnsafeBufferPointer { ip in
+            firstBad.withUnsafeMutableBufferPointer { bad in
+                let ip = ip.baseAddress!, bad = bad.baseAddress!
+                // -n <= i < n as one unsigned comparison, counted without a branch (vectorised).
+                let span = UInt(bitPattern: 2 &* n)
+                Parallel.forEachInShares(pieces) { p in
+                    var outside = 0
+                    for k in (p * grain)..<Swift.min(index.count, (p + 1) * grain) {
+                        outside &+= UInt(bitPattern: ip[k] &+ n) >= span ? 1 : 0
+                    }
+                    guard outside > 0 else { return }
+                    for k in (p * grain)..<Swift.min(index.count, (p + 1) * grain) where ip[k] < -n || ip[k] >= n {
+                        bad[p] = k
+                        return
+                    }
+                }
+            }
+        }
+        return firstBad.first { $0 >= 0 }.map { index[$0] }
     }
 
     /// Offsets into a contiguous tensor of `strides` for every position of an index tensor of
