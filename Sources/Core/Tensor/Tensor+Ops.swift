@@ -234,51 +234,41 @@ extension Tensor {
         let n = shape[d], rows = source.shape[d]
         let outer = shape[..<d].reduce(1, *), inner = shape[(d + 1)...].reduce(1, *)
         let out = Tensor(storage: storage.copy(), shape: shape)
-        /// Runs `body(o, columns)` over the [outer, inner] plane in pieces over the threads.
-        func overPlane(_ body: @escaping (Int, Range<Int>) -> Void) {
+        /// One pass over every entry of the index, in pieces over the threads: scattering adds
+        /// `rowsOf`'s entry into `places` at the indexed place; gathering (the gradient) copies
+        /// the indexed place of `places` into `rowsOf`'s entry.
+        func pass(places: UnsafeMutablePointer<Float>, rowsOf: UnsafeMutablePointer<Float>, scattering: Bool) {
             guard outer * rows * inner > 0 else { return }
-            if outer >= 2 * Parallel.threads || inner < 64 {
-                Parallel.forRangesInShares(outer, grain: Swift.max(1, elementwiseGrain / Swift.max(1, rows * inner))) { range in
-                    for o in range { body(o, 0..<inner) }
-                }
-            } else {
-                let pieces = Swift.min(Parallel.threads, inner / 16)
-                Parallel.forEachInShares(Swift.max(pieces, 1)) { p in
-                    let columns = (p * inner / pieces)..<((p + 1) * inner / pieces)
-                    for o in 0..<outer { body(o, columns) }
-                }
-            }
-        }
-        let src = source.storage.pointer, dst = out.storage.pointer
-        idx.withUnsafeBufferPointer { ip in
-            let ip = ip.baseAddress!
-            overPlane { o, columns in
-                for r in 0..<rows {
-                    let from = (o * rows + r) * inner
-                    for c in columns {
-                        let i = ip[from + c]
-                        dst[(o * n + (i < 0 ? i + n : i)) * inner + c] += src[from + c]
-                    }
-                }
-            }
-        }
-        let sourceShape = source.shape
-        return out.recorded("scatter_add", [self, source]) { g in
-            // The source's gradient gathers the output's at the same places.
-            let gs = Tensor(uninitializedShape: sourceShape)
-            let gp = g.storage.pointer, gsp = gs.storage.pointer
             idx.withUnsafeBufferPointer { ip in
                 let ip = ip.baseAddress!
-                overPlane { o, columns in
+                func run(_ o: Int, _ columns: Range<Int>) {
                     for r in 0..<rows {
                         let from = (o * rows + r) * inner
                         for c in columns {
                             let i = ip[from + c]
-                            gsp[from + c] = gp[(o * n + (i < 0 ? i + n : i)) * inner + c]
+                            let place = (o * n + (i < 0 ? i + n : i)) * inner + c
+                            if scattering { places[place] += rowsOf[from + c] } else { rowsOf[from + c] = places[place] }
                         }
                     }
                 }
+                if outer >= 2 * Parallel.threads || inner < 64 {
+                    Parallel.forRangesInShares(outer, grain: Swift.max(1, elementwiseGrain / Swift.max(1, rows * inner))) { range in
+                        for o in range { run(o, 0..<inner) }
+                    }
+                } else {
+                    let pieces = Swift.min(Parallel.threads, inner / 16)
+                    Parallel.forEachInShares(Swift.max(pieces, 1)) { p in
+                        for o in 0..<outer { run(o, (p * inner / pieces)..<((p + 1) * inner / pieces)) }
+                    }
+                }
             }
+        }
+        pass(places: out.storage.pointer, rowsOf: source.storage.pointer, scattering: true)
+        let sourceShape = source.shape
+        return out.recorded("scatter_add", [self, source]) { g in
+            // The source's gradient gathers the output's at the same places.
+            let gs = Tensor(uninitializedShape: sourceShape)
+            pass(places: g.storage.pointer, rowsOf: gs.storage.pointer, scattering: false)
             return [g, gs]
         }
     }
