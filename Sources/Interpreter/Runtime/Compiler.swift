@@ -176,7 +176,7 @@ struct Compiler {
             if branches.count == 1, otherwise == nil, branches[0].1.count == 1,
                case .returnValue(let e?, _) = branches[0].1[0], functionDepth > 0 {
                 // `if c { return e }`, the guard clause: one closure, not three.
-                let c = try condition(branches[0].0), ev = try returned(e)
+                let c = try condition(branches[0].0), ev = eval(try operand(e))
                 return { frame in try c(frame) ? .returnValue(try ev(frame)) : .normal }
             }
             if branches.count == 1 {
@@ -251,15 +251,6 @@ struct Compiler {
                 try interp.runTest(name, file: file, at: loc) { _ = try b(frame) }
                 return .normal
             }
-        }
-    }
-
-    /// The value of a `return`: a slot or a constant read in place, anything else compiled.
-    mutating func returned(_ e: Expr) throws -> Eval {
-        switch try operand(e) {
-        case .constant(let v): return { _ in v }
-        case .local(let slot): return { frame in frame.slots[slot] }
-        case .general(let ev): return ev
         }
     }
 
