@@ -18,15 +18,20 @@ let package = Package(
         .systemLibrary(name: "CReadline", path: "Sources/CReadline"),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
         .systemLibrary(name: "CJPEG", path: "Sources/CJPEG"),
+        .systemLibrary(name: "COpenSlide", path: "Sources/COpenSlide", pkgConfig: "openslide"),
+        .systemLibrary(name: "CTIFF", path: "Sources/CTIFF", pkgConfig: "libtiff-4"),
+        .systemLibrary(name: "CHDF5", path: "Sources/CHDF5", pkgConfig: "hdf5"),
 
         // libjpeg reports errors by longjmp: the jump stays inside this small C target.
         .target(name: "CJPEGCodec", dependencies: ["CJPEG"], path: "Sources/CJPEGCodec", linkerSettings: [.linkedLibrary("jpeg")]),
+        // libtiff's variadic setters and HDF5's macro identifiers, wrapped as plain C functions.
+        .target(name: "CSlideIO", dependencies: ["CTIFF", "CHDF5"], path: "Sources/CSlideIO"),
         // No unsafe build flags anywhere, so that Core builds as another package's dependency: release
         // builds are SwiftPM's plain -O with whole-module optimisation and bounds and overflow
         // checks kept; the kernels' floating-point contraction is turned off by a pragma in
         // kernels.h, not by a flag.
         .target(name: "CKernels", path: "Sources/CKernels"),
-        .target(name: "Core", dependencies: ["COpenBLAS", "CPNG", "CJPEG", "CJPEGCodec", "CKernels",
+        .target(name: "Core", dependencies: ["COpenBLAS", "CPNG", "CJPEG", "CJPEGCodec", "CKernels", "COpenSlide", "CSlideIO",
                                             .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .target(name: "Interpreter", dependencies: ["Core"]),
         .executableTarget(name: "SMILScript", dependencies: ["Core", "Interpreter", "CReadline"]),

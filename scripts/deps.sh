@@ -2,7 +2,8 @@
 # Needs root (or sudo) only when something is missing.
 
 smil_require_packages() {
-    local needed=(libopenblas-dev libreadline-dev libpng-dev libjpeg-dev pkg-config)
+    local needed=(libopenblas-dev libreadline-dev libpng-dev libjpeg-dev pkg-config
+                  libopenslide-dev libtiff-dev libhdf5-dev)
     local missing=()
     for p in "${needed[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
