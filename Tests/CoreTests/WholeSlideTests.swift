@@ -148,3 +148,138 @@ final class WholeSlideTests: XCTestCase {
         }
     }
 }
+
+/// The image processing under tissue detection, on hand-made cases and against OpenCV itself.
+final class TissueProcessingTests: XCTestCase {
+    func testSaturationMedianOtsuAndClosingByHand() {
+        // Grey, pure red, a half-saturated pink: OpenCV's S = 255 (max - min) / max in 12-bit fixed
+        // point: 100 * round(255 * 4096 / 200) + 2048 >> 12 = 127 (not 127.5 rounded up).
+        let image = RGBImage(width: 3, height: 1, pixels: [128, 128, 128, 255, 0, 0, 200, 100, 100])
+        XCTAssertEqual(Tissue.saturation(image), [0, 255, 127])
+        // A 3 x 3 median with replicated borders removes a lone speck and keeps a step edge.
+        let speck: [UInt8] = [0, 0, 0, 0, 9, 0, 0, 0, 0]
+        XCTAssertEqual(Tissue.medianBlur(speck, width: 3, height: 3, size: 3), [UInt8](repeating: 0, count: 9))
+        let step: [UInt8] = [0, 0, 5, 5, 0, 0, 5, 5, 0, 0, 5, 5]
+        XCTAssertEqual(Tissue.medianBlur(step, width: 4, height: 3, size: 3), step)
+        // Otsu splits two clusters between them.
+        let t = Tissue.otsuThreshold([10, 10, 12, 11, 200, 201, 199, 200])
+        XCTAssertTrue((12..<199).contains(t), "threshold \(t)")
+        // Closing fills a one-pixel gap and keeps the outside empty (2 x 2 square, anchor 1).
+        let gap: [UInt8] = [255, 0, 255, 255, 0, 255, 255, 0, 255]
+        let closed = Tissue.close(gap, width: 3, height: 3, size: 2)
+        XCTAssertEqual(closed[1], 255)
+        XCTAssertEqual(closed[4], 255)
+    }
+
+    func testContoursHolesAreasAndPointTestsByHand() {
+        // A 5 x 5 block with a 1-pixel hole, and a lone pixel.
+        let w = 8, h = 6
+        var mask = [UInt8](repeating: 0, count: w * h)
+        for y in 0..<5 { for x in 0..<5 { mask[y * w + x] = 1 } }
+        mask[2 * w + 2] = 0
+        mask[5 * w + 7] = 1
+        let c = Tissue.findContours(mask, width: w, height: h)
+        XCTAssertEqual(c.points.count, 3)
+        let outer = c.points.indices.filter { c.parent[$0] < 0 }
+        let holes = c.points.indices.filter { c.parent[$0] >= 0 }
+        XCTAssertEqual(outer.count, 2)
+        XCTAssertEqual(holes.count, 1)
+        let block = outer.first { c.points[$0].count > 1 }!
+        XCTAssertEqual(c.parent[holes[0]], block)
+        // The block's border runs through the pixel centres 0...4: 16 pixels, area 16.
+        XCTAssertEqual(Set(c.points[block]).count, 16)
+        XCTAssertEqual(Tissue.contourArea(c.points[block]), 16)
+        // The hole's border is its four 4-neighbours, a diamond of area 2 (8-connected foreground
+        // needs no corner pixel to go round).
+        XCTAssertEqual(Set(c.points[holes[0]]), [Point(2, 1), Point(1, 2), Point(3, 2), Point(2, 3)])
+        XCTAssertEqual(Tissue.contourArea(c.points[holes[0]]), 2)
+        XCTAssertEqual(c.points[outer.first { c.points[$0].count == 1 }!], [Point(7, 5)])
+        // Inside, on the edge, outside.
+        let square = [Point(0, 0), Point(4, 0), Point(4, 4), Point(0, 4)]
+        XCTAssertEqual(Tissue.pointPolygonTest(square, 2, 2), 1)
+        XCTAssertEqual(Tissue.pointPolygonTest(square, 4, 1), 0)
+        XCTAssertEqual(Tissue.pointPolygonTest(square, 0, 0), 0)
+        XCTAssertEqual(Tissue.pointPolygonTest(square, 5, 2), -1)
+        XCTAssertEqual(Tissue.pointPolygonTest(square, 2, 4.5), -1)
+    }
+
+    /// Saturation, median, Otsu, closing, contours with their hierarchy, areas and point tests
+    /// against cv2 on a real tile and a mask with every kind of shape (holes, an island in a hole,
+    /// diagonal 8-connections, one-pixel lines, shapes on the image's edge).
+    func testMatchesOpenCV() throws {
+        let tilePath = try sharedFile("sample_data/TCGA-A6-5656-01Z-00-DX1.8a8ebf52-8217-4288-8886-7eefa6cdfdca")
+        let name = try FileManager.default.contentsOfDirectory(atPath: tilePath).sorted().first { $0.hasSuffix(".png") }!
+        let tile = try RGBImage(ImageIO.read(tilePath + "/" + name)).resized(width: 160, height: 120)
+        let folder = NSTemporaryDirectory() + "smil-cv-\(getpid())"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try ImageIO.writePNG(tile, to: folder + "/tile.png")
+        let (w, h) = (40, 30)
+        var mask = [UInt8](repeating: 0, count: w * h)
+        func fill(_ x0: Int, _ y0: Int, _ x1: Int, _ y1: Int, _ v: UInt8) { for y in y0..<y1 { for x in x0..<x1 { mask[y * w + x] = v } } }
+        fill(0, 0, 15, 12, 255); fill(3, 3, 12, 9, 0); fill(6, 5, 9, 7, 255)           // a ring with an island, on the corner
+        fill(2, 4, 4, 6, 0)                                                           // a second hole touching the first's ring
+        for i in 0..<8 { mask[(16 + i) * w + 20 + i] = 255; mask[(16 + i) * w + 21 + i] = 255 }  // a diagonal band
+        for i in 0..<6 { mask[(20 + i) * w + 5 + i] = 255 }                           // a one-pixel diagonal line
+        fill(30, 0, 40, 30, 255); fill(33, 10, 36, 14, 0); fill(37, 20, 38, 21, 0)    // edge block, two holes
+        mask[28 * w + 2] = 255                                                        // a lone pixel
+        try ImageIO.writePNG(RGBImage(width: w, height: h, pixels: mask.flatMap { [$0, $0, $0] }), to: folder + "/mask.png")
+        let script = """
+        import sys, json
+        try:
+            import cv2, numpy as np
+        except ImportError as e:
+            print("NO_CV2", e); sys.exit(0)
+        folder = sys.argv[1]
+        rgb = cv2.cvtColor(cv2.imread(folder + "/tile.png"), cv2.COLOR_BGR2RGB)
+        s = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[:, :, 1]
+        med = cv2.medianBlur(s, 7)
+        otsu, _ = cv2.threshold(med, 0, 255, cv2.THRESH_OTSU + cv2.THRESH_BINARY)
+        _, binary = cv2.threshold(med, 8, 255, cv2.THRESH_BINARY)
+        closed = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, np.ones((4, 4), np.uint8))
+        mask = cv2.imread(folder + "/mask.png", cv2.IMREAD_GRAYSCALE)
+        contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+        out = {"s": s.flatten().tolist(), "med": med.flatten().tolist(), "otsu": int(otsu), "closed": closed.flatten().tolist(),
+               "contours": [c.reshape(-1, 2).tolist() for c in contours], "parent": hierarchy[0][:, 3].tolist(),
+               "areas": [cv2.contourArea(c) for c in contours],
+               "tests": [[cv2.pointPolygonTest(c, (float(x), float(y)), False) for x in range(0, 40, 3) for y in range(0, 30, 2)] for c in contours]}
+        print(json.dumps(out))
+        """
+        let (status, output) = try runPeerPython(script, [folder])
+        XCTAssertEqual(status, 0, output)
+        if output.hasPrefix("NO_CV2") { throw XCTSkip("skipped: no cv2 in the peers' Python (pip install opencv-python-headless): \(output)") }
+        let json = try JSONSerialization.jsonObject(with: Data(output.utf8)) as! [String: Any]
+
+        let s = Tissue.saturation(tile)
+        XCTAssertEqual(s, (json["s"] as! [Int]).map(UInt8.init))
+        let med = Tissue.medianBlur(s, width: tile.width, height: tile.height, size: 7)
+        XCTAssertEqual(med, (json["med"] as! [Int]).map(UInt8.init))
+        XCTAssertEqual(Tissue.otsuThreshold(med), json["otsu"] as! Int)
+        let closed = Tissue.close(med.map { $0 > 8 ? 255 : 0 }, width: tile.width, height: tile.height, size: 4)
+        XCTAssertEqual(closed, (json["closed"] as! [Int]).map(UInt8.init))
+
+        let c = Tissue.findContours(mask, width: w, height: h)
+        let cvContours = (json["contours"] as! [[[Int]]]).map { $0.map { Point($0[0], $0[1]) } }
+        let cvParent = json["parent"] as! [Int]
+        XCTAssertEqual(c.points.count, cvContours.count)
+        // Contours are compared as point sets (the start and direction of a border are free), with
+        // whether each is a hole and, for holes, which outer border holds them.
+        func key(_ points: [Point]) -> [Point] { Array(Set(points)).sorted { ($0.y, $0.x) < ($1.y, $1.x) } }
+        let mine = Dictionary(uniqueKeysWithValues: c.points.indices.map { (key(c.points[$0]), $0) })
+        for (j, contour) in cvContours.enumerated() {
+            guard let i = mine[key(contour)] else { XCTFail("OpenCV's contour \(j) \(contour.prefix(4))... is not among ours"); continue }
+            XCTAssertEqual(c.parent[i] < 0, cvParent[j] < 0, "contour \(j): hole or not")
+            if cvParent[j] >= 0 { XCTAssertEqual(c.parent[i], mine[key(cvContours[cvParent[j]])], "contour \(j)'s parent") }
+            XCTAssertEqual(c.points[i].count, contour.count, "contour \(j): border pixels visited")
+            XCTAssertEqual(Tissue.contourArea(c.points[i]), (json["areas"] as! [Double])[j], "contour \(j): area")
+            let tests = (json["tests"] as! [[Double]])[j]
+            var k = 0
+            for x in Swift.stride(from: 0, to: 40, by: 3) {
+                for y in Swift.stride(from: 0, to: 30, by: 2) {
+                    XCTAssertEqual(Double(Tissue.pointPolygonTest(contour, Double(x), Double(y))), tests[k], "contour \(j) at (\(x), \(y))")
+                    k += 1
+                }
+            }
+        }
+    }
+}

@@ -127,18 +127,24 @@ public enum ImageIO {
                 pixels[3 * i + k] = UInt8(max(0, min(255, (v * 255).rounded())))
             }
         }
+        try writePNG(RGBImage(width: w, height: h, pixels: pixels), to: path)
+    }
+
+    /// Writes 8-bit RGB as a PNG, atomically.
+    public static func writePNG(_ rgb: RGBImage, to path: String) throws {
+        let (w, h) = (rgb.width, rgb.height)
         var image = png_image()
         image.version = UInt32(PNG_IMAGE_VERSION)
         image.width = UInt32(w)
         image.height = UInt32(h)
         image.format = UInt32(PNG_FORMAT_RGB)
         var size: Int = 0
-        guard pixels.withUnsafeBytes({ png_image_write_to_memory(&image, nil, &size, 0, $0.baseAddress, Int32(w * 3), nil) }) != 0 else {
+        guard rgb.pixels.withUnsafeBytes({ png_image_write_to_memory(&image, nil, &size, 0, $0.baseAddress, Int32(w * 3), nil) }) != 0 else {
             throw CoreError.file(path: path, "cannot encode PNG: \(pngMessage(&image))")
         }
         var out = [UInt8](repeating: 0, count: size)
         let ok = out.withUnsafeMutableBytes { o in
-            pixels.withUnsafeBytes { png_image_write_to_memory(&image, o.baseAddress, &size, 0, $0.baseAddress, Int32(w * 3), nil) }
+            rgb.pixels.withUnsafeBytes { png_image_write_to_memory(&image, o.baseAddress, &size, 0, $0.baseAddress, Int32(w * 3), nil) }
         }
         guard ok != 0 else { throw CoreError.file(path: path, "cannot encode PNG: \(pngMessage(&image))") }
         try writeAtomically(Data(out.prefix(size)), to: path)

@@ -124,3 +124,33 @@ public enum Tiling {
         return !region.holes.contains { Tissue.pointPolygonTest($0, hx, hy) > 0 }
     }
 }
+
+extension Tiling {
+    /// Reads one tile as the model sees it: `readSize` pixels at the geometry's level, resized to
+    /// `outputSize` when they differ.
+    public static func readTile(_ slide: WholeSlideImage, at p: Point, geometry g: TileGeometry) throws -> RGBImage {
+        let image = try slide.readRGB(x: p.x, y: p.y, level: g.level, width: g.readSize, height: g.readSize)
+        return g.readSize == g.outputSize ? image : image.resized(width: g.outputSize, height: g.outputSize)
+    }
+
+    /// CLAM's blank-tile tests: white when the mean HSV saturation is below `white`, black when
+    /// every channel's mean is below `black`. Each tile is read, so this costs a pass over them.
+    public static func isBlank(_ tile: RGBImage, white: Int?, black: Int?) -> Bool {
+        if let w = white {
+            let s = Tissue.saturation(tile)
+            if Double(s.reduce(0) { $0 + Int($1) }) / Double(max(1, s.count)) < Double(w) { return true }
+        }
+        if let b = black {
+            var sums = [0, 0, 0]
+            for i in 0..<(tile.width * tile.height) { for k in 0..<3 { sums[k] += Int(tile.pixels[3 * i + k]) } }
+            let n = Double(max(1, tile.width * tile.height))
+            if sums.allSatisfy({ Double($0) / n < Double(b) }) { return true }
+        }
+        return false
+    }
+
+    /// The grid position (row, column) of a tile in tile units: its coordinate over the stride.
+    public static func gridPosition(_ p: Point, geometry g: TileGeometry) -> (row: Int, col: Int) {
+        (Int((Double(p.y) / Double(g.stride)).rounded(.down)), Int((Double(p.x) / Double(g.stride)).rounded(.down)))
+    }
+}

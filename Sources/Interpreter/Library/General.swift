@@ -18,6 +18,7 @@ extension Interpreter {
         registerTraining()
         registerSparse()
         registerData()
+        registerSlides()
     }
 
     /// Documentation for a name or value (`help(x)`, `?x`).
