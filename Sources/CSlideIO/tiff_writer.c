@@ -131,3 +131,8 @@ int smil_tiff_write_pyramid(const char *path, const smil_tiff_image *levels, int
     TIFFClose(tif);
     return ok;
 }
+
+void smil_tiff_quiet(void) {
+    TIFFSetErrorHandler(NULL);
+    TIFFSetWarningHandler(NULL);
+}

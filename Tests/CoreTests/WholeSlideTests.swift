@@ -94,9 +94,9 @@ final class WholeSlideTests: XCTestCase {
         XCTAssertEqual(slide.mpp?.y, 0.5)
         XCTAssertEqual(slide.magnification, 20)
         XCTAssertEqual(slide.associatedImageNames, ["thumbnail"])
-        XCTAssertEqual(slide.bestLevel(downsample: 64), 2)
-        XCTAssertEqual(slide.bestLevel(downsample: 5), 1)
-        XCTAssertEqual(slide.bestLevel(downsample: 1), 0)
+        XCTAssertEqual(try slide.bestLevel(downsample: 64), 2)
+        XCTAssertEqual(try slide.bestLevel(downsample: 5), 1)
+        XCTAssertEqual(try slide.bestLevel(downsample: 1), 0)
         XCTAssertEqual(slide.properties["aperio.AppMag"], "20")
         XCTAssertEqual(slide.slideID, "aperio-slide")
         let thumb = try slide.thumbnail(maxWidth: 200, maxHeight: 200)
@@ -280,6 +280,138 @@ final class TissueProcessingTests: XCTestCase {
                     k += 1
                 }
             }
+        }
+    }
+}
+
+/// Slide files that lie, break or are not slides at all: each is an error naming the file, never a
+/// crash or a hang.
+final class HostileSlideTests: XCTestCase {
+    var folder = ""
+
+    override func setUpWithError() throws {
+        folder = NSTemporaryDirectory() + "smil-hostile-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: folder) }
+
+    /// A small, valid generic tiled TIFF (one 512 x 512 level of 256-pixel Deflate tiles) as bytes.
+    func validTIFF(quality: Int = 0) throws -> [UInt8] {
+        var image = RGBImage(width: 512, height: 512, fill: (200, 120, 170))
+        for y in 100..<300 { for x in 50..<400 { image.plot(x, y, (90, 40, 120)) } }
+        let path = folder + "/valid.tiff"
+        try SlideWriter.write(image, to: path, downsamples: [1], tileSize: 256, quality: quality)
+        return [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+
+    /// The IFD entries of the first directory of a little-endian classic TIFF: tag -> (entry offset, type, count, value).
+    func entries(_ b: [UInt8]) -> [Int: (at: Int, type: Int, count: Int, value: Int)] {
+        func u16(_ o: Int) -> Int { Int(b[o]) | Int(b[o + 1]) << 8 }
+        func u32(_ o: Int) -> Int { u16(o) | u16(o + 2) << 16 }
+        let ifd = u32(4)
+        var out: [Int: (Int, Int, Int, Int)] = [:]
+        for i in 0..<u16(ifd) {
+            let e = ifd + 2 + 12 * i
+            out[u16(e)] = (e, u16(e + 2), u32(e + 4), u32(e + 8))
+        }
+        return out
+    }
+
+    func put32(_ b: inout [UInt8], _ o: Int, _ v: Int) { for k in 0..<4 { b[o + k] = UInt8((v >> (8 * k)) & 0xFF) } }
+    func put16(_ b: inout [UInt8], _ o: Int, _ v: Int) { for k in 0..<2 { b[o + k] = UInt8((v >> (8 * k)) & 0xFF) } }
+
+    func write(_ bytes: [UInt8], _ name: String) throws -> String {
+        let path = folder + "/" + name
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    /// Opening, reading a region, a thumbnail and segmenting: each either works or throws a
+    /// CoreError whose message names the file.
+    func assertFailsCleanly(_ path: String, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+        var failed = false
+        do {
+            let slide = try WholeSlideImage(path)
+            for step in 0..<3 {
+                do {
+                    switch step {
+                    case 0: _ = try slide.readRGB(x: 0, y: 0, level: 0, width: 256, height: 256)
+                    case 1: _ = try slide.thumbnail(maxWidth: 64, maxHeight: 64)
+                    default: _ = try Tissue.segment(slide)
+                    }
+                } catch let e as CoreError {
+                    failed = true
+                    XCTAssertTrue("\(e)".contains(path), "\(what): \(e) does not name the file", file: file, line: line)
+                }
+            }
+        } catch let e as CoreError {
+            failed = true
+            XCTAssertTrue("\(e)".contains(path), "\(what): \(e) does not name the file", file: file, line: line)
+        } catch {
+            XCTFail("\(what): not a CoreError: \(error)", file: file, line: line)
+        }
+        XCTAssertTrue(failed, "\(what): no error at all", file: file, line: line)
+    }
+
+    func testNotASlide() throws {
+        let text = try write(Array("this is not a slide\n".utf8), "notes.svs")
+        XCTAssertThrowsError(try WholeSlideImage(text)) { XCTAssertTrue("\($0)".contains("not a slide OpenSlide can read"), "\($0)") }
+        let png = folder + "/tile.png"
+        try ImageIO.writePNG(RGBImage(width: 8, height: 8), to: png)
+        XCTAssertThrowsError(try WholeSlideImage(png)) { XCTAssertTrue("\($0)".contains(png), "\($0)") }
+        XCTAssertThrowsError(try WholeSlideImage(folder + "/missing.svs")) { XCTAssertTrue("\($0)".contains("no such slide file"), "\($0)") }
+        XCTAssertThrowsError(try WholeSlideImage(folder)) { XCTAssertTrue("\($0)".contains("is a folder"), "\($0)") }
+        let empty = try write([], "empty.tiff")
+        XCTAssertThrowsError(try WholeSlideImage(empty))
+        // The right magic and nothing after it.
+        assertFailsCleanly(try write([0x49, 0x49, 0x2A, 0x00, 0x08, 0x00, 0x00, 0x00], "magic-only.tiff"), "magic only")
+    }
+
+    func testTruncated() throws {
+        let b = try validTIFF(quality: 90)
+        for fraction in [0.1, 0.5, 0.9] {
+            let cut = Array(b.prefix(Int(Double(b.count) * fraction)))
+            assertFailsCleanly(try write(cut, "truncated-\(fraction).tiff"), "truncated to \(fraction)")
+        }
+    }
+
+    func testHugeDeclaredDimensions() throws {
+        var b = try validTIFF()
+        let e = entries(b)
+        for tag in [256, 257] {  // ImageWidth, ImageLength
+            put16(&b, e[tag]!.at + 2, 4)
+            put32(&b, e[tag]!.at + 4, 1)
+            put32(&b, e[tag]!.at + 8, 2_000_000_000)
+        }
+        let path = try write(b, "huge.tiff")
+        assertFailsCleanly(path, "2e9 x 2e9 declared")
+        // Whatever opens, a read larger than the limit is refused before any allocation.
+        if let slide = try? WholeSlideImage(path) {
+            XCTAssertThrowsError(try slide.readRGB(x: 0, y: 0, level: 0, width: 1 << 15, height: 1 << 15)) {
+                XCTAssertTrue("\($0)".contains("limit"), "\($0)")
+            }
+        }
+    }
+
+    func testTilesThatLieAboutTheirOffsets() throws {
+        for (name, quality) in [("deflate", 0), ("jpeg", 90)] {
+            let b = try validTIFF(quality: quality)
+            let e = entries(b)
+            let offsets = e[324]!, counts = e[325]!  // TileOffsets, TileByteCounts: four tiles, arrays elsewhere
+            XCTAssertEqual(offsets.count, 4)
+            // Past the end of the file.
+            var past = b
+            for i in 0..<4 { put32(&past, offsets.value + 4 * i, b.count + 1000 * (i + 1)) }
+            assertFailsCleanly(try write(past, "past-end-\(name).tiff"), "\(name) tiles past the end")
+            // Into the file's header: bytes that are not a compressed tile.
+            var header = b
+            for i in 0..<4 { put32(&header, offsets.value + 4 * i, 0) }
+            assertFailsCleanly(try write(header, "header-\(name).tiff"), "\(name) tiles at the header")
+            // Byte counts far beyond the file.
+            var long = b
+            for i in 0..<4 { put32(&long, counts.value + 4 * i, 0x7FFF_FFFF) }
+            assertFailsCleanly(try write(long, "long-\(name).tiff"), "\(name) tile byte counts beyond the file")
         }
     }
 }

@@ -24,6 +24,11 @@ int smil_tiff_write_pyramid(const char *path, const smil_tiff_image *levels, int
                             const char *description, double pixels_per_cm,
                             char *error, int error_size);
 
+/// Silences libtiff's process-wide error and warning handlers, which print to stderr. OpenSlide
+/// reads TIFFs through libtiff and reports failures itself; smil's own writer uses per-file
+/// handlers, which these leave alone.
+void smil_tiff_quiet(void);
+
 /// HDF5 element types the wrappers read and write.
 enum { SMIL_H5_F32 = 0, SMIL_H5_F64 = 1, SMIL_H5_I64 = 2, SMIL_H5_I32 = 3, SMIL_H5_U8 = 4 };
 

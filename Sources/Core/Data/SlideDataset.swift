@@ -3,12 +3,84 @@
 
 import Foundation
 
-/// One slide: its tiles' grid positions and files, and its class.
+/// One slide: its tiles' grid positions and files (or its slide file and tile coordinates), and
+/// its class.
 public struct Slide {
     public let id: String
     public let label: String
     public let classIndex: Int
+    /// Tile files, in the reference layout (empty for a slide file).
     public let tiles: [(row: Int, col: Int, path: String)]
+    /// The scanner file and its tissue tiles, for a dataset of slide files.
+    public let wholeSlide: WholeSlideTiles?
+
+    init(id: String, label: String, classIndex: Int, tiles: [(row: Int, col: Int, path: String)], wholeSlide: WholeSlideTiles? = nil) {
+        self.id = id
+        self.label = label
+        self.classIndex = classIndex
+        self.tiles = tiles
+        self.wholeSlide = wholeSlide
+    }
+
+    /// How many tiles the slide offers.
+    public var tileCount: Int { wholeSlide?.coords.count ?? tiles.count }
+}
+
+/// A slide file's tissue tiles: level-0 coordinates and how to read them. The file is opened on
+/// first use and shared by the loader's workers (OpenSlide reads are thread-safe).
+public final class WholeSlideTiles: @unchecked Sendable {
+    public let path: String
+    public let coords: [Point]
+    public let geometry: TileGeometry
+    let lock = NSLock()
+    var opened: WholeSlideImage?
+
+    public init(path: String, coords: [Point], geometry: TileGeometry, slide: WholeSlideImage? = nil) {
+        self.path = path
+        self.coords = coords
+        self.geometry = geometry
+        opened = slide
+    }
+
+    public func slide() throws -> WholeSlideImage {
+        try lock.withLock {
+            if let s = opened { return s }
+            let s = try WholeSlideImage(path)
+            opened = s
+            return s
+        }
+    }
+
+    /// Tile `i` as `[3, S, S]` and its grid position in tile units.
+    func read(_ i: Int) throws -> (image: Tensor, row: Int, col: Int) {
+        let p = coords[i]
+        let (row, col) = Tiling.gridPosition(p, geometry: geometry)
+        return (try Tiling.readTile(try slide(), at: p, geometry: geometry).tensor, row, col)
+    }
+}
+
+/// How a dataset of slide files finds its tiles: CLAM patch files in `patches` (read when there,
+/// written there when not), or its own tiling cached under the user's cache folder.
+public struct SlideTilingOptions: Sendable {
+    public var patches: String? = nil
+    public var size = 256
+    public var level: Int? = nil
+    public var mpp: Double? = nil
+    public var tissue = TissueParameters()
+    public var test: ContourTest = .fourPoint
+
+    public init() {}
+
+    /// The cache folder for tilings without a patches folder: under XDG_CACHE_HOME (or
+    /// ~/.cache)/smil/patches, one folder per slide folder and tiling.
+    func cacheFolder(root: String) -> String {
+        let env = ProcessInfo.processInfo.environment
+        let base = env["XDG_CACHE_HOME"] ?? ((env["HOME"] ?? NSTemporaryDirectory()) as NSString).appendingPathComponent(".cache")
+        let key = "\((root as NSString).standardizingPath)|\(size)|\(level ?? -1)|\(mpp ?? -1)|\(tissue)|\(test.rawValue)"
+        var hash: UInt64 = 0xcbf29ce484222325
+        for b in key.utf8 { hash = (hash ^ UInt64(b)) &* 0x100000001b3 }
+        return (base as NSString).appendingPathComponent("smil/patches/\(String(hash, radix: 16))")
+    }
 }
 
 /// One sampled slide: tiles `[K, 3, S, S]`, coordinates `[K, 2]` (row, col), class index.
@@ -33,11 +105,18 @@ public final class SlideDataset {
     public var normalization: TileNormalization?
 
     static let imageExtensions: Set<String> = ["png", "jpg", "jpeg", "bmp"]
+    /// File extensions OpenSlide reads, for a folder of slide files.
+    public static let slideExtensions: Set<String> = ["svs", "tif", "tiff", "ndpi", "vms", "vmu", "scn", "mrxs", "svslide", "bif"]
 
     /// Reads the layout. `labels` defaults to `root/labels.csv`; a header line is recognised
     /// (first field `slide_id`, `slide` or `id`, or a `label` second field naming no folder).
+    ///
+    /// A folder of slide files (.svs, .tiff, .ndpi, ...) instead of tile folders is read through
+    /// OpenSlide: each slide's tissue tiles come from its CLAM patch file in `slideTiling.patches`,
+    /// or from segmenting and tiling it (CLAM's recipe, cached), and tiles are read from the file
+    /// as they are sampled. Labels name slides by file name without extension.
     public init(root: String, labels: String? = nil, tilesPerSlide: Int = 5, tileSize: Int? = nil,
-                augmentation: TileAugmentation? = nil) throws {
+                augmentation: TileAugmentation? = nil, slideTiling: SlideTilingOptions = SlideTilingOptions()) throws {
         self.root = root
         self.tilesPerSlide = tilesPerSlide
         self.tileSize = tileSize
@@ -49,31 +128,23 @@ public final class SlideDataset {
             throw CoreError.file(path: root, "no such folder of slides")
         }
         let csvPath = labels ?? (root as NSString).appendingPathComponent("labels.csv")
-        guard let text = try? String(contentsOfFile: csvPath, encoding: .utf8) else {
-            throw CoreError.file(path: csvPath, "cannot read the labels file")
-        }
-        let folders = Set(try fm.contentsOfDirectory(atPath: root).filter {
+        let entries = try fm.contentsOfDirectory(atPath: root)
+        let slideFiles = Dictionary(entries.filter { Self.slideExtensions.contains(($0 as NSString).pathExtension.lowercased()) }
+            .map { (($0 as NSString).deletingPathExtension, (root as NSString).appendingPathComponent($0)) }, uniquingKeysWith: { a, _ in a })
+        let folders = Set(entries.filter {
             var d: ObjCBool = false
-            return fm.fileExists(atPath: (root as NSString).appendingPathComponent($0), isDirectory: &d) && d.boolValue
+            return !$0.hasPrefix(".") && !Self.slideExtensions.contains(($0 as NSString).pathExtension.lowercased()) &&
+                fm.fileExists(atPath: (root as NSString).appendingPathComponent($0), isDirectory: &d) && d.boolValue
         })
-        var labelOf: [String: String] = [:], order: [String] = []
-        for (n, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
-            let fields = line.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-            if fields.allSatisfy({ $0.isEmpty }) { continue }
-            guard fields.count >= 2, !fields[0].isEmpty, !fields[1].isEmpty else {
-                throw CoreError.file(path: csvPath, "line \(n + 1): expected slide_id,label, got \"\(line)\"")
+        let (labelOf, order) = try Self.readLabels(csvPath, known: folders.union(slideFiles.keys))
+        let wholeSlides = !slideFiles.isEmpty && order.allSatisfy { slideFiles[$0] != nil }
+        if !wholeSlides {
+            if let missing = order.first(where: { !folders.contains($0) }) {
+                throw CoreError.file(path: csvPath, "slide \"\(missing)\" has a label but no folder (or slide file) in \(root)")
             }
-            if n == 0 && !folders.contains(fields[0]) &&
-                (["slide_id", "slide", "id", "slide_name"].contains(fields[0].lowercased()) || fields[1].lowercased() == "label") { continue }
-            if labelOf[fields[0]] != nil { throw CoreError.file(path: csvPath, "line \(n + 1): slide \"\(fields[0])\" is listed twice") }
-            labelOf[fields[0]] = fields[1]
-            order.append(fields[0])
-        }
-        if let missing = order.first(where: { !folders.contains($0) }) {
-            throw CoreError.file(path: csvPath, "slide \"\(missing)\" has a label but no folder in \(root)")
-        }
-        if let unlabelled = folders.sorted().first(where: { labelOf[$0] == nil }) {
-            throw CoreError.file(path: (root as NSString).appendingPathComponent(unlabelled), "slide folder has no label in \(csvPath)")
+            if let unlabelled = folders.sorted().first(where: { labelOf[$0] == nil }) {
+                throw CoreError.file(path: (root as NSString).appendingPathComponent(unlabelled), "slide folder has no label in \(csvPath)")
+            }
         }
         classes = Array(Set(labelOf.values)).sorted()
         guard classes.count >= 2 else {
@@ -81,6 +152,12 @@ public final class SlideDataset {
         }
         var slides: [Slide] = []
         for id in order {
+            let classIndex = classes.firstIndex(of: labelOf[id]!)!
+            if wholeSlides {
+                let tiles = try Self.wholeSlideTiles(slideFiles[id]!, options: slideTiling, root: root)
+                slides.append(Slide(id: id, label: labelOf[id]!, classIndex: classIndex, tiles: [], wholeSlide: tiles))
+                continue
+            }
             let folder = (root as NSString).appendingPathComponent(id)
             var tiles: [(Int, Int, String)] = []
             for name in try fm.contentsOfDirectory(atPath: folder).sorted() {
@@ -93,12 +170,81 @@ public final class SlideDataset {
                 tiles.append((r, c, (folder as NSString).appendingPathComponent(name)))
             }
             guard !tiles.isEmpty else { throw CoreError.file(path: folder, "slide folder has no tiles (ROW_COL.png|jpg|jpeg|bmp)") }
-            slides.append(Slide(id: id, label: labelOf[id]!, classIndex: classes.firstIndex(of: labelOf[id]!)!, tiles: tiles.map { ($0.0, $0.1, $0.2) }))
+            slides.append(Slide(id: id, label: labelOf[id]!, classIndex: classIndex, tiles: tiles.map { ($0.0, $0.1, $0.2) }))
         }
         self.slides = slides
     }
 
     public var count: Int { slides.count }
+
+    /// Reads `slide_id,label` lines (a header recognised: first field `slide_id`, `slide` or `id`,
+    /// or a `label` second field naming no slide; CLAM's `case_id,slide_id,label` by its header).
+    static func readLabels(_ csvPath: String, known: Set<String>) throws -> (labels: [String: String], order: [String]) {
+        guard let text = try? String(contentsOfFile: csvPath, encoding: .utf8) else {
+            throw CoreError.file(path: csvPath, "cannot read the labels file")
+        }
+        var labelOf: [String: String] = [:], order: [String] = []
+        var (idColumn, labelColumn) = (0, 1)
+        for (n, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+            let fields = line.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            if fields.allSatisfy({ $0.isEmpty }) { continue }
+            if n == 0 {
+                let lower = fields.map { $0.lowercased() }
+                if let i = lower.firstIndex(of: "slide_id"), let j = lower.firstIndex(of: "label"), !known.contains(fields[0]) {
+                    (idColumn, labelColumn) = (i, j)
+                    continue
+                }
+                if !known.contains(fields[0]) && (["slide_id", "slide", "id", "slide_name"].contains(lower[0]) || (lower.count > 1 && lower[1] == "label")) { continue }
+            }
+            guard fields.count > max(idColumn, labelColumn), !fields[idColumn].isEmpty, !fields[labelColumn].isEmpty else {
+                throw CoreError.file(path: csvPath, "line \(n + 1): expected slide_id,label, got \"\(line)\"")
+            }
+            let (id, label) = (fields[idColumn], fields[labelColumn])
+            if labelOf[id] != nil { throw CoreError.file(path: csvPath, "line \(n + 1): slide \"\(id)\" is listed twice") }
+            labelOf[id] = label
+            order.append(id)
+        }
+        return (labelOf, order)
+    }
+
+    /// A slide file's tissue tiles: from its CLAM patch file when there is one, else tiled here and
+    /// saved as one (in the patches folder, or the cache).
+    static func wholeSlideTiles(_ path: String, options o: SlideTilingOptions, root: String) throws -> WholeSlideTiles {
+        let id = WholeSlideImage.slideID(path)
+        let folder = o.patches ?? o.cacheFolder(root: root)
+        // A cached tiling is named by the file's size and time too, so a replaced slide is tiled again.
+        var name = id
+        if o.patches == nil, let a = try? FileManager.default.attributesOfItem(atPath: path) {
+            name += "-\((a[.size] as? NSNumber)?.int64Value ?? 0)-\(Int(((a[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0) * 1000))"
+        }
+        let h5 = (folder as NSString).appendingPathComponent("\(name).h5")
+        let slide = try WholeSlideImage(path)
+        let coords: [Point], geometry: TileGeometry
+        if FileManager.default.fileExists(atPath: h5) {
+            let file = try PatchFile.read(h5)
+            guard let size = file.patchSize, let level = file.patchLevel else {
+                throw CoreError.file(path: h5, "patch file has no patch_size or patch_level attribute on coords")
+            }
+            var g = try TileGeometry(slide: slide, size: size, level: level)
+            if case .int(let target)? = file.attributes["target_patch_size"] { g.outputSize = target }
+            if case .int(let step)? = file.attributes["step_size"] { g.stride = step * Int(g.downsample.x) }
+            geometry = g
+            coords = (0..<file.coords.shape[0]).map { Point(file.coords.scalars[2 * $0], file.coords.scalars[2 * $0 + 1]) }
+        } else {
+            geometry = try TileGeometry(slide: slide, size: o.size, level: o.level, mpp: o.mpp)
+            let seg = try Tissue.segment(slide, o.tissue)
+            coords = Tiling.coordinates(seg, geometry: geometry, slideSize: slide.dimensions, test: o.test)
+            if !coords.isEmpty {
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                try PatchFile(coords: try IntTensor(coords.flatMap { [$0.x, $0.y] }, shape: [coords.count, 2]),
+                              attributes: PatchFile.attributes(slide: slide, geometry: geometry, savePath: folder)).write(to: h5)
+            }
+        }
+        guard !coords.isEmpty else {
+            throw CoreError.file(path: path, "no tissue tiles found (tile_coords gives none); remove the slide from the labels or change the segmentation parameters")
+        }
+        return WholeSlideTiles(path: path, coords: coords, geometry: geometry, slide: slide)
+    }
 
     /// Samples slide `index` with `rng`: K tiles with replacement, decoded, cropped, augmented.
     public func sample(_ index: Int, rng: inout RandomGenerator) throws -> SlideSample {
@@ -112,8 +258,14 @@ public final class SlideDataset {
         var tiles: [Tensor] = [], coords: [Float] = []
         for _ in 0..<tilesPerSlide {
             try Interrupt.check()
-            let t = slide.tiles[rng.nextInt(0, slide.tiles.count)]
-            var image = try ImageIO.read(t.path)
+            var image: Tensor, t: (row: Int, col: Int, path: String)
+            if let ws = slide.wholeSlide {
+                let tile = try ws.read(rng.nextInt(0, ws.coords.count))
+                (image, t) = (tile.image, (tile.row, tile.col, ws.path))
+            } else {
+                t = slide.tiles[rng.nextInt(0, slide.tiles.count)]
+                image = try ImageIO.read(t.path)
+            }
             if let s = tileSize { image = try crop(image, to: s, random: augmentation != nil, rng: &rng, path: t.path) }
             if let a = augmentation { image = a.apply(image, rng: &rng) }
             if let n = normalization { image = try n.apply(image) }

@@ -80,10 +80,9 @@ public final class TileJob: @unchecked Sendable {
             throw CoreError.invalidArgument(op: "tile", "two slides share the id \"\(dup.key)\": \(dup.value.map(\.1).joined(separator: ", "))")
         }
         let todo = slides.filter { !isDone(WholeSlideImage.slideID($0)) }
-        var results = [TileJobRecord?](repeating: nil, count: todo.count)
+        let results = Results(count: todo.count)
         let next = Counter()
         let group = DispatchGroup()
-        let resultsLock = NSLock()
         for _ in 0..<max(1, min(workers, todo.count)) {
             group.enter()
             Thread.detachNewThread {
@@ -92,7 +91,7 @@ public final class TileJob: @unchecked Sendable {
                     let i = next.take()
                     guard i < todo.count, !Interrupt.isRequested else { return }
                     let record = self.tile(todo[i], progress: progress)
-                    resultsLock.withLock { results[i] = record }
+                    results.set(i, record)
                     self.lock.withLock { self.records[record.slideID] = record }
                     try? self.writeProcessList()
                 }
@@ -101,7 +100,15 @@ public final class TileJob: @unchecked Sendable {
         group.wait()
         try Interrupt.check()
         try writeProcessList()
-        return results.compactMap { $0 }
+        return results.all
+    }
+
+    final class Results: @unchecked Sendable {
+        let lock = NSLock()
+        var items: [TileJobRecord?]
+        init(count: Int) { items = Array(repeating: nil, count: count) }
+        func set(_ i: Int, _ r: TileJobRecord) { lock.withLock { items[i] = r } }
+        var all: [TileJobRecord] { lock.withLock { items.compactMap { $0 } } }
     }
 
     final class Counter: @unchecked Sendable {

@@ -49,7 +49,7 @@ public struct TileGeometry: Equatable, Sendable {
             }
             let factor = target / base.x
             // The finest level whose downsample does not exceed the factor (tiny rounding forgiven).
-            let chosen = slide.bestLevel(downsample: factor * (1 + 1e-6))
+            let chosen = try slide.bestLevel(downsample: factor * (1 + 1e-6))
             let ds = slide.levelDownsamples[chosen]
             let read = max(1, Int((Double(size) * factor / ds).rounded()))
             let readStep = max(1, Int((Double(step) * factor / ds).rounded()))

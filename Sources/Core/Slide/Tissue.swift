@@ -91,7 +91,7 @@ public enum Tissue {
     /// Segments a slide's tissue with CLAM's recipe.
     public static func segment(_ slide: WholeSlideImage, _ parameters: TissueParameters = TissueParameters()) throws -> TissueSegmentation {
         let p = try parameters.validated()
-        let level = p.level ?? slide.bestLevel(downsample: 64)
+        let level = try p.level ?? slide.bestLevel(downsample: 64)
         try slide.checkLevel(level, op: "tissue_mask")
         let (w, h) = slide.levelDimensions[level]
         guard w <= maxSegmentationPixels / h else {

@@ -3,6 +3,7 @@
 
 import Foundation
 import COpenSlide
+import CSlideIO
 
 /// A whole-slide image opened with OpenSlide. Reading is thread-safe: several loader workers may
 /// read regions of one slide at once.
@@ -25,6 +26,7 @@ public final class WholeSlideImage: @unchecked Sendable {
     /// Opens `path`. A file OpenSlide does not recognise, or recognises but cannot read, is an error
     /// naming the file and OpenSlide's reason.
     public init(_ path: String) throws {
+        _ = Self.quietLibTIFF
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw CoreError.file(path: path, "no such slide file")
@@ -77,6 +79,10 @@ public final class WholeSlideImage: @unchecked Sendable {
 
     deinit { openslide_close(handle) }
 
+    /// libtiff prints OpenSlide's read failures to stderr; Core never prints, and the failures come
+    /// back through openslide_get_error.
+    static let quietLibTIFF: Void = smil_tiff_quiet()
+
     /// The OpenSlide library's version.
     public static var libraryVersion: String { String(cString: openslide_get_version()) }
 
@@ -101,8 +107,15 @@ public final class WholeSlideImage: @unchecked Sendable {
     }
 
     /// The level to read for a downsample: the largest level not finer than asked (OpenSlide's rule).
-    public func bestLevel(downsample: Double) -> Int {
-        Int(openslide_get_best_level_for_downsample(handle, downsample))
+    /// A slide that has failed a read (OpenSlide's error state) throws.
+    public func bestLevel(downsample: Double) throws -> Int {
+        guard downsample.isFinite, downsample > 0 else {
+            throw CoreError.invalidArgument(op: "best_level", "\(path): downsample must be positive, got \(downsample)")
+        }
+        let level = Int(openslide_get_best_level_for_downsample(handle, downsample))
+        try checkError("cannot choose a level")
+        guard levelDimensions.indices.contains(level) else { throw CoreError.file(path: path, "OpenSlide gave no level for downsample \(downsample)") }
+        return level
     }
 
     /// Per-axis downsamples `(w0 / w, h0 / h)` of a level, as CLAM computes them, so that scaled
@@ -177,7 +190,7 @@ public final class WholeSlideImage: @unchecked Sendable {
         }
         let (w0, h0) = dimensions
         let downsample = max(Double(w0) / Double(maxWidth), Double(h0) / Double(maxHeight))
-        let level = bestLevel(downsample: downsample)
+        let level = try bestLevel(downsample: downsample)
         let (lw, lh) = levelDimensions[level]
         let image = try readRGB(x: 0, y: 0, level: level, width: lw, height: lh)
         let scale = min(Double(maxWidth) / Double(w0), Double(maxHeight) / Double(h0), 1)

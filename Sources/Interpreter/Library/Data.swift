@@ -98,8 +98,8 @@ extension Interpreter {
 
     func registerData() {
         def("SlideDataset", [("root", nil), ("labels", .nilValue), ("tiles_per_slide", .int(5)), ("tile_size", .nilValue), ("augment", .nilValue),
-                             ("normalize", .nilValue)],
-            doc: "Slides in the reference layout (folders of ROW_COL tiles, a slide_id,label CSV — root/labels.csv by default); K tiles sampled per slide with replacement; augment: true for flips, rotations and H&E colour jitter; normalize: \"imagenet\" (torchvision's mean and std, for pretrained weights) or {\"mean\": [3], \"std\": [3]}, applied to every tile in training and evaluation.") { a, _, _ in
+                             ("normalize", .nilValue), ("patches", .nilValue), ("size", .int(256)), ("level", .nilValue), ("mpp", .nilValue), ("preset", .string("tcga"))],
+            doc: "Slides in the reference layout (folders of ROW_COL tiles, a slide_id,label CSV — root/labels.csv by default), or a folder of slide files (.svs, .tiff, .ndpi, ...; slide_id = file name without extension) whose tissue tiles come from CLAM patch files in patches (written there when missing) or from tiling each slide (size pixels at level or mpp, CLAM's preset; cached); K tiles sampled per slide with replacement, coordinates in tile units; augment: true for flips, rotations and H&E colour jitter; normalize: \"imagenet\" (torchvision's mean and std, for pretrained weights) or {\"mean\": [3], \"std\": [3]}, applied to every tile in training and evaluation.") { a, _, _ in
             let r = ArgumentReader(function: "SlideDataset")
             var aug: TileAugmentation? = nil
             switch a[4] {
@@ -125,9 +125,15 @@ extension Interpreter {
             default: throw r.wrong("augment", "true, false or a dict of options", a[4])
             }
             let normalization = try tileNormalization(a[5], function: "SlideDataset")
+            var tiling = SlideTilingOptions()
+            tiling.patches = a[6].isNil ? nil : try r.string(a[6], "patches")
+            tiling.size = try r.int(a[7], "size")
+            tiling.level = try r.optionalInt(a[8], "level")
+            tiling.mpp = a[9].isNil ? nil : try r.double(a[9], "mpp")
+            tiling.tissue = try TissueParameters.preset(try r.string(a[10], "preset"))
             let ds = try SlideDataset(root: try r.string(a[0], "root"), labels: a[1].isNil ? nil : try r.string(a[1], "labels"),
                                       tilesPerSlide: try r.int(a[2], "tiles_per_slide"), tileSize: try r.optionalInt(a[3], "tile_size"),
-                                      augmentation: aug)
+                                      augmentation: aug, slideTiling: tiling)
             ds.normalization = normalization
             return .object(DatasetObject(ds))
         }

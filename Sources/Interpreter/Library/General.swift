@@ -192,6 +192,24 @@ extension Interpreter {
         def("exists", [("path", nil)], doc: "Whether a file or folder exists at path.") { a, _, _ in
             .bool(FileManager.default.fileExists(atPath: try ArgumentReader(function: "exists").string(a[0], "path")))
         }
+        def("list_dir", [("path", nil)], doc: "The names in a folder, sorted (hidden ones, starting with \".\", left out).") { a, _, _ in
+            let path = try ArgumentReader(function: "list_dir").string(a[0], "path")
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else {
+                throw ScriptError(.runtime, "list_dir(): \(quote(path)) is not a folder")
+            }
+            return .list(ListBox(try FileManager.default.contentsOfDirectory(atPath: path).filter { !$0.hasPrefix(".") }.sorted().map { .string($0) }))
+        }
+        def("temp_dir", [("prefix", .string("smil"))], doc: "A new, empty folder under the system's temporary folder ($TMPDIR or /tmp), removed with its contents when smil exits; its path.") { a, _, _ in
+            let prefix = try ArgumentReader(function: "temp_dir").string(a[0], "prefix")
+            var template = Array((NSTemporaryDirectory() as NSString).appendingPathComponent("\(prefix)-XXXXXX").utf8CString)
+            guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+                throw ScriptError(.runtime, "temp_dir(): cannot create a folder in \(NSTemporaryDirectory()): \(String(cString: strerror(errno)))")
+            }
+            let path = String(cString: template)
+            TemporaryFolders.add(path)
+            return .string(path)
+        }
         def("skip", [("reason", nil)], doc: "Skips the current test, printing the reason (smil test counts it as skipped).") { a, _, _ in
             throw ScriptError(.skip, try ArgumentReader(function: "skip").string(a[0], "reason"))
         }
@@ -312,4 +330,24 @@ func parseCSV(_ text: String) -> [[String]] {
 
 func csvField(_ s: String) -> String {
     s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+}
+
+/// Folders `temp_dir()` made, removed when the process exits normally.
+enum TemporaryFolders {
+    nonisolated(unsafe) static var paths: [String] = []
+    static let lock = NSLock()
+
+    static func add(_ path: String) {
+        lock.withLock {
+            if paths.isEmpty { atexit { TemporaryFolders.removeAll() } }
+            paths.append(path)
+        }
+    }
+
+    static func removeAll() {
+        lock.withLock {
+            for p in paths { try? FileManager.default.removeItem(atPath: p) }
+            paths = []
+        }
+    }
 }

@@ -57,7 +57,7 @@ final class SlideObject: HostObject {
             }
         case "best_level":
             return interp.bound(obj, name, [("downsample", nil)], doc: "The level to read for a downsample (the largest not finer than it).") { a, _, _ in
-                .int(s.bestLevel(downsample: try ArgumentReader(function: "best_level").double(a[1], "downsample")))
+                .int(try s.bestLevel(downsample: try ArgumentReader(function: "best_level").double(a[1], "downsample")))
             }
         case "associated_image":
             return interp.bound(obj, name, [("name", nil)], doc: "An associated image (label, macro, thumbnail) as [3, h, w].") { a, _, _ in
