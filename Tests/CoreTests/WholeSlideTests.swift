@@ -415,3 +415,70 @@ final class HostileSlideTests: XCTestCase {
         }
     }
 }
+
+/// CLAM patch files written, read back through the HDF5 C API, and read by h5py as CLAM reads them.
+final class PatchFileTests: XCTestCase {
+    func testRoundTripThroughTheHDF5API() throws {
+        let path = NSTemporaryDirectory() + "smil-patches-\(getpid()).h5"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let coords = try IntTensor([512, 512, 768, 512, 512, 768, 1 << 40, 3], shape: [4, 2])
+        let attrs: [String: H5Attribute] = ["patch_size": .int(256), "patch_level": .int(0), "downsample": .floats([1, 1]),
+                                            "downsampled_level_dim": .ints([5120, 4096]), "level_dim": .ints([5120, 4096]),
+                                            "name": .string("slide-é"), "save_path": .string("/tmp/x")]
+        try PatchFile(coords: coords, attributes: attrs).write(to: path)
+        do {
+            let file = try HDF5File(path)
+            XCTAssertEqual(try file.datasetNames, ["coords"])
+            let (shape, isFloat) = try file.shape("coords")
+            XCTAssertEqual(shape, [4, 2])
+            XCTAssertFalse(isFloat)
+            XCTAssertEqual(try file.readInts("coords"), coords)
+            XCTAssertEqual(try file.readFloats("coords").shape, [4, 2])
+            XCTAssertEqual(try file.attributes(of: "coords"), attrs)
+        }
+        XCTAssertEqual(try PatchFile.read(path).coords, coords)
+
+        // Appending grows the first dimension (the dataset is chunked with an unlimited first axis).
+        do {
+            let more = try HDF5File(path, mode: .readWrite)
+            try more.append("coords", try IntTensor([7, 8], shape: [1, 2]))
+            try more.write("features", try Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3]))
+            XCTAssertEqual(try more.readInts("coords").shape, [5, 2])
+            XCTAssertEqual(try more.readFloats("features").scalars, [1, 2, 3, 4, 5, 6])
+            XCTAssertThrowsError(try more.readInts("features")) { XCTAssertTrue("\($0)".contains("floating-point"), "\($0)") }
+            XCTAssertThrowsError(try more.readFloats("nothing")) { XCTAssertTrue("\($0)".contains("no dataset nothing"), "\($0)") }
+        }
+
+        // What CLAM's extract_features_fp.py reads, read by h5py.
+        let script = """
+        import sys
+        try:
+            import h5py
+        except ImportError as e:
+            print("NO_H5PY", e); sys.exit(0)
+        f = h5py.File(sys.argv[1], "r")
+        d = f["coords"]
+        print(d.dtype, d.shape, d.maxshape, d[0].tolist(), d[4].tolist(), int(d.attrs["patch_size"]), int(d.attrs["patch_level"]),
+              d.attrs["name"], list(d.attrs["level_dim"]), f["features"].dtype)
+        """
+        let (status, output) = try runPeerPython(script, [path])
+        XCTAssertEqual(status, 0, output)
+        if output.hasPrefix("NO_H5PY") { throw XCTSkip("skipped: no h5py in the peers' Python: \(output)") }
+        XCTAssertEqual(output.trimmingCharacters(in: .whitespacesAndNewlines),
+                       "int64 (5, 2) (None, 2) [512, 512] [7, 8] 256 0 slide-é [np.int64(5120), np.int64(4096)] float32")
+    }
+
+    func testBadFiles() throws {
+        let path = NSTemporaryDirectory() + "smil-not-h5-\(getpid()).h5"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try Data("plain text".utf8).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try PatchFile.read(path)) { XCTAssertTrue("\($0)".contains("\(path): not an HDF5 file"), "\($0)") }
+        XCTAssertThrowsError(try PatchFile.read(path + ".missing")) { XCTAssertTrue("\($0)".contains("no such HDF5 file"), "\($0)") }
+        let empty = try HDF5File(path, mode: .create)
+        try empty.write("features", Tensor.zeros([2, 2]))
+        XCTAssertThrowsError(try PatchFile.read(path)) { XCTAssertTrue("\($0)".contains("no coords dataset"), "\($0)") }
+        XCTAssertThrowsError(try PatchFile(coords: IntTensor([1, 2, 3]), attributes: [:]).write(to: path)) {
+            XCTAssertTrue("\($0)".contains("[N, 2]"), "\($0)")
+        }
+    }
+}
