@@ -62,7 +62,7 @@ func option(_ name: String, _ def: Int) -> Int {
 }
 let iters = option("--iters", 5), warmup = option("--warmup", 1)
 guard let workload = args.first else {
-    print("usage: smil-bench sgemm|conv|w1|w2a|w2b|w3a|w3b|train|load [--iters N] [--warmup N]")
+    print("usage: smil-bench sgemm|conv|w1|w2a|w2b|w3a|w3b|train|load|tile [--iters N] [--warmup N]")
     exit(2)
 }
 RandomGenerator.seed(0)
@@ -332,6 +332,57 @@ do {
         report(name + "_fwdbwd", freshBoth * 1000, "ms")
         report(name + "_fwd_cached", reused * 1000, "ms", extra: "gflops=\(String(format: "%.1f", flops / reused / 1e9))")
         report(name + "_fwdbwd_cached", reusedBoth * 1000, "ms")
+    case "tile":
+        // Slides: tissue detection per slide and tiles per second (read_region + RGB), one worker
+        // and several, on a JPEG Aperio slide written here (from ../shared's sample tiles when
+        // they are there, else from noise); scripts/bench-programs/tile.py reads the same tiles
+        // with openslide-python. The coordinates go to an h5 file beside the slide for it.
+        let folder = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
+        let path = folder + "/smil-bench-slide.svs", coordsPath = folder + "/smil-bench-slide-coords.h5"
+        if !FileManager.default.fileExists(atPath: path) { try writeBenchSlide(path) }
+        let slide = try WholeSlideImage(path)
+        var seg: TissueSegmentation? = nil
+        let segment = try timeMedian(iters: iters, warmup: warmup) { seg = try Tissue.segment(slide) }
+        let g = try TileGeometry(slide: slide, size: 256)
+        let coords = Tiling.coordinates(seg!, geometry: g, slideSize: slide.dimensions)
+        try PatchFile(coords: try IntTensor(coords.flatMap { [$0.x, $0.y] }, shape: [coords.count, 2]),
+                      attributes: PatchFile.attributes(slide: slide, geometry: g, savePath: folder)).write(to: coordsPath)
+        report("tissue_detection", segment * 1000, "ms", extra: "level=\(seg!.level) mask=\(seg!.width)x\(seg!.height)")
+        // A segmentation image of a real slide's size at CLAM's 64x (a 40x scan of 50k x 40k
+        // pixels gives about 780 x 625): this slide's level 2.
+        var fine = TissueParameters()
+        fine.level = 2
+        let segmentFine = try timeMedian(iters: iters, warmup: warmup) { _ = try Tissue.segment(slide, fine) }
+        report("tissue_detection_768x640", segmentFine * 1000, "ms")
+        // Each pass opens the slide afresh, so OpenSlide's tile cache starts empty as in a loader.
+        func pass(workers: Int, tensor: Bool) throws -> Double {
+            let s = try WholeSlideImage(path)
+            let next = ManagedCounter()
+            let group = DispatchGroup()
+            let failure = ManagedError()
+            let t0 = now()
+            for _ in 0..<workers {
+                group.enter()
+                Thread.detachNewThread {
+                    defer { group.leave() }
+                    while case let i = next.take(), i < coords.count {
+                        do {
+                            let rgb = try s.readRGB(x: coords[i].x, y: coords[i].y, level: 0, width: 256, height: 256)
+                            if tensor { _ = rgb.tensor }
+                        } catch { failure.set(error); return }
+                    }
+                }
+            }
+            group.wait()
+            if let e = failure.error { throw e }
+            return Double(coords.count) / (now() - t0)
+        }
+        for (workers, tensor) in [(1, false), (1, true), (2, false), (4, false)] {
+            var rates: [Double] = []
+            for _ in 0..<max(1, iters) { rates.append(try pass(workers: workers, tensor: tensor)) }
+            rates.sort()
+            report("tiles_256_\(tensor ? "tensor" : "rgb")_workers\(workers)", rates[rates.count / 2], "tiles/s", extra: "tiles=\(coords.count)")
+        }
     case "load":
         // Reading torchvision's resnet50 weights (a 98 MB torch.save zip, written here by smil's own
         // writer in the same layout when it is not there yet); bench_peers.py times torch.load of
@@ -350,4 +401,58 @@ do {
 } catch {
     print("error: \(error)")
     exit(1)
+}
+
+final class ManagedCounter: @unchecked Sendable {
+    let lock = NSLock()
+    var value = 0
+    func take() -> Int { lock.withLock { defer { value += 1 }; return value } }
+}
+
+final class ManagedError: @unchecked Sendable {
+    let lock = NSLock()
+    var error: Error?
+    func set(_ e: Error) { lock.withLock { if error == nil { error = e } } }
+}
+
+/// The benchmark slide: 12288 x 10240 pixels (24 x 20 slots of 512), an oval of tissue with two
+/// holes and a few specks, JPEG Q80 in 256-pixel tiles, levels at 1, 4, 16 and 64, 0.5 mpp.
+func writeBenchSlide(_ path: String) throws {
+    var tiles: [RGBImage] = []
+    let shared = ProcessInfo.processInfo.environment["SMIL_SHARED"] ?? "../shared"
+    let root = shared + "/sample_data"
+    if let slides = try? FileManager.default.contentsOfDirectory(atPath: root) {
+        for s in slides.sorted() where !s.hasSuffix(".csv") {
+            for name in ((try? FileManager.default.contentsOfDirectory(atPath: root + "/" + s)) ?? []).sorted() {
+                var image = try RGBImage(ImageIO.read(root + "/" + s + "/" + name))
+                let pink: [Double] = [200, 110, 170]
+                for i in image.pixels.indices { image.pixels[i] = UInt8((0.65 * Double(image.pixels[i]) + 0.35 * pink[i % 3]).rounded()) }
+                if image.width == 512 && image.height == 512 { tiles.append(image) }
+            }
+        }
+    }
+    if tiles.isEmpty {
+        var rng = RandomGenerator(seed: 7)
+        for _ in 0..<8 {
+            var pixels = [UInt8](repeating: 0, count: 512 * 512 * 3)
+            for i in 0..<(512 * 512) {
+                let v = rng.nextUniform()
+                pixels[3 * i] = UInt8(150 + 80 * v); pixels[3 * i + 1] = UInt8(60 + 60 * v); pixels[3 * i + 2] = UInt8(140 + 60 * v)
+            }
+            tiles.append(RGBImage(width: 512, height: 512, pixels: pixels))
+        }
+    }
+    var layout: [String] = []
+    for r in 0..<20 {
+        var line = ""
+        for c in 0..<24 {
+            let dx = (Double(c) - 11.5) / 10.5, dy = (Double(r) - 9.5) / 8.5
+            let inOval = dx * dx + dy * dy <= 1
+            let hole = (r >= 6 && r < 9 && c >= 6 && c < 10) || (r >= 12 && r < 14 && c >= 14 && c < 18)
+            let speck = (r == 0 && c == 0) || (r == 19 && c == 23)
+            line += (inOval && !hole) || speck ? "#" : "."
+        }
+        layout.append(line)
+    }
+    try SlideWriter.write(try SlideWriter.mosaic(tiles, layout: layout), to: path, downsamples: [1, 4, 16, 64], tileSize: 256, quality: 80, mpp: 0.5)
 }

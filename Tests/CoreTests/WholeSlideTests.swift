@@ -171,6 +171,22 @@ final class TissueProcessingTests: XCTestCase {
         XCTAssertEqual(closed[4], 255)
     }
 
+    /// Thresholding the medians by counting values above the threshold gives the same mask as the
+    /// medians themselves, on any data, sizes and thresholds, borders included.
+    func testMedianAboveMatchesMedianThenThreshold() {
+        var rng = RandomGenerator(seed: 3)
+        for (w, h) in [(1, 1), (5, 3), (17, 11), (40, 2)] {
+            let values = (0..<(w * h)).map { _ in UInt8(rng.nextInt(0, 40)) }
+            for k in [1, 3, 7, 11] {
+                let medians = Tissue.medianBlur(values, width: w, height: h, size: k)
+                for t in [0, 8, 20, 39] {
+                    XCTAssertEqual(Tissue.medianAbove(values, width: w, height: h, size: k, threshold: t), medians.map { Int($0) > t ? 255 : 0 },
+                                   "\(w) x \(h), size \(k), threshold \(t)")
+                }
+            }
+        }
+    }
+
     func testContoursHolesAreasAndPointTestsByHand() {
         // A 5 x 5 block with a 1-pixel hole, and a lone pixel.
         let w = 8, h = 6
@@ -255,6 +271,7 @@ final class TissueProcessingTests: XCTestCase {
         let med = Tissue.medianBlur(s, width: tile.width, height: tile.height, size: 7)
         XCTAssertEqual(med, (json["med"] as! [Int]).map(UInt8.init))
         XCTAssertEqual(Tissue.otsuThreshold(med), json["otsu"] as! Int)
+        XCTAssertEqual(Tissue.medianAbove(s, width: tile.width, height: tile.height, size: 7, threshold: 8), med.map { $0 > 8 ? 255 : 0 })
         let closed = Tissue.close(med.map { $0 > 8 ? 255 : 0 }, width: tile.width, height: tile.height, size: 4)
         XCTAssertEqual(closed, (json["closed"] as! [Int]).map(UInt8.init))
 

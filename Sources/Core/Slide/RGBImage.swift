@@ -31,6 +31,7 @@ public struct RGBImage: Equatable, Sendable {
             throw CoreError.shapeMismatch(op: "image", "expected [3, H, W], got \(shapeString(t.shape))")
         }
         let (h, w) = (t.shape[1], t.shape[2])
+        guard h > 0, w > 0 else { throw CoreError.shapeMismatch(op: "image", "an image needs at least one pixel, got \(shapeString(t.shape))") }
         var p = [UInt8](repeating: 0, count: w * h * 3)
         t.withUnsafeBufferPointer { src in
             for i in 0..<(w * h) {
@@ -48,7 +49,7 @@ public struct RGBImage: Equatable, Sendable {
     /// falls back to the same weights, which is nearest-neighbour-like.
     public func resized(width w: Int, height h: Int) -> RGBImage {
         if w == width && h == height { return self }
-        precondition(w > 0 && h > 0)
+        precondition(w > 0 && h > 0 && width > 0 && height > 0, "resized: empty image")
         let xs = Self.weights(from: width, to: w), ys = Self.weights(from: height, to: h)
         var out = [UInt8](repeating: 0, count: w * h * 3)
         var row = [Double](repeating: 0, count: w * 3)

@@ -15,6 +15,7 @@ public enum SlideWriter {
         guard downsamples.first == 1, zip(downsamples, downsamples.dropFirst()).allSatisfy({ $0 < $1 }) else {
             throw CoreError.invalidArgument(op: "write_slide", "downsamples must start at 1 and increase, got \(downsamples)")
         }
+        guard image.width > 0, image.height > 0 else { throw CoreError.invalidArgument(op: "write_slide", "the image is empty") }
         guard tileSize >= 16, tileSize % 16 == 0 else {
             throw CoreError.invalidArgument(op: "write_slide", "tile size must be a multiple of 16, got \(tileSize)")
         }
@@ -72,13 +73,14 @@ extension SlideWriter {
     /// `#` takes the next tile (cycling through `tiles`), any other character leaves the slot white.
     /// All tiles must share one size; the result is `columns x size` by `rows x size`.
     public static func mosaic(_ tiles: [RGBImage], layout: [String]) throws -> RGBImage {
-        guard let first = tiles.first else { throw CoreError.invalidArgument(op: "mosaic", "needs at least one tile") }
+        guard let first = tiles.first, first.width > 0, first.height > 0 else { throw CoreError.invalidArgument(op: "mosaic", "needs at least one non-empty tile") }
         guard tiles.allSatisfy({ $0.width == first.width && $0.height == first.height }) else {
             throw CoreError.invalidArgument(op: "mosaic", "tiles differ in size; resize them alike first")
         }
         let rows = layout.count, columns = layout.map(\.count).max() ?? 0
         guard rows > 0, columns > 0 else { throw CoreError.invalidArgument(op: "mosaic", "layout is empty") }
         let (tw, th) = (first.width, first.height)
+        _ = try Memory.checkAllocation([rows * th, columns * tw, 3], elementSize: 1, op: "mosaic")
         var out = RGBImage(width: columns * tw, height: rows * th)
         var next = 0
         for (r, line) in layout.enumerated() {

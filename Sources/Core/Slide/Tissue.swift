@@ -108,9 +108,14 @@ public enum Tissue {
     static func segment(_ image: RGBImage, _ p: TissueParameters) throws -> (mask: [UInt8], contours: Contours) {
         let (w, h) = (image.width, image.height)
         let s = saturation(image)
-        let blurred = medianBlur(s, width: w, height: h, size: p.medianSize)
-        let t = p.useOtsu ? otsuThreshold(blurred) : p.saturationThreshold
-        var mask = blurred.map { $0 > t ? UInt8(255) : 0 }
+        var mask: [UInt8]
+        if p.useOtsu {
+            let blurred = medianBlur(s, width: w, height: h, size: p.medianSize)
+            let t = otsuThreshold(blurred)
+            mask = blurred.map { $0 > t ? UInt8(255) : 0 }
+        } else {
+            mask = medianAbove(s, width: w, height: h, size: p.medianSize, threshold: p.saturationThreshold)
+        }
         if p.closing > 0 { mask = close(mask, width: w, height: h, size: p.closing) }
         try Interrupt.check()
         return (mask, findContours(mask, width: w, height: h))
@@ -161,34 +166,84 @@ public enum Tissue {
     /// A `size x size` median filter with replicated borders (OpenCV's medianBlur), by Huang's
     /// running histogram: each step along a row removes one column and adds one.
     static func medianBlur(_ src: [UInt8], width w: Int, height h: Int, size k: Int) -> [UInt8] {
-        guard k > 1 else { return src }
+        guard k > 1, w > 0, h > 0 else { return src }
         let r = k / 2, half = k * k / 2
         var out = [UInt8](repeating: 0, count: w * h)
-        src.withUnsafeBufferPointer { s in
-            var hist = [Int](repeating: 0, count: 256)
-            var rows = [Int](repeating: 0, count: k)
-            for y in 0..<h {
-                for j in 0..<k { rows[j] = min(h - 1, max(0, y + j - r)) }
-                for v in 0..<256 { hist[v] = 0 }
-                for dx in -r...r {
-                    let x = min(w - 1, max(0, dx))
-                    for row in rows { hist[Int(s[row * w + x])] += 1 }
-                }
-                var median = 0, below = 0
-                while below + hist[median] <= half { below += hist[median]; median += 1 }
-                out[y * w] = UInt8(median)
-                for x in 1..<max(1, w) {
-                    let gone = min(w - 1, max(0, x - r - 1)), come = min(w - 1, max(0, x + r))
-                    for row in rows {
-                        let a = Int(s[row * w + gone]), b = Int(s[row * w + come])
-                        hist[a] -= 1
-                        if a < median { below -= 1 }
-                        hist[b] += 1
-                        if b < median { below += 1 }
+        let hist = UnsafeMutablePointer<Int32>.allocate(capacity: 256)
+        let rows = UnsafeMutablePointer<Int>.allocate(capacity: k)
+        defer { hist.deallocate(); rows.deallocate() }
+        src.withUnsafeBufferPointer { sp in
+            out.withUnsafeMutableBufferPointer { op in
+                let s = sp.baseAddress!, o = op.baseAddress!
+                for y in 0..<h {
+                    for j in 0..<k { rows[j] = min(h - 1, max(0, y + j - r)) * w }
+                    hist.initialize(repeating: 0, count: 256)
+                    for dx in -r...r {
+                        let x = min(w - 1, max(0, dx))
+                        for j in 0..<k { hist[Int(s[rows[j] + x])] += 1 }
                     }
-                    while below > half { median -= 1; below -= hist[median] }
+                    var median = 0, below: Int32 = 0
                     while below + hist[median] <= half { below += hist[median]; median += 1 }
-                    out[y * w + x] = UInt8(median)
+                    o[y * w] = UInt8(truncatingIfNeeded: median)
+                    var x = 1
+                    while x < w {
+                        let gone = x - r - 1 < 0 ? 0 : x - r - 1, come = x + r >= w ? w - 1 : x + r
+                        for j in 0..<k {
+                            let a = Int(s[rows[j] + gone]), b = Int(s[rows[j] + come])
+                            hist[a] -= 1
+                            hist[b] += 1
+                            below += (b < median ? 1 : 0) - (a < median ? 1 : 0)
+                        }
+                        while below > half { median -= 1; below -= hist[median] }
+                        while below + hist[median] <= half { below += hist[median]; median += 1 }
+                        o[y * w + x] = UInt8(truncatingIfNeeded: median)
+                        x += 1
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// `medianBlur(src) > threshold` as a mask (255 or 0), without the medians: a window's median
+    /// is above the threshold exactly when more than half its values are, so this counts them with
+    /// box sums (replicated borders, separable, constant time per pixel).
+    static func medianAbove(_ src: [UInt8], width w: Int, height h: Int, size k: Int, threshold t: Int) -> [UInt8] {
+        guard w > 0, h > 0 else { return [] }
+        let r = k / 2, half = Int32(k * k / 2)
+        var out = [UInt8](repeating: 0, count: w * h)
+        var rowSums = [Int32](repeating: 0, count: w * h)
+        src.withUnsafeBufferPointer { sp in
+            rowSums.withUnsafeMutableBufferPointer { rp in
+                let s = sp.baseAddress!, rs = rp.baseAddress!
+                for y in 0..<h {
+                    let line = s + y * w, sums = rs + y * w
+                    @inline(__always) func above(_ x: Int) -> Int32 { Int(line[min(w - 1, max(0, x))]) > t ? 1 : 0 }
+                    var acc: Int32 = 0
+                    for dx in -r...r { acc += above(dx) }
+                    sums[0] = acc
+                    for x in 1..<max(1, w) {
+                        acc += above(x + r) - above(x - r - 1)
+                        sums[x] = acc
+                    }
+                }
+            }
+        }
+        rowSums.withUnsafeBufferPointer { rp in
+            out.withUnsafeMutableBufferPointer { op in
+                let rs = rp.baseAddress!, o = op.baseAddress!
+                var column = [Int32](repeating: 0, count: w)
+                column.withUnsafeMutableBufferPointer { cp in
+                    let c = cp.baseAddress!
+                    for dy in -r...r { let line = rs + min(h - 1, max(0, dy)) * w; for x in 0..<w { c[x] += line[x] } }
+                    for y in 0..<h {
+                        if y > 0 {
+                            let come = rs + min(h - 1, y + r) * w, gone = rs + max(0, y - r - 1) * w
+                            for x in 0..<w { c[x] += come[x] - gone[x] }
+                        }
+                        let row = o + y * w
+                        for x in 0..<w { row[x] = c[x] > half ? 255 : 0 }
+                    }
                 }
             }
         }
@@ -219,25 +274,38 @@ public enum Tissue {
     }
 
     /// Morphological closing by a `size x size` square (OpenCV's anchor at `size / 2`): a dilation
-    /// then an erosion, each ignoring pixels outside the image.
+    /// then an erosion, each ignoring pixels outside the image, each as a row pass and a column pass.
     static func close(_ mask: [UInt8], width w: Int, height h: Int, size k: Int) -> [UInt8] {
         let lo = -(k / 2), hi = k - 1 - k / 2
-        func pass(_ src: [UInt8], horizontal: Bool, take: (UInt8, UInt8) -> UInt8, start: UInt8) -> [UInt8] {
-            var out = [UInt8](repeating: 0, count: w * h)
-            for y in 0..<h {
-                for x in 0..<w {
-                    var acc = start
-                    for d in lo...hi {
-                        let (xx, yy) = horizontal ? (x + d, y) : (x, y + d)
-                        if xx >= 0 && xx < w && yy >= 0 && yy < h { acc = take(acc, src[yy * w + xx]) }
+        /// One pass: the max (or min) over `lo...hi` neighbours along each row, or across rows
+        /// (whole rows combined elementwise, in memory order).
+        func pass(_ src: [UInt8], alongRows: Bool, maximum: Bool) -> [UInt8] {
+            var out = [UInt8](repeating: maximum ? 0 : 255, count: w * h)
+            src.withUnsafeBufferPointer { sp in
+                out.withUnsafeMutableBufferPointer { op in
+                    let s = sp.baseAddress!, o = op.baseAddress!
+                    for y in 0..<h {
+                        let row = o + y * w
+                        if alongRows {
+                            let line = s + y * w
+                            for x in 0..<w {
+                                var acc = row[x]
+                                for j in max(0, x + lo)...min(w - 1, x + hi) { acc = maximum ? Swift.max(acc, line[j]) : Swift.min(acc, line[j]) }
+                                row[x] = acc
+                            }
+                        } else {
+                            for yy in max(0, y + lo)...min(h - 1, y + hi) {
+                                let line = s + yy * w
+                                if maximum { for x in 0..<w { row[x] = Swift.max(row[x], line[x]) } } else { for x in 0..<w { row[x] = Swift.min(row[x], line[x]) } }
+                            }
+                        }
                     }
-                    out[y * w + x] = acc
                 }
             }
             return out
         }
-        let dilated = pass(pass(mask, horizontal: true, take: max, start: 0), horizontal: false, take: max, start: 0)
-        return pass(pass(dilated, horizontal: true, take: min, start: 255), horizontal: false, take: min, start: 255)
+        let dilated = pass(pass(mask, alongRows: true, maximum: true), alongRows: false, maximum: true)
+        return pass(pass(dilated, alongRows: true, maximum: false), alongRows: false, maximum: false)
     }
 
     // MARK: - Contours
