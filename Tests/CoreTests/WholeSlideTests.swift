@@ -499,3 +499,67 @@ final class PatchFileTests: XCTestCase {
         }
     }
 }
+
+/// SlideDataset over a folder of slide files: its own tiling cached, CLAM's labels, clear errors.
+final class SlideFileDatasetTests: XCTestCase {
+    func testTilesItselfCachesAndReadsTheCacheBack() throws {
+        let tiles = try WholeSlideTests.tissueTiles()
+        let folder = NSTemporaryDirectory() + "smil-slide-dataset-\(getpid())"
+        try? FileManager.default.removeItem(atPath: folder)
+        try FileManager.default.createDirectory(atPath: folder + "/slides", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let block = [".......", ".#####.", ".#####.", ".#####.", ".#####.", "......."]
+        for (i, name) in ["s-0", "s-1", "s-2"].enumerated() {
+            try SlideWriter.write(try SlideWriter.mosaic(Array(tiles[i...]), layout: block), to: folder + "/slides/\(name).svs",
+                                  downsamples: [1, 4, 16], quality: 80, mpp: 0.5)
+        }
+        // CLAM's three-column labels, one slide left out of them.
+        try "case_id,slide_id,label\nc0,s-0,tumor\nc1,s-1,normal\n".write(toFile: folder + "/labels.csv", atomically: true, encoding: .utf8)
+        setenv("XDG_CACHE_HOME", folder + "/cache", 1)
+        defer { unsetenv("XDG_CACHE_HOME") }
+        let data = try SlideDataset(root: folder + "/slides", labels: folder + "/labels.csv", tilesPerSlide: 4)
+        XCTAssertEqual(data.slides.map(\.id), ["s-0", "s-1"])
+        XCTAssertEqual(data.classes, ["normal", "tumor"])
+        XCTAssertEqual(data.slides.map(\.tileCount), [80, 80])
+        var rng = RandomGenerator(seed: 1)
+        let sample = try data.sample(0, rng: &rng)
+        XCTAssertEqual(sample.tiles.shape, [4, 3, 256, 256])
+        XCTAssertEqual(sample.label, 1)
+        // Coordinates in tile units: 256-pixel tiles of the slots 1-5 across (tiles 2-11) and 1-4 down (2-9).
+        for k in 0..<4 {
+            XCTAssertTrue((2...9).contains(Int(sample.coords[k, 0])) && (2...11).contains(Int(sample.coords[k, 1])), "\(sample.coords)")
+        }
+        // The tile read is the slide's pixels there.
+        let (row, col) = (Int(sample.coords[0, 0]), Int(sample.coords[0, 1]))
+        let direct = try WholeSlideImage(folder + "/slides/s-0.svs").readRegion(x: col * 256, y: row * 256, level: 0, width: 256, height: 256)
+        XCTAssertEqual(try sample.tiles.slice(dim: 0, start: 0, end: 1).reshaped([3, 256, 256]).scalars, direct.scalars)
+
+        // The tiling was cached as patch files; a cached file is what a second dataset reads.
+        let cacheRoot = folder + "/cache/smil/patches"
+        let cacheFolder = cacheRoot + "/" + (try FileManager.default.contentsOfDirectory(atPath: cacheRoot)).first!
+        let cached = try FileManager.default.contentsOfDirectory(atPath: cacheFolder).sorted()
+        XCTAssertEqual(cached.count, 2)
+        XCTAssertTrue(cached[0].hasPrefix("s-0-") && cached[0].hasSuffix(".h5"), "\(cached)")
+        var file = try PatchFile.read(cacheFolder + "/" + cached[0])
+        file.coords = try IntTensor([512, 512, 768, 512], shape: [2, 2])
+        try file.write(to: cacheFolder + "/" + cached[0])
+        let again = try SlideDataset(root: folder + "/slides", labels: folder + "/labels.csv", tilesPerSlide: 4)
+        XCTAssertEqual(again.slides.map(\.tileCount), [2, 80])
+    }
+
+    func testSlideWithoutTissueIsAnErrorNamingIt() throws {
+        let folder = NSTemporaryDirectory() + "smil-slide-blank-\(getpid())"
+        try? FileManager.default.removeItem(atPath: folder)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        for name in ["a", "b"] {
+            try SlideWriter.write(RGBImage(width: 1024, height: 1024), to: folder + "/\(name).tiff", downsamples: [1, 4], quality: 80)
+        }
+        try "a,x\nb,y\n".write(toFile: folder + "/labels.csv", atomically: true, encoding: .utf8)
+        var options = SlideTilingOptions()
+        options.patches = folder + "/patches"
+        XCTAssertThrowsError(try SlideDataset(root: folder, slideTiling: options)) {
+            XCTAssertTrue("\($0)".contains("a.tiff: no tissue tiles found"), "\($0)")
+        }
+    }
+}

@@ -46,6 +46,8 @@ public final class TileJob: @unchecked Sendable {
     public let output: String
     public let options: TileJobOptions
     let lock = NSLock()
+    /// Held across taking the list and renaming it into place, so a later list never loses to an earlier one.
+    let writeLock = NSLock()
     var records: [String: TileJobRecord] = [:]
 
     public var processListPath: String { (output as NSString).appendingPathComponent("process_list.csv") }
@@ -215,6 +217,8 @@ public final class TileJob: @unchecked Sendable {
     }
 
     func writeProcessList() throws {
+        writeLock.lock()
+        defer { writeLock.unlock() }
         let text = lock.withLock {
             ([Self.header] + records.values.sorted { $0.slideID < $1.slideID }.map { r in
                 [r.slideID, r.path, r.status.rawValue, String(r.tiles), String(format: "%.3f", r.seconds), r.message].map(csvQuote).joined(separator: ",")
