@@ -3,12 +3,23 @@
 
 import Foundation
 
-/// A batch: tiles `[B, K, 3, S, S]`, coordinates `[B, K, 2]`, labels `[B]`.
+/// A batch: tiles `[B, K, 3, S, S]` (or feature bags `[B, N, D]`), coordinates `[B, K, 2]`,
+/// labels `[B]`. Feature bags of different sizes are concatenated instead: tiles `[N1 + ... + NB, D]`,
+/// coordinates `[N1 + ... + NB, 2]`, and `lengths` `[N1, ..., NB]` says where each bag ends.
 public struct SlideBatch {
     public let tiles: Tensor
     public let coords: Tensor
     public let labels: IntTensor
     public let slideIDs: [String]
+    public let lengths: [Int]?
+
+    public init(tiles: Tensor, coords: Tensor, labels: IntTensor, slideIDs: [String], lengths: [Int]? = nil) {
+        self.tiles = tiles
+        self.coords = coords
+        self.labels = labels
+        self.slideIDs = slideIDs
+        self.lengths = lengths
+    }
 }
 
 public final class DataLoader {
@@ -69,6 +80,11 @@ public final class DataLoader {
             samples.append(try dataset.sample(order[p], rng: &rng))
         }
         if let bad = samples.first(where: { $0.tiles.shape != samples[0].tiles.shape }) {
+            // Feature bags of different sizes: one concatenated bag with lengths.
+            if samples.allSatisfy({ $0.tiles.rank == 2 && $0.tiles.shape[1] == samples[0].tiles.shape[1] }) {
+                return SlideBatch(tiles: try Tensor.cat(samples.map(\.tiles), dim: 0), coords: try Tensor.cat(samples.map(\.coords), dim: 0),
+                                  labels: IntTensor(samples.map(\.label)), slideIDs: samples.map(\.slideID), lengths: samples.map { $0.tiles.shape[0] })
+            }
             throw CoreError.invalidArgument(op: "DataLoader", "slide \(bad.slideID)'s tiles \(shapeString(bad.tiles.shape)) differ from \(shapeString(samples[0].tiles.shape)) in the same batch; set tile_size")
         }
         return SlideBatch(tiles: try Tensor.stack(samples.map(\.tiles)), coords: try Tensor.stack(samples.map(\.coords)),

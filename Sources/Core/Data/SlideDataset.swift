@@ -13,17 +13,21 @@ public struct Slide {
     public let tiles: [(row: Int, col: Int, path: String)]
     /// The scanner file and its tissue tiles, for a dataset of slide files.
     public let wholeSlide: WholeSlideTiles?
+    /// The feature bag, for a dataset of CLAM feature files.
+    public let bag: FeatureBag?
 
-    init(id: String, label: String, classIndex: Int, tiles: [(row: Int, col: Int, path: String)], wholeSlide: WholeSlideTiles? = nil) {
+    init(id: String, label: String, classIndex: Int, tiles: [(row: Int, col: Int, path: String)], wholeSlide: WholeSlideTiles? = nil,
+         bag: FeatureBag? = nil) {
         self.id = id
         self.label = label
         self.classIndex = classIndex
         self.tiles = tiles
         self.wholeSlide = wholeSlide
+        self.bag = bag
     }
 
     /// How many tiles the slide offers.
-    public var tileCount: Int { wholeSlide?.coords.count ?? tiles.count }
+    public var tileCount: Int { bag?.count ?? wholeSlide?.coords.count ?? tiles.count }
 }
 
 /// A slide file's tissue tiles: level-0 coordinates and how to read them. The file is opened on
@@ -103,6 +107,13 @@ public final class SlideDataset {
     /// Per-channel (mean, std) applied to every tile after augmentation, in training and in
     /// evaluation alike: what a pretrained embedder expects (`TileNormalization.imagenet`).
     public var normalization: TileNormalization?
+    /// Feature bags: at most this many tiles per bag (a fixed seeded subset), or nil.
+    public var maxTiles: Int?
+    /// Feature bags: this many tiles drawn afresh each epoch, or nil for all.
+    public var sampleTiles: Int?
+
+    /// Whether the items are feature bags (`[N, D]` features) rather than images.
+    public var isFeatureBags: Bool { slides.first?.bag != nil }
 
     static let imageExtensions: Set<String> = ["png", "jpg", "jpeg", "bmp"]
     /// File extensions OpenSlide reads, for a folder of slide files.
@@ -255,6 +266,7 @@ public final class SlideDataset {
             throw CoreError.invalidArgument(op: "SlideDataset", "tiles_per_slide must be positive, got \(tilesPerSlide)")
         }
         let slide = slides[index]
+        if let bag = slide.bag { return try bagSample(slide, bag, rng: &rng) }
         var tiles: [Tensor] = [], coords: [Float] = []
         for _ in 0..<tilesPerSlide {
             try Interrupt.check()
@@ -298,6 +310,8 @@ public final class SlideDataset {
         let d = SlideDataset(root: root, classes: classes, slides: indices.map { slides[$0] }, tilesPerSlide: tilesPerSlide,
                              tileSize: tileSize, augmentation: augmentation)
         d.normalization = normalization
+        d.maxTiles = maxTiles
+        d.sampleTiles = sampleTiles
         return d
     }
 

@@ -194,6 +194,18 @@ func replaceAtomically(_ path: String, _ produce: (String) throws -> Void) throw
     if dir >= 0 { _ = fsync(dir); close(dir) }
 }
 
+/// Writing a whole HDF5 file atomically.
+public enum H5Writing {
+    /// Creates a fresh file beside `path`, lets `body` fill it, closes and syncs it, and renames it
+    /// over `path`.
+    public static func replace(_ path: String, _ body: (HDF5File) throws -> Void) throws {
+        try replaceAtomically(path) { tmp in
+            let file = try HDF5File(tmp, mode: .create)
+            try body(file)
+        }
+    }
+}
+
 /// CLAM's patch file: `coords` (int64 `[N, 2]`, level-0 x, y) with the tiling's attributes.
 public struct PatchFile {
     public var coords: IntTensor

@@ -6,7 +6,28 @@ import Foundation
 
 /// A model from tiles `[B, K, 3, H, W]` at coordinates `[B, K, 2]` to logits `[B, classes]`.
 public protocol MILModel: Module {
+    /// Logits `[B, classes]` for tiles `[B, K, 3, H, W]` (or feature bags `[B, K, D]`) at
+    /// coordinates `[B, K, 2]` (row, col in tile units).
     func forward(tiles: Tensor, coords: Tensor) throws -> Tensor
+    /// Logits for bags of different sizes concatenated: features `[N1 + ... + NB, D]` (or tiles),
+    /// coordinates `[N1 + ... + NB, 2]`, `lengths` `[N1, ..., NB]`.
+    func forward(bags: Tensor, coords: Tensor, lengths: [Int]) throws -> Tensor
+}
+
+extension MILModel {
+    /// Logits for a loader's batch, stacked or concatenated.
+    public func forward(_ batch: SlideBatch) throws -> Tensor {
+        if let lengths = batch.lengths { return try forward(bags: batch.tiles, coords: batch.coords, lengths: lengths) }
+        return try forward(tiles: batch.tiles, coords: batch.coords)
+    }
+}
+
+/// Checks concatenated bags against their lengths.
+func checkBags(_ bags: Tensor, _ coords: Tensor, _ lengths: [Int], op: String) throws {
+    let total = lengths.reduce(0, +)
+    guard !lengths.isEmpty, lengths.allSatisfy({ $0 > 0 }), bags.rank >= 2, bags.shape[0] == total, coords.shape == [total, 2] else {
+        throw CoreError.shapeMismatch(op: op, "bags \(shapeString(bags.shape)) and coordinates \(shapeString(coords.shape)) do not fit lengths \(lengths) (expected \(total) rows each, every bag non-empty)")
+    }
 }
 
 extension SparseConvMIL: MILModel {}
@@ -60,12 +81,28 @@ public final class PooledMIL: Module, MILModel {
     }
 
     public func forward(tiles: Tensor, coords: Tensor) throws -> Tensor {
-        guard tiles.rank == 5 else {
-            throw CoreError.shapeMismatch(op: typeName, "expected tiles [B, K, 3, H, W], got \(shapeString(tiles.shape))")
+        guard tiles.rank == 5 || tiles.rank == 3 else {
+            throw CoreError.shapeMismatch(op: typeName, "expected tiles [B, K, 3, H, W] or feature bags [B, K, D], got \(shapeString(tiles.shape))")
         }
         let (b, k) = (tiles.shape[0], tiles.shape[1])
         let e = try tileEmbedder(tiles.reshaped([b * k] + Array(tiles.shape[2...])))
-        let x = try e.reshaped([b, k, -1])
+        return try classifier(pool(try e.reshaped([b, k, -1])))
+    }
+
+    public func forward(bags: Tensor, coords: Tensor, lengths: [Int]) throws -> Tensor {
+        try checkBags(bags, coords, lengths, op: typeName)
+        let e = try tileEmbedder(bags)
+        var pooled: [Tensor] = []
+        var start = 0
+        for n in lengths {
+            pooled.append(try pool(try e.slice(dim: 0, start: start, end: start + n).reshaped([1, n, -1])))
+            start += n
+        }
+        return try classifier(try Tensor.cat(pooled, dim: 0))
+    }
+
+    /// `[B, K, D]` embeddings to `[B, D]`.
+    func pool(_ x: Tensor) throws -> Tensor {
         let bag: Tensor
         switch pooling {
         case .mean: bag = try x.mean(dims: [1])
@@ -80,7 +117,7 @@ public final class PooledMIL: Module, MILModel {
             let a = try attentionW!(h).softmax(dim: 1)          // [B, K, 1]
             bag = try x.mul(a).sum(dims: [1])
         }
-        return try classifier(bag)
+        return bag
     }
 }
 

@@ -52,8 +52,8 @@ public final class SparseConvMIL: Module {
 
     /// Logits for tiles placed at the given integer map positions `[B, K, 2]` (no augmentation).
     public func forward(tiles: Tensor, mapCoordinates: IntTensor) throws -> Tensor {
-        guard tiles.rank == 5 else {
-            throw CoreError.shapeMismatch(op: "SparseConvMIL", "expected tiles [B, K, 3, H, W], got \(shapeString(tiles.shape))")
+        guard tiles.rank == 5 || tiles.rank == 3 else {
+            throw CoreError.shapeMismatch(op: "SparseConvMIL", "expected tiles [B, K, 3, H, W] or feature bags [B, K, D], got \(shapeString(tiles.shape))")
         }
         let (b, k) = (tiles.shape[0], tiles.shape[1])
         guard mapCoordinates.shape == [b, k, 2] else {
@@ -72,6 +72,30 @@ public final class SparseConvMIL: Module {
             sites[3 * i + 2] = s
         } }
         let map = try InputLayer(mode: .mean)(try IntTensor(sites, shape: [b * k, 3]), embeddings)
+        return try classifier(sparseCNN.pooled(map))
+    }
+
+    /// Logits for bags of different sizes concatenated (`lengths` rows each): one sparse map holds
+    /// them all, each bag its own batch index, its positions placed (and augmented) on their own.
+    public func forward(bags: Tensor, coords: Tensor, lengths: [Int]) throws -> Tensor {
+        try checkBags(bags, coords, lengths, op: "SparseConvMIL")
+        let total = bags.shape[0]
+        let embeddings = try tileEmbedder(bags)
+        guard embeddings.rank == 2, embeddings.shape[0] == total else {
+            throw CoreError.shapeMismatch(op: "SparseConvMIL", "the tile embedder must return [N, D], got \(shapeString(embeddings.shape))")
+        }
+        var sites = [Int](repeating: 0, count: total * 3)
+        var start = 0
+        for (b, n) in lengths.enumerated() {
+            let positions = try mapCoordinates(try coords.slice(dim: 0, start: start, end: start + n).reshaped([1, n, 2]))
+            for t in 0..<n {
+                sites[3 * (start + t)] = positions.scalars[2 * t]
+                sites[3 * (start + t) + 1] = positions.scalars[2 * t + 1]
+                sites[3 * (start + t) + 2] = b
+            }
+            start += n
+        }
+        let map = try InputLayer(mode: .mean)(try IntTensor(sites, shape: [total, 3]), embeddings)
         return try classifier(sparseCNN.pooled(map))
     }
 
@@ -138,13 +162,21 @@ public final class SparseConvMIL: Module {
 /// The reference model: a torchvision ResNet embedder (fc removed), submanifold convolutions of
 /// `channels` with ReLUs, per-slide average pooling, and Linear(C, hidden) -> ReLU -> Linear(hidden,
 /// classes).
+///
+/// On feature bags, `features` gives their dimension D: the embedder is then nil (the features go
+/// straight onto the map) or any module on `[N, D]`, such as a `Linear(D, 128)` projection.
 public func sparseConvMIL(classes: Int, embedder: Module? = nil, embedderName: String = "resnet18",
-                          channels: [Int] = [32, 32], filter: Int = 3, downsample: Float = 10, hidden: Int = 32) throws -> SparseConvMIL {
+                          channels: [Int] = [32, 32], filter: Int = 3, downsample: Float = 10, hidden: Int = 32,
+                          features: Int? = nil) throws -> SparseConvMIL {
     let tile: Module
     let dim: Int
-    if let e = embedder {
+    if let d = features {
+        try Require.positive(d, "features", op: "sparseconvmil")
+        tile = embedder ?? Identity()
+        dim = (embedder as? Linear)?.outFeatures ?? ((embedder as? Sequential)?.children.last(where: { $0.module is Linear })?.module as? Linear)?.outFeatures ?? d
+    } else if let e = embedder {
         tile = e
-        dim = (e as? ResNet)?.featureDimension ?? 512
+        dim = (e as? ResNet)?.featureDimension ?? (e as? Linear)?.outFeatures ?? 512
     } else {
         let builders: [String: () throws -> ResNet] = ["resnet18": { try resnet18(embedder: true) }, "resnet34": { try resnet34(embedder: true) },
                                                        "resnet50": { try resnet50(embedder: true) }, "wide_resnet50_2": { try wideResnet50_2(embedder: true) }]

@@ -79,19 +79,28 @@ public final class ResNet: Module {
     let avgpool: AdaptiveAvgPool2d
     public let fc: Module
 
-    public init(block: Block, layers counts: [Int], numClasses: Int = 1000, widthPerGroup: Int = 64, embedder: Bool = false) throws {
+    /// `truncate` (1-4, with `embedder`) keeps `layer1` ... `layer<truncate>` and pools after it, as
+    /// CLAM's `resnet50_trunc` keeps ResNet-50 up to `layer3` for 1024-D features.
+    public init(block: Block, layers counts: [Int], numClasses: Int = 1000, widthPerGroup: Int = 64, embedder: Bool = false,
+                truncate: Int? = nil) throws {
         try Require.positive(numClasses, "num_classes", op: "ResNet")
         guard counts.count == 4, counts.allSatisfy({ (1...64).contains($0) }) else {
             throw CoreError.invalidArgument(op: "ResNet", "layers must be four block counts from 1 to 64, got \(counts)")
         }
         try Require.positive(widthPerGroup, "width_per_group", op: "ResNet")
+        if let t = truncate {
+            guard (1...4).contains(t), embedder else {
+                throw CoreError.invalidArgument(op: "ResNet", "truncate must name layer1-layer4 of an embedder (embedder: true), got \(t)")
+            }
+        }
+        let kept = truncate ?? 4
         let expansion = block == .basic ? BasicBlock.expansion : Bottleneck.expansion
         var inplanes = 64
         conv1 = try Conv2d(3, 64, kernelSize: 7, stride: 2, padding: 3, bias: false)
         bn1 = try BatchNorm2d(64)
         maxpool = try MaxPool2d(3, stride: 2, padding: 1)
         var built: [Sequential] = []
-        for (i, (planes, count)) in zip([64, 128, 256, 512], counts).enumerated() {
+        for (i, (planes, count)) in zip([64, 128, 256, 512], counts).prefix(kept).enumerated() {
             let stride = i == 0 ? 1 : 2
             var downsample: Sequential? = nil
             if stride != 1 || inplanes != planes * expansion {
@@ -111,7 +120,7 @@ public final class ResNet: Module {
         }
         layers = built
         avgpool = try AdaptiveAvgPool2d(1)
-        featureDimension = 512 * expansion
+        featureDimension = [64, 128, 256, 512][kept - 1] * expansion
         fc = embedder ? Identity() : try Linear(512 * expansion, numClasses)
         super.init()
         registerChild("conv1", conv1)
@@ -149,9 +158,9 @@ public func resnet18(numClasses: Int = 1000, embedder: Bool = false) throws -> R
 public func resnet34(numClasses: Int = 1000, embedder: Bool = false) throws -> ResNet {
     try ResNet(block: .basic, layers: [3, 4, 6, 3], numClasses: numClasses, embedder: embedder)
 }
-/// torchvision's `resnet50`.
-public func resnet50(numClasses: Int = 1000, embedder: Bool = false) throws -> ResNet {
-    try ResNet(block: .bottleneck, layers: [3, 4, 6, 3], numClasses: numClasses, embedder: embedder)
+/// torchvision's `resnet50`; `truncate: 3` with `embedder` is CLAM's `resnet50_trunc` (1024-D).
+public func resnet50(numClasses: Int = 1000, embedder: Bool = false, truncate: Int? = nil) throws -> ResNet {
+    try ResNet(block: .bottleneck, layers: [3, 4, 6, 3], numClasses: numClasses, embedder: embedder, truncate: truncate)
 }
 /// torchvision's `wide_resnet50_2` (bottleneck width doubled).
 public func wideResnet50_2(numClasses: Int = 1000, embedder: Bool = false) throws -> ResNet {

@@ -43,7 +43,7 @@ public enum Trainer {
         var predictions: [(String, Int, [Double])] = []
         while let batch = try it.nextBatch() {
             optimizer.zeroGrad()
-            let logits = try model.forward(tiles: batch.tiles, coords: batch.coords)
+            let logits = try model.forward(batch)
             let loss = try Loss.crossEntropy(logits, batch.labels, weight: classWeights)
             try loss.backward()
             try optimizer.step()
@@ -67,7 +67,7 @@ public enum Trainer {
             var total = 0.0, n = 0
             var predictions: [(String, Int, [Double])] = []
             while let batch = try it.nextBatch() {
-                let logits = try model.forward(tiles: batch.tiles, coords: batch.coords)
+                let logits = try model.forward(batch)
                 total += Double(try Loss.crossEntropy(logits, batch.labels).item()) * Double(batch.labels.count)
                 n += batch.labels.count
                 predictions += try probabilities(logits, batch)
@@ -176,7 +176,9 @@ public enum Checkpoint {
     public static func fingerprint(_ ds: SlideDataset) -> String {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for s in ds.slides {
-            for byte in (s.id + "," + s.label + ":" + s.tiles.map { "\($0.row)_\($0.col)" }.joined(separator: ";")).utf8 {
+            let contents = s.tiles.map { "\($0.row)_\($0.col)" }.joined(separator: ";") + (s.bag.map { "bag:\($0.count)x\($0.dimension)" } ?? "")
+                + (s.wholeSlide.map { "slide:\($0.coords.count)" } ?? "")
+            for byte in (s.id + "," + s.label + ":" + contents).utf8 {
                 h = (h ^ UInt64(byte)) &* 0x100_0000_01b3
             }
         }

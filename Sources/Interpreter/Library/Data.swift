@@ -8,11 +8,15 @@ import Core
 final class DatasetObject: HostObject, IndexableObject, LengthObject {
     let dataset: SlideDataset
     init(_ d: SlideDataset) { dataset = d }
-    override var typeName: String { "SlideDataset" }
+    override var typeName: String { dataset.isFeatureBags ? "FeatureDataset" : "SlideDataset" }
     var length: Int { dataset.count }
-    override var memberNames: [String] { ["classes", "slides", "tiles_per_slide", "class_counts"] }
+    override var memberNames: [String] { ["classes", "slides", "tiles_per_slide", "class_counts", "tile_counts"] }
     override var description: String {
-        "SlideDataset(\(dataset.count) slides, classes: \(dataset.classes), tiles_per_slide: \(dataset.tilesPerSlide))"
+        if dataset.isFeatureBags {
+            let counts = dataset.slides.map(\.tileCount)
+            return "FeatureDataset(\(dataset.count) bags of \(counts.min() ?? 0)-\(counts.max() ?? 0) tiles x \(dataset.slides.first?.bag?.dimension ?? 0), classes: \(dataset.classes))"
+        }
+        return "SlideDataset(\(dataset.count) slides, classes: \(dataset.classes), tiles_per_slide: \(dataset.tilesPerSlide))"
     }
     override func member(_ name: String, _ interp: Interpreter) throws -> Value? {
         switch name {
@@ -20,6 +24,7 @@ final class DatasetObject: HostObject, IndexableObject, LengthObject {
         case "slides": return .list(ListBox(dataset.slides.map { .string($0.id) }))
         case "tiles_per_slide": return .int(dataset.tilesPerSlide)
         case "class_counts": return .ints(dataset.classCounts)
+        case "tile_counts": return .ints(dataset.slides.map(\.tileCount))
         default: return nil
         }
     }
@@ -56,6 +61,7 @@ final class LoaderObject: HostObject, IterableObject, LengthObject {
             index += 1
             interp.progress?(index, total, false)
             return .object(Record("Batch", [("tiles", .from(b.tiles)), ("coords", .from(b.coords)), ("labels", .from(b.labels)),
+                                            ("lengths", b.lengths.map { .ints($0) } ?? .nilValue),
                                             ("slide_ids", .list(ListBox(b.slideIDs.map { .string($0) })))]))
         }
     }
@@ -135,6 +141,14 @@ extension Interpreter {
                                       tilesPerSlide: try r.int(a[2], "tiles_per_slide"), tileSize: try r.optionalInt(a[3], "tile_size"),
                                       augmentation: aug, slideTiling: tiling)
             ds.normalization = normalization
+            return .object(DatasetObject(ds))
+        }
+        def("FeatureDataset", [("dir", nil), ("labels", .nilValue), ("max_tiles", .nilValue), ("sample", .nilValue), ("patches", .nilValue)],
+            doc: "Feature bags in CLAM's layout: dir holds h5_files/SLIDE.h5 (features [N, D], coords [N, 2] level-0 x, y), or SLIDE.h5 files, or pt_files/SLIDE.pt with coords from patches/SLIDE.h5 (patches: another folder of CLAM patch files); labels: a slide_id,label CSV (CLAM's case_id,slide_id,label too; dir/labels.csv by default). Items are (features [N, D], coords [N, 2] in tile units, label); max_tiles caps each bag to a fixed seeded subset, sample draws that many tiles afresh each epoch. A DataLoader batches bags of different sizes by concatenating them (batch.lengths).") { a, _, _ in
+            let r = ArgumentReader(function: "FeatureDataset")
+            let ds = try SlideDataset.features(root: try r.string(a[0], "dir"), labels: a[1].isNil ? nil : try r.string(a[1], "labels"),
+                                               maxTiles: try r.optionalInt(a[2], "max_tiles"), sample: try r.optionalInt(a[3], "sample"),
+                                               patches: a[4].isNil ? nil : try r.string(a[4], "patches"))
             return .object(DatasetObject(ds))
         }
         def("DataLoader", [("dataset", nil), ("batch", .int(2)), ("shuffle", .bool(true)), ("balanced", .bool(false)), ("workers", .int(2))],
@@ -236,7 +250,7 @@ extension Interpreter {
             case .string("d4"): rotation = .d4
             default: throw r.wrong("rotate", "true, false or \"d4\"", a[4])
             }
-            return .object(ModuleObject(try SparseConvMIL(embedder: try interp.module(a[0], "embedder", "SparseConvMIL"), sparseCNN: cnn,
+            return .object(ModuleObject(try SparseConvMIL(embedder: a[0].isNil ? Identity() : try interp.module(a[0], "embedder", "SparseConvMIL"), sparseCNN: cnn,
                                                           classifier: try interp.module(a[2], "classifier", "SparseConvMIL"),
                                                           downsample: try r.float(a[3], "downsample"), rotation: rotation,
                                                           flip: try r.bool(a[5], "flip"), resize: try r.bool(a[6], "resize"))))
@@ -249,7 +263,7 @@ extension Interpreter {
             def(name, [("embedder", nil), ("classifier", nil)] + extra + [("dim", .nilValue)],
                 doc: "Order-blind MIL baseline: \(what) pooling of each slide's tile embeddings, same embedder and classifier slots as SparseConvMIL.") { a, _, interp in
                 let r = ArgumentReader(function: name)
-                let embedder = try interp.module(a[0], "embedder", name), classifier = try interp.module(a[1], "classifier", name)
+                let embedder = a[0].isNil ? Identity() : try interp.module(a[0], "embedder", name), classifier = try interp.module(a[1], "classifier", name)
                 let dimValue = a[a.count - 1]
                 let dim = try r.optionalInt(dimValue, "dim") ?? (embedder as? ResNet)?.featureDimension
                     ?? (classifier.children.first?.module as? Linear)?.inFeatures ?? (classifier as? Linear)?.inFeatures

@@ -117,8 +117,14 @@ final class ModuleObject: HostObject, IndexableObject, IterableObject, LengthObj
         }
         let r = ArgumentReader(function: module.typeName)
         if case .mil(let mil) = kind {
-            guard args.positional.count == 2 else { throw ScriptError(.runtime, "\(module.typeName)(tiles, coords) takes 2 arguments") }
-            return .from(try mil.forward(tiles: try r.tensor(args.positional[0], "tiles"), coords: try r.tensor(args.positional[1], "coords")))
+            guard args.positional.count == 2 || args.positional.count == 3 else {
+                throw ScriptError(.runtime, "\(module.typeName)(tiles, coords) takes 2 arguments (3 for concatenated bags: features, coords, lengths)")
+            }
+            let tiles = try r.tensor(args.positional[0], "tiles"), coords = try r.tensor(args.positional[1], "coords")
+            if args.positional.count == 3, !args.positional[2].isNil {
+                return .from(try mil.forward(bags: tiles, coords: coords, lengths: try r.shape(args.positional[2], "lengths")))
+            }
+            return .from(try mil.forward(tiles: tiles, coords: coords))
         }
         if case .input(let input) = kind {
             guard args.positional.count == 2 else { throw ScriptError(.runtime, "InputLayer(coords, features, spatial_size: nil) takes 2 positional arguments") }
@@ -211,17 +217,26 @@ extension Interpreter {
                 return m.module
             })
         }
-        let builders: [(String, (Int, Bool) throws -> ResNet)] = [("resnet18", { try resnet18(numClasses: $0, embedder: $1) }), ("resnet34", { try resnet34(numClasses: $0, embedder: $1) }),
-                                                           ("resnet50", { try resnet50(numClasses: $0, embedder: $1) }), ("wide_resnet50_2", { try wideResnet50_2(numClasses: $0, embedder: $1) })]
-        for (name, make) in builders {
-            defModule(name, [("classes", .int(1000)), ("embedder", .bool(false)), ("weights", .nilValue)],
-                      doc: "torchvision's \(name): architecture, initialisation and state_dict names; embedder: true replaces fc by Identity; weights: a torchvision .pth (or safetensors) file loaded into it (an embedder leaves out fc.*; every other key must match).") { a, r in
+        let builders: [(String, ResNet.Block, [Int], Int)] = [("resnet18", .basic, [2, 2, 2, 2], 64), ("resnet34", .basic, [3, 4, 6, 3], 64),
+                                                              ("resnet50", .bottleneck, [3, 4, 6, 3], 64), ("wide_resnet50_2", .bottleneck, [3, 4, 6, 3], 128)]
+        for (name, block, counts, width) in builders {
+            defModule(name, [("classes", .int(1000)), ("embedder", .bool(false)), ("weights", .nilValue), ("truncate", .nilValue)],
+                      doc: "torchvision's \(name): architecture, initialisation and state_dict names; embedder: true replaces fc by Identity; truncate: \"layer3\" (with embedder) keeps layer1-layer3 and pools after it (resnet50(embedder: true, truncate: \"layer3\") is CLAM's 1024-D resnet50_trunc); weights: a torchvision .pth (or safetensors) file loaded into it (an embedder leaves out fc.*, a truncated one the layers it has not; every other key must match).") { a, r in
                 let embedder = try r.bool(a[1], "embedder")
-                let model = try make(try r.int(a[0], "classes"), embedder)
+                var truncate: Int? = nil
+                if !a[3].isNil {
+                    let t = try r.string(a[3], "truncate")
+                    guard let n = ["layer1": 1, "layer2": 2, "layer3": 3, "layer4": 4][t] else {
+                        throw ScriptError(.runtime, "\(name)(): truncate must be \"layer1\" ... \"layer4\", got \(quote(t))")
+                    }
+                    truncate = n
+                }
+                let model = try ResNet(block: block, layers: counts, numClasses: try r.int(a[0], "classes"), widthPerGroup: width, embedder: embedder, truncate: truncate)
                 if !a[2].isNil {
                     let path = try r.string(a[2], "weights")
                     var weights = try tensorsInFile(path)
                     if embedder { weights = weights.filter { !$0.key.hasPrefix("fc.") } }
+                    if let t = truncate { weights = weights.filter { key, _ in !((t + 1)..<5).contains { key.hasPrefix("layer\($0).") } } }
                     do { try model.loadStateDict(weights, strict: true) } catch {
                         throw ScriptError(.runtime, "\(name)(weights: \(quote(path))): \(error)")
                     }
@@ -315,13 +330,19 @@ extension Interpreter {
             })
         }
         defModule("sparseconvmil", [("classes", nil), ("embedder", .string("resnet18")), ("channels", .list(ListBox([.int(32), .int(32)]))),
-                                    ("filter", .int(3)), ("downsample", .int(10)), ("hidden", .int(32))],
-                  doc: "The reference SparseConvMIL: ResNet embedder, submanifold convolutions with ReLUs, per-slide mean pooling, MLP classifier.") { a, r in
+                                    ("filter", .int(3)), ("downsample", .int(10)), ("hidden", .int(32)), ("features", .nilValue)],
+                  doc: "The reference SparseConvMIL: ResNet embedder, submanifold convolutions with ReLUs, per-slide mean pooling, MLP classifier. On feature bags give features: D (their dimension) and embedder: nil (features straight onto the map) or a module on [N, D] such as Linear(D, 128); downsample: 1 puts each tile on its own site.") { a, r in
             var embedder: Module? = nil, name = "resnet18"
-            if case .object(let m as ModuleObject) = a[1] { embedder = m.module } else { name = try r.string(a[1], "embedder") }
+            let features = try r.optionalInt(a[6], "features")
+            switch a[1] {
+            case .object(let m as ModuleObject): embedder = m.module
+            case .nilValue where features != nil: break
+            case .nilValue: throw ScriptError(.runtime, "sparseconvmil(): embedder: nil needs features: D, the feature bags' dimension")
+            default: name = try r.string(a[1], "embedder")
+            }
             return try sparseConvMIL(classes: try r.int(a[0], "classes"), embedder: embedder, embedderName: name,
                                      channels: try r.list(a[2], "channels").map { try r.int($0, "channels") }, filter: try r.int(a[3], "filter"),
-                                     downsample: try r.float(a[4], "downsample"), hidden: try r.int(a[5], "hidden"))
+                                     downsample: try r.float(a[4], "downsample"), hidden: try r.int(a[5], "hidden"), features: features)
         }
     }
 }

@@ -184,6 +184,81 @@ extension Interpreter {
             let p = try PatchFile.read(try ArgumentReader(function: "read_patches_h5").string(a[0], "path"))
             return .object(Record("Patches", [("coords", .from(p.coords)), ("attrs", interp.attributesValue(p.attributes))]))
         }
+        def("write_h5", [("path", nil), ("datasets", nil), ("attrs", .nilValue)],
+            doc: "Writes an HDF5 file as h5py would: datasets is a dict of name -> tensor (float32 or int64; first dimension resizable), attrs a dict of dataset name (or \"/\" for the file) -> dict of attributes (numbers, strings, lists of numbers); atomically.") { a, _, interp in
+            let r = ArgumentReader(function: "write_h5")
+            let path = try r.string(a[0], "path")
+            guard case .dict(let sets) = a[1] else { throw r.wrong("datasets", "a dict of name -> tensor", a[1]) }
+            var attrs: [(String, [String: H5Attribute])] = []
+            if case .dict(let d) = a[2] {
+                for (k, v) in zip(d.keys, d.values) { attrs.append((render(k, quoted: false), try interp.attributes(v, "write_h5"))) }
+            } else if !a[2].isNil { throw r.wrong("attrs", "a dict of dataset name -> dict of attributes", a[2]) }
+            try H5Writing.replace(path) { file in
+                for (k, v) in zip(sets.keys, sets.values) {
+                    let name = render(k, quoted: false)
+                    switch v {
+                    case .tensor(let t): try file.write(name, t.value)
+                    case .intTensor(let t): try file.write(name, t.value)
+                    default: throw r.wrong("datasets[\(quote(name))]", "a tensor", v)
+                    }
+                }
+                for (object, values) in attrs {
+                    for (k, v) in values.sorted(by: { $0.key < $1.key }) { try file.setAttribute(k, v, on: object) }
+                }
+            }
+            return .nilValue
+        }
+        def("read_h5", [("path", nil)], doc: "The datasets at an HDF5 file's root as a dict of name -> tensor (integers as int64, the rest float32).") { a, _, _ in
+            let file = try HDF5File(try ArgumentReader(function: "read_h5").string(a[0], "path"))
+            let d = DictBox()
+            for name in try file.datasetNames {
+                d.set(.string(name), try file.shape(name).isFloat ? .from(try file.readFloats(name)) : .from(try file.readInts(name)))
+            }
+            return .dict(d)
+        }
+        def("h5_attrs", [("path", nil), ("name", .string("/"))], doc: "The attributes of a dataset (or of the file, name \"/\") of an HDF5 file, as a dict.") { a, _, interp in
+            let r = ArgumentReader(function: "h5_attrs")
+            return interp.attributesValue(try HDF5File(try r.string(a[0], "path")).attributes(of: try r.string(a[1], "name")))
+        }
+        def("extract_features", [("source", nil), ("encoder", .string("resnet50_trunc")), ("weights", .nilValue), ("out", .nilValue), ("patches", .nilValue),
+                                 ("batch", .int(64)), ("workers", .int(2)), ("normalize", .string("imagenet")), ("size", .int(256))],
+            doc: "Embeds every tile of a source — a folder of ROW_COL tiles, or a slide (path or open_slide) whose tiles come from patches/SLIDE.h5 or from tiling it (size pixels, level 0) — with a frozen encoder: a name (resnet18, resnet34, resnet50, resnet50_trunc: CLAM's 1024-D, wide_resnet50_2; weights: a torchvision .pth or safetensors) or any module on [N, 3, H, W]; normalize: \"imagenet\", nil or {mean, std}; batches decoded by workers threads ahead of the encoder. Returns {features [N, D], coords [N, 2] level-0 x, y, attrs}; with out, also writes CLAM's out/h5_files/ID.h5 and out/pt_files/ID.pt.") { a, _, interp in
+            let r = ArgumentReader(function: "extract_features")
+            let source: ExtractionSource
+            switch a[0] {
+            case .object(let o as SlideObject): source = .slide(o.slide.path)
+            default:
+                let path = try r.string(a[0], "source")
+                var isDir: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw ScriptError(.runtime, "extract_features(): no such slide or tile folder: \(quote(path))") }
+                source = isDir.boolValue ? .tileFolder(path) : .slide(path)
+            }
+            let encoder: Module
+            if case .object(let m as ModuleObject) = a[1] { encoder = m.module } else {
+                encoder = try FeatureExtraction.encoder(try r.string(a[1], "encoder"), weights: a[2].isNil ? nil : try r.string(a[2], "weights"))
+            }
+            let tiles = try FeatureExtraction.tiles(source, patches: a[4].isNil ? nil : try r.string(a[4], "patches"), size: try r.int(a[8], "size"))
+            let normalization = a[7].isNil ? nil : try tileNormalization(a[7], function: "extract_features")
+            let total = tiles.coords.count
+            let features = try FeatureExtraction.extract(tiles, encoder: encoder, normalization: normalization, batchSize: try r.int(a[5], "batch"),
+                                                         workers: try r.int(a[6], "workers")) { done, n in interp.progress?(done, n, false) }
+            interp.progress?(total, total, true)
+            if !a[3].isNil {
+                try FeatureExtraction.write(features: features, coords: tiles.coords, attributes: tiles.attributes, to: try r.string(a[3], "out"), id: source.id)
+            }
+            return .object(Record("Features", [("features", .from(features)), ("coords", .from(try IntTensor(tiles.coords.flatMap { [$0.x, $0.y] }, shape: [total, 2]))),
+                                               ("attrs", interp.attributesValue(tiles.attributes)), ("slide_id", .string(source.id))]))
+        }
+        def("synthetic_bags", [("root", nil), ("kind", .string("arrangement")), ("bags_per_class", .int(20)), ("tiles", .int(150)), ("dim", .int(32)),
+                               ("noise", .float(0.5)), ("seed", .int(0))],
+            doc: "Writes feature bags in CLAM's layout (root/h5_files/bag-NNN.h5, root/labels.csv): blobs of about `tiles` tiles whose features are one of two types; kind \"arrangement\" tells the classes (blocks, checkerboard) apart only by where the types lie (equal proportions), \"proportion\" (few, many) only by how many there are. Returns root.") { a, _, _ in
+            let r = ArgumentReader(function: "synthetic_bags")
+            let root = try r.string(a[0], "root"), kindName = try r.string(a[1], "kind")
+            guard let kind = SyntheticBags.Kind(rawValue: kindName) else { throw ScriptError(.runtime, "synthetic_bags(): kind must be \"arrangement\" or \"proportion\", got \(quote(kindName))") }
+            try SyntheticBags.write(to: root, kind: kind, bagsPerClass: try r.int(a[2], "bags_per_class"), tiles: try r.int(a[3], "tiles"),
+                                    dimension: try r.int(a[4], "dim"), noise: try r.double(a[5], "noise"), seed: UInt64(truncatingIfNeeded: try r.int(a[6], "seed")))
+            return .string(root)
+        }
         def("write_slide", [("path", nil), ("image", nil), ("downsamples", .ints([1, 4, 16])), ("tile_size", .int(256)), ("quality", .int(90)),
                             ("mpp", .nilValue), ("magnification", .nilValue)],
             doc: "Writes a [3, H, W] image in [0, 1] as a tiled pyramidal TIFF that OpenSlide and slide viewers open: one level per downsample, JPEG tiles at quality (0: lossless Deflate); with mpp, in Aperio's layout (ImageDescription with MPP and AppMag, a thumbnail), else a generic tiled TIFF.") { a, _, _ in
