@@ -74,7 +74,6 @@ struct Compiler {
         var hoisted: [(Int, FunctionDecl)] = []
         for s in stmts { if case .function(let f) = s { hoisted.append((context.declare(f.name, constant: true), f)) } }
         var inits: [(slot: Int, make: EvalCode)] = []
-        for (slot, f) in hoisted { inits.append((slot, EvalCode(run: try function(f)))) }
         var compiled: [ExecCode] = []
         hoistedSlots.append(Set(hoisted.map(\.0)))
         defer { hoistedSlots.removeLast() }
@@ -84,6 +83,10 @@ struct Compiler {
                 // above this point took the name for a variable of its own.
                 if let slot = hoisted.first(where: { $0.1 === f })?.0 {
                     context.scopes[context.scopes.count - 1][f.name] = (slot, true)
+                    // Compiled here, so that its body sees the block's variables declared above
+                    // it; the function value is still made on entry to the block, so calls that
+                    // come before the declaration work.
+                    inits.append((slot, EvalCode(run: try function(f))))
                 }
                 continue
             }
