@@ -13,6 +13,8 @@ usage: smil                         interactive REPL (readline, history in ~/.sm
        smil notebook FILE.smil -o OUT.html|OUT.md   run cells (# %% lines), write a report
        smil tile SLIDE... -o DIR [--size 256] [--level L | --mpp M] [--step N] [--preset tcga] [--png] [--workers N]
                                     find tissue and tile slides into CLAM's patch files (smil tile --help)
+       smil extract SOURCES... -o DIR [--encoder resnet50_trunc] [--weights FILE] [--patches DIR] [--batch 64] [--workers N]
+                                    embed every tile into CLAM's feature bags (smil extract --help)
        smil demo [--steps N] [--seed N]   train a small ResNet on random tensors, printing the loss
        smil fuzz [--calls N] [--seed N] [--start I]   random library calls with edge-case arguments
                                     in a child process; reports every crash and hang with its call
@@ -156,6 +158,8 @@ case "notebook":
     runWithLargeStack { NotebookRunner(file: file, output: out).run() }
 case "tile":
     exit(runTile(Array(arguments.dropFirst())))
+case "extract":
+    exit(runExtract(Array(arguments.dropFirst())))
 case "test":
     let paths = arguments.count > 1 ? Array(arguments.dropFirst()) : ["tests"]
     runWithLargeStack { TestRunner(paths: paths).run() }

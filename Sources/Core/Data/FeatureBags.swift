@@ -63,7 +63,7 @@ public final class FeatureBag: @unchecked Sendable {
 
     /// Level-0 pixels between tiles: from the patch attributes (patch_size at patch_level, or
     /// step_size), else the greatest common divisor of the coordinates' offsets.
-    static func stride(_ attrs: [String: H5Attribute], coords: IntTensor) -> Int {
+    public static func tileStride(_ attrs: [String: H5Attribute], coords: IntTensor) -> Int {
         var downsample = 1.0
         switch attrs["downsample"] {
         case .floats(let d)?: downsample = d.first ?? 1
@@ -148,7 +148,7 @@ extension SlideDataset {
                 throw CoreError.file(path: path, "features are \(features.shape[1])-D but \(first)'s are \(d)-D: bags of one dataset must come from one encoder")
             }
             dimension = dimension ?? (features.shape[1], path)
-            let bag = FeatureBag(featuresPath: path, coordsPath: coordsPath, stride: FeatureBag.stride(attrs, coords: coords),
+            let bag = FeatureBag(featuresPath: path, coordsPath: coordsPath, stride: FeatureBag.tileStride(attrs, coords: coords),
                                  count: features.shape[0], dimension: features.shape[1])
             slides.append(Slide(id: id, label: labelOf[id]!, classIndex: classes.firstIndex(of: labelOf[id]!)!, tiles: [], bag: bag))
         }

@@ -10,10 +10,18 @@ public enum SyntheticBags {
         case arrangement
         /// 30% against 70% of the first type, placed at random.
         case proportion
+        /// Both classes in blocks, but "patch" bags hold a small checkerboard region somewhere
+        /// (about a seventh of the bag): where the class is decided, written as dataset `truth`
+        /// (1 inside the region) so tests can check where a model looks.
+        case localized
     }
 
     public static func classes(_ kind: Kind) -> [String] {
-        kind == .arrangement ? ["blocks", "checkerboard"] : ["few", "many"]
+        switch kind {
+        case .arrangement: return ["blocks", "checkerboard"]
+        case .proportion: return ["few", "many"]
+        case .localized: return ["patch", "plain"]
+        }
     }
 
     /// Writes `bagsPerClass` bags of each class as `root/h5_files/bag-NNN.h5` (features float32
@@ -50,7 +58,28 @@ public enum SyntheticBags {
                 }
             }
             var types = [Int](repeating: 0, count: cells.count)
+            var truth = [Int](repeating: 0, count: cells.count)
             switch kind {
+            case .localized:
+                // Blocks everywhere; a "patch" bag (class 0) gets a checkerboard disc around a random tile.
+                let angle = rng.nextUniform() * 2 * Double.pi
+                let order = cells.indices.sorted {
+                    let p = Double(cells[$0].0) * sin(angle) + Double(cells[$0].1) * cos(angle)
+                    let q = Double(cells[$1].0) * sin(angle) + Double(cells[$1].1) * cos(angle)
+                    return p != q ? p < q : $0 < $1
+                }
+                for (rank, i) in order.enumerated() { types[i] = rank < cells.count / 2 ? 0 : 1 }
+                if cls == 0 {
+                    let centre = cells[rng.nextInt(0, cells.count)]
+                    let radius2 = Double(cells.count) / 7 / Double.pi
+                    for (i, cell) in cells.enumerated() {
+                        let dr = Double(cell.0 - centre.0), dc = Double(cell.1 - centre.1)
+                        if dr * dr + dc * dc <= radius2 {
+                            truth[i] = 1
+                            types[i] = (cell.0 + cell.1 + 1000) % 2
+                        }
+                    }
+                }
             case .arrangement:
                 if cls == 0 {
                     // Split by a random direction through the centre, at the median: equal halves.
@@ -83,6 +112,7 @@ public enum SyntheticBags {
                 let file = try HDF5File(tmp, mode: .create)
                 try file.write("features", try Tensor(features, shape: [cells.count, dimension]))
                 try file.write("coords", try IntTensor(coords, shape: [cells.count, 2]))
+                if kind == .localized { try file.write("truth", IntTensor(truth)) }
                 for (k, v) in ["patch_size": H5Attribute.int(256), "patch_level": .int(0), "downsample": .floats([1, 1]), "name": .string(id)] {
                     try file.setAttribute(k, v, on: "coords")
                 }

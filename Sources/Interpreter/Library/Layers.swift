@@ -91,6 +91,14 @@ final class ModuleObject: HostObject, IndexableObject, IterableObject, LengthObj
             return interp.bound(obj, name, [("loader", nil), ("opt", nil)], doc: "One epoch of training; returns metrics.") { a, _, interp in
                 try interp.callValue(.function(Function(.builtin(interp.builtins["train_epoch"]!))), [obj, a[1], a[2]])
             }
+        case "tile_scores" where m is MILModel:
+            return interp.bound(obj, name, [("features", nil), ("coords", nil), ("method", .string("model"))],
+                                doc: "Per-tile scores of one bag (features or tiles [N, ...], coords [N, 2] in tile units), [N, classes]: for SparseConvMIL the classifier applied to each map site's sparse-CNN output (exact for its mean pooling up to the classifier's non-linearity: the slide's logits are the classifier of the mean of these sites' features); for MeanMIL/MaxMIL/LSEMIL the classifier on each tile's embedding; for attention models the attention weights, [N, 1]. method: \"gradient\" gives gradient x input for every model ([N, classes]). Evaluation mode, no training state changed.") { a, _, _ in
+                let r = ArgumentReader(function: "tile_scores")
+                let methodName = try r.string(a[3], "method")
+                guard let method = TileScoreMethod(rawValue: methodName) else { throw ScriptError(.runtime, "tile_scores(): method must be \"model\" or \"gradient\", got \(quote(methodName))") }
+                return .from(try (m as! MILModel).tileScores(try r.tensor(a[1], "features"), coords: try r.tensor(a[2], "coords"), method: method))
+            }
         case "evaluate" where m is MILModel:
             return interp.bound(obj, name, [("loader", nil)], doc: "Metrics in evaluation mode, without gradients.") { a, _, interp in
                 try interp.callValue(.function(Function(.builtin(interp.builtins["evaluate"]!))), [obj, a[1]])

@@ -249,12 +249,63 @@ extension Interpreter {
             return .object(Record("Features", [("features", .from(features)), ("coords", .from(try IntTensor(tiles.coords.flatMap { [$0.x, $0.y] }, shape: [total, 2]))),
                                                ("attrs", interp.attributesValue(tiles.attributes)), ("slide_id", .string(source.id))]))
         }
+        def("heatmap", [("slide_or_image", nil), ("coords", nil), ("scores", nil), ("path", .nilValue), ("alpha", .float(0.5)), ("cmap", .string("viridis")),
+                        ("tile", .nilValue), ("size", .int(1024)), ("scale", .nilValue), ("vmin", .nilValue), ("vmax", .nilValue)],
+            doc: "Tiles coloured by score over a slide's thumbnail (size pixels on its longer side), over an image [3, H, W] (scale: its pixels per level-0 pixel; by default it spans the tiles from x = 0), or, given nil, over a white canvas around the tiles (size pixels on its longer side), with a colour bar: coords are the tiles' level-0 [x, y] ([N, 2], as in CLAM's files), scores [N] (or [N, 1]); tile: level-0 pixels per tile (default: the coordinates' spacing); cmap viridis, magma, jet or coolwarm; vmin/vmax fix the colour range. Returns the image; with path, writes it as a PNG (and a notebook report shows it).") { a, _, interp in
+            let r = ArgumentReader(function: "heatmap")
+            let coordsTensor = try r.intTensor(a[1], "coords")
+            guard coordsTensor.rank == 2, coordsTensor.shape[1] == 2 else { throw ScriptError(.runtime, "heatmap(): coords must be [N, 2] level-0 (x, y), got \(shapeString(coordsTensor.shape))") }
+            var points = (0..<coordsTensor.shape[0]).map { Point(coordsTensor.scalars[2 * $0], coordsTensor.scalars[2 * $0 + 1]) }
+            let scoreTensor = try r.tensor(a[2], "scores")
+            guard scoreTensor.count == points.count else {
+                throw ScriptError(.runtime, "heatmap(): \(scoreTensor.count) scores for \(points.count) tiles (give one score per tile: scores[:, c] of tile_scores)")
+            }
+            let tile = try r.optionalInt(a[6], "tile") ?? FeatureBag.tileStride([:], coords: coordsTensor)
+            let base: RGBImage, scale: Double
+            switch a[0] {
+            case .nilValue:
+                // No slide: a white canvas around the tiles, size pixels on its longer side.
+                guard !points.isEmpty else { throw ScriptError(.runtime, "heatmap(): no tiles") }
+                let x0 = points.map(\.x).min()!, y0 = points.map(\.y).min()!
+                let w = points.map(\.x).max()! + tile - x0, h = points.map(\.y).max()! + tile - y0
+                let size = try r.int(a[7], "size")
+                scale = Double(size) / Double(max(w, h))
+                base = RGBImage(width: max(1, Int(Double(w) * scale)), height: max(1, Int(Double(h) * scale)))
+                points = points.map { Point($0.x - x0, $0.y - y0) }
+            case .tensor(let t):
+                base = try RGBImage(t.value)
+                let extent = max(1, (points.map { $0.x }.max() ?? 0) + tile)
+                scale = a[8].isNil ? Double(base.width) / Double(extent) : try r.double(a[8], "scale")
+            default:
+                let s = try interp.slide(a[0], "heatmap")
+                let size = try r.int(a[7], "size")
+                base = try s.thumbnail(maxWidth: size, maxHeight: size)
+                scale = Double(base.width) / Double(s.dimensions.width)
+            }
+            let cmapName = try r.string(a[5], "cmap")
+            guard let cmap = Colormap(rawValue: cmapName) else {
+                throw ScriptError(.runtime, "heatmap(): cmap must be one of \(Colormap.allCases.map { quote($0.rawValue) }.joined(separator: ", ")), got \(quote(cmapName))")
+            }
+            let scores = scoreTensor.scalars.map(Double.init)
+            var range: (Double, Double)? = nil
+            if !a[9].isNil || !a[10].isNil {
+                range = (a[9].isNil ? scores.min() ?? 0 : try r.double(a[9], "vmin"), a[10].isNil ? scores.max() ?? 1 : try r.double(a[10], "vmax"))
+            }
+            let image = try Heatmap.render(base: base, scale: scale, coords: points, tile: tile, scores: scores, alpha: try r.double(a[4], "alpha"),
+                                           colormap: cmap, range: range)
+            if !a[3].isNil {
+                let path = try r.string(a[3], "path")
+                try ImageIO.writePNG(image, to: path)
+                interp.imagesWritten.append(path)
+            }
+            return .from(image.tensor)
+        }
         def("synthetic_bags", [("root", nil), ("kind", .string("arrangement")), ("bags_per_class", .int(20)), ("tiles", .int(150)), ("dim", .int(32)),
                                ("noise", .float(0.5)), ("seed", .int(0))],
-            doc: "Writes feature bags in CLAM's layout (root/h5_files/bag-NNN.h5, root/labels.csv): blobs of about `tiles` tiles whose features are one of two types; kind \"arrangement\" tells the classes (blocks, checkerboard) apart only by where the types lie (equal proportions), \"proportion\" (few, many) only by how many there are. Returns root.") { a, _, _ in
+            doc: "Writes feature bags in CLAM's layout (root/h5_files/bag-NNN.h5, root/labels.csv): blobs of about `tiles` tiles whose features are one of two types; kind \"arrangement\" tells the classes (blocks, checkerboard) apart only by where the types lie (equal proportions), \"proportion\" (few, many) only by how many there are, \"localized\" (patch, plain) by a small checkerboard region in \"patch\" bags, marked in each file's truth dataset. Returns root.") { a, _, _ in
             let r = ArgumentReader(function: "synthetic_bags")
             let root = try r.string(a[0], "root"), kindName = try r.string(a[1], "kind")
-            guard let kind = SyntheticBags.Kind(rawValue: kindName) else { throw ScriptError(.runtime, "synthetic_bags(): kind must be \"arrangement\" or \"proportion\", got \(quote(kindName))") }
+            guard let kind = SyntheticBags.Kind(rawValue: kindName) else { throw ScriptError(.runtime, "synthetic_bags(): kind must be \"arrangement\", \"proportion\" or \"localized\", got \(quote(kindName))") }
             try SyntheticBags.write(to: root, kind: kind, bagsPerClass: try r.int(a[2], "bags_per_class"), tiles: try r.int(a[3], "tiles"),
                                     dimension: try r.int(a[4], "dim"), noise: try r.double(a[5], "noise"), seed: UInt64(truncatingIfNeeded: try r.int(a[6], "seed")))
             return .string(root)
