@@ -173,4 +173,70 @@ final class FeatureBagTests: XCTestCase {
         try "a,x\nb,y\nc,y\n".write(toFile: folder + "/labels.csv", atomically: true, encoding: .utf8)
         assertError("slide \"c\" has a label but no feature bag")
     }
+
+    /// CLAM-SB's logits and training loss (bag and instance terms, subtyping on and off) against
+    /// the same computation in PyTorch with the same weights, CLAM's module layout.
+    func testCLAMSBMatchesPyTorch() throws {
+        RandomGenerator.seed(3)
+        let features = try Tensor.randn([20, 16])
+        for subtyping in [false, true] {
+            let model = try CLAMSB(features: 16, hidden: 12, attention: 8, classes: 3, dropout: 0.25, kSample: 4, bagWeight: 0.7, subtyping: subtyping)
+            model.eval()
+            let batch = SlideBatch(tiles: features, coords: try Tensor.zeros([20, 2]), labels: IntTensor([1]), slideIDs: ["a"], lengths: [20])
+            let (logits, loss) = try model.trainingLoss(batch)
+            let path = folder + "/clam-\(subtyping).pt"
+            var entries: [(TorchValue, TorchValue)] = model.stateDict().map { (.string($0.0), .tensor($0.1)) }
+            entries.append((.string("features"), .tensor(.float(features))))
+            try TorchFile.write(.dict(entries), to: path)
+            let script = """
+            import sys, torch, torch.nn as nn, torch.nn.functional as F
+            d = torch.load(sys.argv[1], weights_only=True)
+            subtyping = sys.argv[2] == "true"
+            class Gated(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.attention_a = nn.Sequential(nn.Linear(12, 8), nn.Tanh(), nn.Dropout(0.25))
+                    self.attention_b = nn.Sequential(nn.Linear(12, 8), nn.Sigmoid(), nn.Dropout(0.25))
+                    self.attention_c = nn.Linear(8, 1)
+                def forward(self, x):
+                    return self.attention_c(self.attention_a(x) * self.attention_b(x)), x
+            class ClamSB(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.attention_net = nn.Sequential(nn.Linear(16, 12), nn.ReLU(), nn.Dropout(0.25), Gated())
+                    self.classifiers = nn.Linear(12, 3)
+                    self.instance_classifiers = nn.ModuleList([nn.Linear(12, 2) for _ in range(3)])
+            m = ClamSB()
+            m.load_state_dict({k: v for k, v in d.items() if k != "features"})
+            m.eval()
+            a, h = m.attention_net(d["features"])
+            a = F.softmax(a.t(), dim=1)
+            logits = m.classifiers(a @ h)
+            label, k = 1, 4
+            total = 0.0
+            top = torch.topk(a, k)[1][-1]
+            bottom = torch.topk(-a, k, dim=1)[1][-1]
+            for c in range(3):
+                if c == label:
+                    x = torch.cat([h[top], h[bottom]])
+                    t = torch.cat([torch.ones(k, dtype=torch.long), torch.zeros(k, dtype=torch.long)])
+                elif subtyping:
+                    x = h[top]
+                    t = torch.zeros(k, dtype=torch.long)
+                else:
+                    continue
+                total = total + F.cross_entropy(m.instance_classifiers[c](x), t)
+            if subtyping:
+                total = total / 3
+            loss = 0.7 * F.cross_entropy(logits, torch.tensor([label])) + 0.3 * total
+            print("RESULT", " ".join(f"{v:.7f}" for v in logits.flatten().tolist()), f"{loss.item():.7f}")
+            """
+            let (status, output) = try runPeerPython(script, [path, subtyping ? "true" : "false"])
+            XCTAssertEqual(status, 0, output)
+            guard let line = output.split(separator: "\n").first(where: { $0.hasPrefix("RESULT") }) else { return XCTFail(output) }
+            let values = line.split(separator: " ").dropFirst().map { Float($0)! }
+            for c in 0..<3 { XCTAssertEqual(logits[flat: c], values[c], accuracy: 1e-5, "logit \(c), subtyping \(subtyping)") }
+            XCTAssertEqual(try loss.item(), values[3], accuracy: 1e-5, "loss, subtyping \(subtyping)")
+        }
+    }
 }

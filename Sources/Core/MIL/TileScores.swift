@@ -43,6 +43,7 @@ extension MILModel {
             return try GradMode.noGrad {
                 if let s = self as? SparseConvMIL { return try s.siteScores(x, coords: bagCoords) }
                 if let p = self as? PooledMIL { return try p.tileScores(x) }
+                if let c = self as? CLAMSB { return try c.attentionScores(x) }
                 throw CoreError.invalidArgument(op: "tile_scores", "\(typeName) has no per-tile scores of its own; use method: \"gradient\"")
             }
         }

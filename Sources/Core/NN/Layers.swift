@@ -174,6 +174,16 @@ public final class AdaptiveAvgPool2d: Module {
     public override var extraDescription: String { "output_size=(\(outHeight), \(outWidth))" }
 }
 
+/// `tanh(x)`.
+public final class Tanh: Module {
+    public override func forward(_ x: Tensor) throws -> Tensor { x.tanh() }
+}
+
+/// `1 / (1 + exp(-x))`.
+public final class Sigmoid: Module {
+    public override func forward(_ x: Tensor) throws -> Tensor { x.sigmoid() }
+}
+
 /// Randomly zeroes elements in training.
 public final class Dropout: Module {
     public let p: Float

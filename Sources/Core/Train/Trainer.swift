@@ -43,8 +43,14 @@ public enum Trainer {
         var predictions: [(String, Int, [Double])] = []
         while let batch = try it.nextBatch() {
             optimizer.zeroGrad()
-            let logits = try model.forward(batch)
-            let loss = try Loss.crossEntropy(logits, batch.labels, weight: classWeights)
+            let logits: Tensor, loss: Tensor
+            if let clam = model as? CLAMSB {
+                // CLAM-SB trains on its bag loss and its instance-level clustering loss together.
+                (logits, loss) = try clam.trainingLoss(batch, classWeights: classWeights)
+            } else {
+                logits = try model.forward(batch)
+                loss = try Loss.crossEntropy(logits, batch.labels, weight: classWeights)
+            }
             try loss.backward()
             try optimizer.step()
             let l = Double(try loss.item())

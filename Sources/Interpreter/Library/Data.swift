@@ -255,6 +255,14 @@ extension Interpreter {
                                                           downsample: try r.float(a[3], "downsample"), rotation: rotation,
                                                           flip: try r.bool(a[5], "flip"), resize: try r.bool(a[6], "resize"))))
         }
+        def("CLAM_SB", [("features", .int(1024)), ("hidden", .int(512)), ("attention", .int(256)), ("classes", .int(2)), ("dropout", .float(0.25)),
+                        ("k_sample", .int(8)), ("bag_weight", .float(0.7)), ("subtyping", .bool(false))],
+            doc: "CLAM-SB (Lu et al., 2021) on feature bags: Linear(features, hidden) -> ReLU -> Dropout, gated attention (attention units), attention-weighted pooling, a linear bag classifier; in training, bag_weight x cross-entropy + (1 - bag_weight) x the instance-level clustering loss (each class's instance classifier tells the k_sample most attended tiles from the k_sample least; with subtyping also other classes' most attended tiles as negatives). CLAM's parameter names (attention_net.0, attention_net.3.attention_a.0, classifiers, instance_classifiers.N), so its checkpoints load; tile_scores gives the attention weights.") { a, _, _ in
+            let r = ArgumentReader(function: "CLAM_SB")
+            return .object(ModuleObject(try CLAMSB(features: try r.int(a[0], "features"), hidden: try r.int(a[1], "hidden"), attention: try r.int(a[2], "attention"),
+                                                   classes: try r.int(a[3], "classes"), dropout: try r.float(a[4], "dropout"), kSample: try r.int(a[5], "k_sample"),
+                                                   bagWeight: try r.float(a[6], "bag_weight"), subtyping: try r.bool(a[7], "subtyping"))))
+        }
         let baselines: [(String, [(String, Value?)], String)] = [
             ("MeanMIL", [], "mean"), ("MaxMIL", [], "max"), ("LSEMIL", [("r", .float(1))], "log-sum-exp"),
             ("AttentionMIL", [("hidden", .int(128)), ("gated", .bool(false))], "attention (Ilse et al.)"),
