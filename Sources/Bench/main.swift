@@ -383,6 +383,48 @@ do {
             rates.sort()
             report("tiles_256_\(tensor ? "tensor" : "rgb")_workers\(workers)", rates[rates.count / 2], "tiles/s", extra: "tiles=\(coords.count)")
         }
+    case "extract":
+        // W5: resnet50_trunc (CLAM's 1024-D encoder) features of 256 x 256 PNG tiles, decoding by two
+        // worker threads included; bench_peers.py extract runs torchvision's model on the same files.
+        let folder = (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp") + "/smil-bench-tiles"
+        try writeBenchTiles(folder, count: 128)
+        let encoder = try FeatureExtraction.encoder("resnet50_trunc")
+        let tiles = try FeatureExtraction.tiles(.tileFolder(folder))
+        let t = try timeMedian(iters: iters, warmup: warmup) {
+            _ = try FeatureExtraction.extract(tiles, encoder: encoder, batchSize: 64, workers: 2)
+        }
+        report("W5_extract_resnet50_trunc_256", Double(tiles.coords.count) / t, "tiles/s", extra: "tiles=\(tiles.coords.count)")
+    case "bags":
+        // W6: one epoch of SparseConvMIL on 200 bags of about 4,000 tiles x 1024-D at the coordinates
+        // of tissue-like blobs (written to an h5 file that bench_peers.py bags reads too):
+        // Linear(1024, 128), SubM 3x3 128 -> 128 twice with ReLUs, mean pool, MLP 128 -> 128 -> 2,
+        // cross-entropy, Adam, one bag per step. Features cycle through 8 random matrices (their
+        // values do not change the work).
+        let path = (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp") + "/smil-bench-bags.h5"
+        if !FileManager.default.fileExists(atPath: path) { try writeBenchBags(path, bags: 200, tiles: 4000) }
+        let file = try HDF5File(path)
+        let coords = try file.readInts("coords"), lengths = try file.readInts("lengths").scalars
+        var starts: [Int] = [0]
+        for n in lengths { starts.append(starts.last! + n) }
+        let pool = try (0..<8).map { _ in try Tensor.randn([lengths.max()!, 1024]) }
+        let sparse = try SparseSequential([try SubmanifoldConv2d(128, 128, filter: 3), SparseReLU(), try SubmanifoldConv2d(128, 128, filter: 3), SparseReLU(), SparseGlobalAvgPool()])
+        let model = try SparseConvMIL(embedder: try Linear(1024, 128), sparseCNN: sparse,
+                                      classifier: Sequential([try Linear(128, 128), ReLU(), try Linear(128, 2)]),
+                                      downsample: 1, rotation: .none, flip: false, resize: false)
+        let opt = try Adam(model.allParameters(), lr: 1e-4)
+        func epoch() throws {
+            for (b, n) in lengths.enumerated() {
+                let features = try pool[b % 8].slice(dim: 0, start: 0, end: n)
+                let c = try Tensor(coords.scalars[(2 * starts[b])..<(2 * starts[b + 1])].map(Float.init), shape: [1, n, 2])
+                opt.zeroGrad()
+                let logits = try model.forward(tiles: try features.reshaped([1, n, 1024]), coords: c)
+                let loss = try Loss.crossEntropy(logits, IntTensor([b % 2]))
+                try loss.backward()
+                try opt.step()
+            }
+        }
+        let t = try timeMedian(iters: iters, warmup: warmup, epoch)
+        report("W6_bags_epoch", t, "s", extra: "bags=\(lengths.count) tiles=\(starts.last!)")
     case "load":
         // Reading torchvision's resnet50 weights (a 98 MB torch.save zip, written here by smil's own
         // writer in the same layout when it is not there yet); bench_peers.py times torch.load of
@@ -455,4 +497,60 @@ func writeBenchSlide(_ path: String) throws {
         layout.append(line)
     }
     try SlideWriter.write(try SlideWriter.mosaic(tiles, layout: layout), to: path, downsamples: [1, 4, 16, 64], tileSize: 256, quality: 80, mpp: 0.5)
+}
+
+/// W5's tiles: 256 x 256 crops of ../shared's sample tiles (noise where they are not there), as PNG.
+func writeBenchTiles(_ folder: String, count: Int) throws {
+    if ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).count == count { return }
+    try? FileManager.default.removeItem(atPath: folder)
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    var sources: [RGBImage] = []
+    let root = (ProcessInfo.processInfo.environment["SMIL_SHARED"] ?? "../shared") + "/sample_data"
+    for s in ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).sorted() where !s.hasSuffix(".csv") {
+        for name in ((try? FileManager.default.contentsOfDirectory(atPath: root + "/" + s)) ?? []).sorted() {
+            sources.append(try RGBImage(ImageIO.read(root + "/" + s + "/" + name)))
+        }
+    }
+    var rng = RandomGenerator(seed: 11)
+    for i in 0..<count {
+        let tile: RGBImage
+        if sources.isEmpty {
+            tile = RGBImage(width: 256, height: 256, pixels: (0..<(256 * 256 * 3)).map { _ in UInt8(rng.nextInt(0, 256)) })
+        } else {
+            let src = sources[i % sources.count]
+            tile = src.cropped(x: (i / sources.count % 2) * 256, y: (i / sources.count / 2 % 2) * 256, width: 256, height: 256)
+        }
+        try ImageIO.writePNG(tile, to: folder + "/\(i / 16)_\(i % 16).png")
+    }
+}
+
+/// W6's coordinates: per bag, two overlapping elliptical blobs with a hole, about `tiles` sites in
+/// all, in tile units; datasets coords [N, 2] (row, col) and lengths [bags].
+func writeBenchBags(_ path: String, bags: Int, tiles: Int) throws {
+    var rng = RandomGenerator(seed: 6)
+    var coords: [Int] = [], lengths: [Int] = []
+    for _ in 0..<bags {
+        var cells = Set<Int>()
+        let target = tiles + rng.nextInt(-tiles / 10, tiles / 10)
+        let area = Double(target) * 0.62
+        let ry = (area / Double.pi / 1.6).squareRoot(), rx = ry * 1.6
+        let centres = [(0.0, 0.0), (ry * 0.9, rx * 0.8)]
+        let hole = (ry * 0.2, -rx * 0.2, ry * 0.25)
+        for (cy, cx) in centres {
+            for r in Int(cy - ry - 1)...Int(cy + ry + 1) {
+                for c in Int(cx - rx - 1)...Int(cx + rx + 1) {
+                    let dy = (Double(r) - cy) / ry, dx = (Double(c) - cx) / rx
+                    let hy = Double(r) - hole.0, hx = Double(c) - hole.1
+                    if dy * dy + dx * dx <= 1 && hy * hy + hx * hx > hole.2 * hole.2 { cells.insert((r + 1000) * 4096 + (c + 1000)) }
+                }
+            }
+        }
+        let sorted = cells.sorted().prefix(target)
+        for cell in sorted { coords += [cell / 4096 - 1000 + 200, cell % 4096 - 1000 + 200] }
+        lengths.append(sorted.count)
+    }
+    try H5Writing.replace(path) { file in
+        try file.write("coords", try IntTensor(coords, shape: [coords.count / 2, 2]))
+        try file.write("lengths", IntTensor(lengths))
+    }
 }
