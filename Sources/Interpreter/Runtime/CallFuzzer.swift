@@ -53,7 +53,8 @@ public struct CallFuzzer {
 
     /// Names called a twentieth as often as the rest: building a large ResNet (a second or more
     /// of random initialisation) or writing a dataset dominates a run without finding more.
-    public static let rare: Set<String> = ["resnet34", "resnet50", "wide_resnet50_2", "sparseconvmil", "synthetic_slides"]
+    public static let rare: Set<String> = ["resnet34", "resnet50", "wide_resnet50_2", "sparseconvmil", "synthetic_slides", "synthetic_bags",
+                                           "extract_features", "write_slide", "mosaic"]
 
     /// Argument expressions, each an edge case for some parameter.
     static let arguments: [String] = [
