@@ -151,11 +151,12 @@ extension Interpreter {
                                                patches: a[4].isNil ? nil : try r.string(a[4], "patches"))
             return .object(DatasetObject(ds))
         }
-        def("DataLoader", [("dataset", nil), ("batch", .int(2)), ("shuffle", .bool(true)), ("balanced", .bool(false)), ("workers", .int(2))],
-            doc: "Batches of sampled slides; balanced draws slides inversely to their class frequency; workers decode in the background.") { a, _, _ in
+        def("DataLoader", [("dataset", nil), ("batch", .nilValue), ("shuffle", .bool(true)), ("balanced", .bool(false)), ("workers", .int(2))],
+            doc: "Batches of sampled slides (batch: 2 by default; 1 for feature bags, as CLAM trains); balanced draws slides inversely to their class frequency; workers decode in the background.") { a, _, _ in
             let r = ArgumentReader(function: "DataLoader")
             guard case .object(let d as DatasetObject) = a[0] else { throw r.wrong("dataset", "a SlideDataset", a[0]) }
-            return .object(LoaderObject(try DataLoader(d.dataset, batchSize: try r.int(a[1], "batch"), shuffle: try r.bool(a[2], "shuffle"),
+            let batch = try r.optionalInt(a[1], "batch") ?? (d.dataset.isFeatureBags ? 1 : 2)
+            return .object(LoaderObject(try DataLoader(d.dataset, batchSize: batch, shuffle: try r.bool(a[2], "shuffle"),
                                                        balanced: try r.bool(a[3], "balanced"), workers: try r.int(a[4], "workers"))))
         }
         def("split", [("dataset", nil), ("fractions", nil), ("stratify", .bool(true))], doc: "Seeded, stratified split of a dataset into parts.") { a, _, _ in
