@@ -212,14 +212,25 @@ public enum Functional {
             for r in 0..<rows { for j in 0..<outF { op[r * outF + j] += bp[j] } }
         }
         let inputs = bias.map { [input, weight, $0] } ?? [input, weight]
+        // Only the gradients some input needs: features that require none (data, a frozen
+        // encoder's output) cost no input-gradient product, a frozen weight no weight product.
+        let needInput = input.requiresGrad, needWeight = weight.requiresGrad, needBias = bias?.requiresGrad ?? false
         return out.recorded("linear", inputs) { g in
-            let gi = Tensor(uninitializedShape: x.shape), gw = Tensor(uninitializedShape: wt.shape)
-            gemm(transA: false, transB: false, m: rows, n: inF, k: outF, a: g.storage.pointer, lda: outF,
-                 b: wt.storage.pointer, ldb: inF, c: gi.storage.pointer, ldc: inF)
-            gemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: g.storage.pointer, lda: outF,
-                 b: x.storage.pointer, ldb: inF, c: gw.storage.pointer, ldc: inF)
+            var gi: Tensor? = nil, gw: Tensor? = nil
+            if needInput {
+                let t = Tensor(uninitializedShape: x.shape)
+                gemm(transA: false, transB: false, m: rows, n: inF, k: outF, a: g.storage.pointer, lda: outF,
+                     b: wt.storage.pointer, ldb: inF, c: t.storage.pointer, ldc: inF)
+                gi = t
+            }
+            if needWeight {
+                let t = Tensor(uninitializedShape: wt.shape)
+                gemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: g.storage.pointer, lda: outF,
+                     b: x.storage.pointer, ldb: inF, c: t.storage.pointer, ldc: inF)
+                gw = t
+            }
             guard bias != nil else { return [gi, gw] }
-            return [gi, gw, try g.reshaped([rows, outF]).sum(dims: [0])]
+            return [gi, gw, needBias ? try g.reshaped([rows, outF]).sum(dims: [0]) : nil]
         }
     }
 
