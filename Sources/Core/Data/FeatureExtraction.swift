@@ -91,25 +91,16 @@ public enum FeatureExtraction {
     public static func tiles(_ source: ExtractionSource, patches: String? = nil, size: Int = 256) throws -> Tiles {
         switch source {
         case .tileFolder(let folder):
-            var found: [(Int, Int, String)] = []
-            for name in try FileManager.default.contentsOfDirectory(atPath: folder).sorted() {
-                let ext = (name as NSString).pathExtension.lowercased()
-                guard SlideDataset.imageExtensions.contains(ext) else { continue }
-                let stem = (name as NSString).deletingPathExtension.split(separator: "_")
-                guard stem.count == 2, let r = Int(stem[0]), let c = Int(stem[1]) else {
-                    throw CoreError.file(path: (folder as NSString).appendingPathComponent(name), "tile name is not ROW_COL.\(ext)")
-                }
-                found.append((r, c, (folder as NSString).appendingPathComponent(name)))
-            }
-            guard let first = found.first else { throw CoreError.file(path: folder, "no tiles (ROW_COL.png|jpg|jpeg|bmp)") }
-            let side = try ImageIO.read(first.2).shape[2]
-            found.sort { ($0.0, $0.1) < ($1.0, $1.1) }
+            var found = try SlideDataset.tileFiles(in: folder)
+            let first = found[0]
+            let side = try ImageIO.read(first.path).shape[2]
+            found.sort { ($0.row, $0.col) < ($1.row, $1.col) }
             let attrs: [String: H5Attribute] = ["patch_size": .int(side), "patch_level": .int(0), "downsample": .floats([1, 1]),
                                                 "name": .string(source.id)]
-            return Tiles(coords: found.map { Point($0.1 * side, $0.0 * side) }, attributes: attrs) { i in
-                let t = try ImageIO.read(found[i].2)
+            return Tiles(coords: found.map { Point($0.col * side, $0.row * side) }, attributes: attrs) { i in
+                let t = try ImageIO.read(found[i].path)
                 guard t.shape == [3, side, side] else {
-                    throw CoreError.file(path: found[i].2, "tile of shape \(shapeString(t.shape)) differs from the folder's first, \(shapeString([3, side, side]))")
+                    throw CoreError.file(path: found[i].path, "tile of shape \(shapeString(t.shape)) differs from the folder's first, \(shapeString([3, side, side]))")
                 }
                 return t
             }
@@ -119,11 +110,8 @@ public enum FeatureExtraction {
             let h5 = patches.map { ($0 as NSString).appendingPathComponent("\(source.id).h5") }
             if let h5, FileManager.default.fileExists(atPath: h5) {
                 let file = try PatchFile.read(h5)
-                guard let s = file.patchSize, let level = file.patchLevel else { throw CoreError.file(path: h5, "no patch_size or patch_level attribute on coords") }
-                var g = try TileGeometry(slide: slide, size: s, level: level)
-                if case .int(let target)? = file.attributes["target_patch_size"] { g.outputSize = target }
-                geometry = g
-                coords = (0..<file.coords.shape[0]).map { Point(file.coords.scalars[2 * $0], file.coords.scalars[2 * $0 + 1]) }
+                geometry = try file.geometry(on: slide, path: h5)
+                coords = file.points
                 attrs = file.attributes
             } else {
                 geometry = try TileGeometry(slide: slide, size: size)

@@ -169,24 +169,30 @@ public final class SlideDataset {
                 slides.append(Slide(id: id, label: labelOf[id]!, classIndex: classIndex, tiles: [], wholeSlide: tiles))
                 continue
             }
-            let folder = (root as NSString).appendingPathComponent(id)
-            var tiles: [(Int, Int, String)] = []
-            for name in try fm.contentsOfDirectory(atPath: folder).sorted() {
-                let ext = (name as NSString).pathExtension.lowercased()
-                guard Self.imageExtensions.contains(ext) else { continue }
-                let stem = (name as NSString).deletingPathExtension.split(separator: "_")
-                guard stem.count == 2, let r = Int(stem[0]), let c = Int(stem[1]) else {
-                    throw CoreError.file(path: (folder as NSString).appendingPathComponent(name), "tile name is not ROW_COL.\(ext)")
-                }
-                tiles.append((r, c, (folder as NSString).appendingPathComponent(name)))
-            }
-            guard !tiles.isEmpty else { throw CoreError.file(path: folder, "slide folder has no tiles (ROW_COL.png|jpg|jpeg|bmp)") }
-            slides.append(Slide(id: id, label: labelOf[id]!, classIndex: classIndex, tiles: tiles.map { ($0.0, $0.1, $0.2) }))
+            let tiles = try Self.tileFiles(in: (root as NSString).appendingPathComponent(id))
+            slides.append(Slide(id: id, label: labelOf[id]!, classIndex: classIndex, tiles: tiles))
         }
         self.slides = slides
     }
 
     public var count: Int { slides.count }
+
+    /// A slide folder's `ROW_COL` tiles (PNG, JPEG, BMP), sorted by name; a file of another name is
+    /// an error naming it, a folder without tiles too.
+    public static func tileFiles(in folder: String) throws -> [(row: Int, col: Int, path: String)] {
+        var tiles: [(row: Int, col: Int, path: String)] = []
+        for name in try FileManager.default.contentsOfDirectory(atPath: folder).sorted() {
+            let ext = (name as NSString).pathExtension.lowercased()
+            guard imageExtensions.contains(ext) else { continue }
+            let stem = (name as NSString).deletingPathExtension.split(separator: "_")
+            guard stem.count == 2, let r = Int(stem[0]), let c = Int(stem[1]) else {
+                throw CoreError.file(path: (folder as NSString).appendingPathComponent(name), "tile name is not ROW_COL.\(ext)")
+            }
+            tiles.append((r, c, (folder as NSString).appendingPathComponent(name)))
+        }
+        guard !tiles.isEmpty else { throw CoreError.file(path: folder, "slide folder has no tiles (ROW_COL.png|jpg|jpeg|bmp)") }
+        return tiles
+    }
 
     /// Reads `slide_id,label` lines (a header recognised: first field `slide_id`, `slide` or `id`,
     /// or a `label` second field naming no slide; CLAM's `case_id,slide_id,label` by its header).
@@ -233,14 +239,8 @@ public final class SlideDataset {
         let coords: [Point], geometry: TileGeometry
         if FileManager.default.fileExists(atPath: h5) {
             let file = try PatchFile.read(h5)
-            guard let size = file.patchSize, let level = file.patchLevel else {
-                throw CoreError.file(path: h5, "patch file has no patch_size or patch_level attribute on coords")
-            }
-            var g = try TileGeometry(slide: slide, size: size, level: level)
-            if case .int(let target)? = file.attributes["target_patch_size"] { g.outputSize = target }
-            if case .int(let step)? = file.attributes["step_size"] { g.stride = step * Int(g.downsample.x) }
-            geometry = g
-            coords = (0..<file.coords.shape[0]).map { Point(file.coords.scalars[2 * $0], file.coords.scalars[2 * $0 + 1]) }
+            geometry = try file.geometry(on: slide, path: h5)
+            coords = file.points
         } else {
             geometry = try TileGeometry(slide: slide, size: o.size, level: o.level, mpp: o.mpp)
             let seg = try Tissue.segment(slide, o.tissue)

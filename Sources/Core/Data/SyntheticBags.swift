@@ -62,13 +62,7 @@ public enum SyntheticBags {
             switch kind {
             case .localized:
                 // Blocks everywhere; a "patch" bag (class 0) gets a checkerboard disc around a random tile.
-                let angle = rng.nextUniform() * 2 * Double.pi
-                let order = cells.indices.sorted {
-                    let p = Double(cells[$0].0) * sin(angle) + Double(cells[$0].1) * cos(angle)
-                    let q = Double(cells[$1].0) * sin(angle) + Double(cells[$1].1) * cos(angle)
-                    return p != q ? p < q : $0 < $1
-                }
-                for (rank, i) in order.enumerated() { types[i] = rank < cells.count / 2 ? 0 : 1 }
+                types = halves(cells, &rng)
                 if cls == 0 {
                     let centre = cells[rng.nextInt(0, cells.count)]
                     let radius2 = Double(cells.count) / 7 / Double.pi
@@ -82,14 +76,7 @@ public enum SyntheticBags {
                 }
             case .arrangement:
                 if cls == 0 {
-                    // Split by a random direction through the centre, at the median: equal halves.
-                    let angle = rng.nextUniform() * 2 * Double.pi
-                    let order = cells.indices.sorted {
-                        let p = Double(cells[$0].0) * sin(angle) + Double(cells[$0].1) * cos(angle)
-                        let q = Double(cells[$1].0) * sin(angle) + Double(cells[$1].1) * cos(angle)
-                        return p != q ? p < q : $0 < $1
-                    }
-                    for (rank, i) in order.enumerated() { types[i] = rank < cells.count / 2 ? 0 : 1 }
+                    types = halves(cells, &rng)
                 } else {
                     let phase = rng.nextInt(0, 2)
                     for (i, cell) in cells.enumerated() { types[i] = (cell.0 + cell.1 + phase + 1000) % 2 }
@@ -120,5 +107,19 @@ public enum SyntheticBags {
             lines.append("\(id),\(names[cls])")
         }
         try writeAtomically(Data((lines.joined(separator: "\n") + "\n").utf8), to: (root as NSString).appendingPathComponent("labels.csv"))
+    }
+
+    /// Types 0 and 1 in two equal halves of the cells, split by a random direction through the
+    /// centre at the median.
+    static func halves(_ cells: [(Int, Int)], _ rng: inout RandomGenerator) -> [Int] {
+        let angle = rng.nextUniform() * 2 * Double.pi
+        let order = cells.indices.sorted {
+            let p = Double(cells[$0].0) * sin(angle) + Double(cells[$0].1) * cos(angle)
+            let q = Double(cells[$1].0) * sin(angle) + Double(cells[$1].1) * cos(angle)
+            return p != q ? p < q : $0 < $1
+        }
+        var types = [Int](repeating: 0, count: cells.count)
+        for (rank, i) in order.enumerated() { types[i] = rank < cells.count / 2 ? 0 : 1 }
+        return types
     }
 }

@@ -233,6 +233,21 @@ public struct PatchFile {
     public var patchSize: Int? { if case .int(let v)? = attributes["patch_size"] { return v }; return nil }
     public var patchLevel: Int? { if case .int(let v)? = attributes["patch_level"] { return v }; return nil }
 
+    /// The tiles' level-0 (x, y).
+    public var points: [Point] { (0..<coords.shape[0]).map { Point(coords.scalars[2 * $0], coords.scalars[2 * $0 + 1]) } }
+
+    /// How the file's tiles are read from `slide`: `patch_size` pixels at `patch_level`, resized to
+    /// `target_patch_size` and `step_size` apart where the file says so. `path` names the file in errors.
+    public func geometry(on slide: WholeSlideImage, path: String) throws -> TileGeometry {
+        guard let size = patchSize, let level = patchLevel else {
+            throw CoreError.file(path: path, "patch file has no patch_size or patch_level attribute on coords")
+        }
+        var g = try TileGeometry(slide: slide, size: size, level: level)
+        if case .int(let target)? = attributes["target_patch_size"] { g.outputSize = target }
+        if case .int(let step)? = attributes["step_size"] { g.stride = step * Int(g.downsample.x) }
+        return g
+    }
+
     /// Writes the file atomically.
     public func write(to path: String) throws {
         guard coords.rank == 2, coords.shape[1] == 2 else {
