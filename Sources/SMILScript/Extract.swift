@@ -24,34 +24,22 @@ func runExtract(_ arguments: [String]) -> Int32 {
     var output: String? = nil, encoderName = "resnet50_trunc", weights: String? = nil, patches: String? = nil
     var size = 256, batch = 64, workers = 2, normalize = true
     var sources: [String] = []
-    var i = 0
-    func value(_ flag: String) -> String {
-        guard i + 1 < arguments.count else { fail("smil extract: \(flag) needs a value\n\n\(extractUsage)") }
-        i += 1
-        return arguments[i]
-    }
-    func int(_ flag: String, min lo: Int) -> Int {
-        let v = value(flag)
-        guard let n = Int(v), n >= lo else { fail("smil extract: \(flag) needs a whole number of at least \(lo), got \(v)") }
-        return n
-    }
-    while i < arguments.count {
-        let a = arguments[i]
+    var o = CommandLineOptions("extract", arguments, usage: extractUsage)
+    while let a = o.next() {
         switch a {
-        case "-o", "--output": output = value(a)
-        case "--encoder": encoderName = value(a)
-        case "--weights": weights = value(a)
-        case "--patches": patches = value(a)
-        case "--size": size = int(a, min: 1)
-        case "--batch": batch = int(a, min: 1)
-        case "--workers": workers = int(a, min: 0)
+        case "-o", "--output": output = o.value(a)
+        case "--encoder": encoderName = o.value(a)
+        case "--weights": weights = o.value(a)
+        case "--patches": patches = o.value(a)
+        case "--size": size = o.int(a, min: 1)
+        case "--batch": batch = o.int(a, min: 1)
+        case "--workers": workers = o.int(a, min: 0)
         case "--no-normalize": normalize = false
         case "-h", "--help": print(extractUsage); return 0
         default:
-            if a.hasPrefix("-") { fail("smil extract: unknown option \(a)\n\n\(extractUsage)") }
+            if a.hasPrefix("-") { o.unknown(a) }
             sources.append(a)
         }
-        i += 1
     }
     guard let out = output else { fail("smil extract: give the output folder with -o DIR\n\n\(extractUsage)") }
     guard !sources.isEmpty else { fail("smil extract: give at least one slide, tile folder or folder of them\n\n\(extractUsage)") }

@@ -22,6 +22,46 @@ usage: smil tile SLIDE_OR_FOLDER... -o DIR [options]
   --workers N       slides tiled at once (default 1)
 """
 
+/// A subcommand's arguments, read front to back: flags with values, and the other words. Bad
+/// values end the process with a message naming the command and the flag.
+struct CommandLineOptions {
+    let command: String, usage: String
+    let arguments: [String]
+    var index = 0
+
+    init(_ command: String, _ arguments: [String], usage: String) {
+        self.command = command
+        self.arguments = arguments
+        self.usage = usage
+    }
+
+    /// The next argument, or nil at the end.
+    mutating func next() -> String? {
+        guard index < arguments.count else { return nil }
+        defer { index += 1 }
+        return arguments[index]
+    }
+
+    mutating func value(_ flag: String) -> String {
+        guard let v = next() else { fail("smil \(command): \(flag) needs a value\n\n\(usage)") }
+        return v
+    }
+
+    mutating func int(_ flag: String, min lo: Int = 0) -> Int {
+        let v = value(flag)
+        guard let n = Int(v), n >= lo else { fail("smil \(command): \(flag) needs a whole number of at least \(lo), got \(v)") }
+        return n
+    }
+
+    mutating func positive(_ flag: String) -> Double {
+        let v = value(flag)
+        guard let x = Double(v), x > 0, x.isFinite else { fail("smil \(command): \(flag) needs a positive number, got \(v)") }
+        return x
+    }
+
+    func unknown(_ flag: String) -> Never { fail("smil \(command): unknown option \(flag)\n\n\(usage)") }
+}
+
 /// The slide files named: files as given, folders searched (not recursively) for slide extensions.
 func slideFiles(_ arguments: [String]) throws -> [String] {
     let extensions: Set<String> = ["svs", "tif", "tiff", "ndpi", "vms", "vmu", "scn", "mrxs", "svslide", "bif"]
@@ -45,46 +85,31 @@ func runTile(_ arguments: [String]) -> Int32 {
     var options = TileJobOptions()
     var output: String? = nil, workers = 1, preset = "tcga"
     var slides: [String] = [], sthresh: Int? = nil, segLevel: Int? = nil, otsu = false
-    var i = 0
-    func value(_ flag: String) -> String {
-        guard i + 1 < arguments.count else { fail("smil tile: \(flag) needs a value\n\n\(tileUsage)") }
-        i += 1
-        return arguments[i]
-    }
-    func int(_ flag: String, min lo: Int = 0) -> Int {
-        let v = value(flag)
-        guard let n = Int(v), n >= lo else { fail("smil tile: \(flag) needs a whole number of at least \(lo), got \(v)") }
-        return n
-    }
-    while i < arguments.count {
-        let a = arguments[i]
+    var o = CommandLineOptions("tile", arguments, usage: tileUsage)
+    while let a = o.next() {
         switch a {
-        case "-o", "--output": output = value(a)
-        case "--size": options.size = int(a, min: 1)
-        case "--level": options.level = int(a)
-        case "--mpp":
-            let v = value(a)
-            guard let m = Double(v), m > 0 else { fail("smil tile: --mpp needs a positive number, got \(v)") }
-            options.mpp = m
-        case "--step": options.step = int(a, min: 1)
-        case "--preset": preset = value(a)
-        case "--seg-level": segLevel = int(a)
-        case "--sthresh": sthresh = int(a)
+        case "-o", "--output": output = o.value(a)
+        case "--size": options.size = o.int(a, min: 1)
+        case "--level": options.level = o.int(a)
+        case "--mpp": options.mpp = o.positive(a)
+        case "--step": options.step = o.int(a, min: 1)
+        case "--preset": preset = o.value(a)
+        case "--seg-level": segLevel = o.int(a)
+        case "--sthresh": sthresh = o.int(a)
         case "--otsu": otsu = true
         case "--contour-fn":
-            let v = value(a)
+            let v = o.value(a)
             guard let t = ContourTest(rawValue: v) else { fail("smil tile: --contour-fn must be one of \(ContourTest.allCases.map(\.rawValue).joined(separator: ", ")), got \(v)") }
             options.test = t
-        case "--white": options.whiteThreshold = int(a)
-        case "--black": options.blackThreshold = int(a)
+        case "--white": options.whiteThreshold = o.int(a)
+        case "--black": options.blackThreshold = o.int(a)
         case "--png": options.writePNG = true
-        case "--workers": workers = int(a, min: 1)
+        case "--workers": workers = o.int(a, min: 1)
         case "-h", "--help": print(tileUsage); return 0
         default:
-            if a.hasPrefix("-") { fail("smil tile: unknown option \(a)\n\n\(tileUsage)") }
+            if a.hasPrefix("-") { o.unknown(a) }
             slides.append(a)
         }
-        i += 1
     }
     guard let out = output else { fail("smil tile: give the output folder with -o DIR\n\n\(tileUsage)") }
     guard !slides.isEmpty else { fail("smil tile: give at least one slide file or folder\n\n\(tileUsage)") }

@@ -41,6 +41,7 @@ public struct TileGeometry: Equatable, Sendable {
         try Require.positive(size, "size", op: "tile_coords")
         if let s = step { try Require.positive(s, "step", op: "tile_coords") }
         let step = step ?? size
+        let readStep: Int
         if let target = mpp {
             guard level == nil else { throw CoreError.invalidArgument(op: "tile_coords", "give level or mpp, not both") }
             guard target > 0, target.isFinite else { throw CoreError.invalidArgument(op: "tile_coords", "mpp must be positive, got \(target)") }
@@ -51,24 +52,17 @@ public struct TileGeometry: Equatable, Sendable {
             // The finest level whose downsample does not exceed the factor (tiny rounding forgiven).
             let chosen = try slide.bestLevel(downsample: factor * (1 + 1e-6))
             let ds = slide.levelDownsamples[chosen]
-            let read = max(1, Int((Double(size) * factor / ds).rounded()))
-            let readStep = max(1, Int((Double(step) * factor / ds).rounded()))
-            self.level = chosen
-            readSize = read
-            outputSize = size
-            downsample = slide.axisDownsample(chosen)
-            extent = read * Int(downsample.x)
-            stride = readStep * Int(downsample.x)
+            (self.level, readSize) = (chosen, max(1, Int((Double(size) * factor / ds).rounded())))
+            readStep = max(1, Int((Double(step) * factor / ds).rounded()))
         } else {
             let l = level ?? 0
             try slide.checkLevel(l, op: "tile_coords")
-            self.level = l
-            readSize = size
-            outputSize = size
-            downsample = slide.axisDownsample(l)
-            extent = size * Int(downsample.x)
-            stride = step * Int(downsample.x)
+            (self.level, readSize, readStep) = (l, size, step)
         }
+        outputSize = size
+        downsample = slide.axisDownsample(self.level)
+        extent = readSize * Int(downsample.x)
+        stride = readStep * Int(downsample.x)
         guard extent > 0, stride > 0 else { throw CoreError.invalidArgument(op: "tile_coords", "tiles of \(size) pixels are empty at level \(self.level)") }
     }
 }
